@@ -1,0 +1,160 @@
+//! Herald's embedded adapters: every port on one SQLite file, plus the local worker pool.
+//!
+//! [`Sqlite`] opens the file in WAL mode, applies the [`schema`] migrations, and implements
+//! the event directory ([`events`]), the user store ([`users`]), the request log and intake
+//! ([`requests`]) and a durable job queue with leases, attempts and dead jobs ([`queue`]).
+//! Writes go through one writer connection (SQLite allows one writer at a time anyway);
+//! reads use a small pool of reader connections, so status reads never wait for writes.
+//! All calls run on tokio's blocking pool. [`worker_pool`] drains the queue with the core's
+//! batch processor.
+
+pub mod events;
+pub mod queue;
+pub mod requests;
+pub mod schema;
+pub mod users;
+pub mod worker_pool;
+
+use herald_core::StoreError;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// The embedded store. Cheap to clone: clones share connections.
+#[derive(Clone)]
+pub struct Sqlite {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    /// Woken whenever jobs are enqueued.
+    jobs_ready: Notify,
+}
+
+impl Sqlite {
+    /// Open (creating if needed) and migrate the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Sqlite, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut writer = connect(&path).map_err(StoreError::new)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(StoreError::new)?;
+        schema::migrate(&mut writer).map_err(StoreError::new)?;
+        Ok(Sqlite {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+                jobs_ready: Notify::new(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Run `f` on the writer connection, on the blocking pool.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn).map_err(StoreError::new)
+        })
+        .await
+        .map_err(StoreError::new)?
+    }
+
+    /// Run `f` on a reader connection, on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => connect(&inner.path).map_err(StoreError::new)?,
+            };
+            let result = f(&conn).map_err(StoreError::new);
+            inner
+                .readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+            result
+        })
+        .await
+        .map_err(StoreError::new)?
+    }
+
+    /// Run `f` in one transaction on the writer connection.
+    pub async fn transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
+    pub(crate) fn notify_jobs(&self) {
+        self.inner.jobs_ready.notify_waiters();
+    }
+
+    pub(crate) async fn jobs_enqueued(&self) {
+        self.inner.jobs_ready.notified().await
+    }
+}
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // FULL: a commit is on disk before the call returns, so an accepted request survives a
+    // crash of the process or of the machine.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    herald_core::domain::now_ms()
+}
+
+/// JSON text of `value` as a rusqlite error when it cannot be serialized.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// `T` from JSON text as a rusqlite error when it does not parse.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}

@@ -1,0 +1,153 @@
+//! The durable job queue in the same SQLite file: the [`JobQueue`] port and leases.
+//!
+//! A job is `ready` with a `visible_at` time. [`Sqlite::lease`] takes the oldest visible
+//! job, counts an attempt and hides it for the lease time, so a worker that dies leaves it
+//! to reappear. [`Sqlite::ack`] deletes a finished job; [`Sqlite::release`] makes it visible
+//! again after a delay, or marks it `dead` (kept, with its last error) once it has used
+//! its attempts. Jobs are committed before anyone is told they exist, so they survive a
+//! crash or a restart.
+
+use crate::{from_json, now_ms, to_json, Sqlite};
+use async_trait::async_trait;
+use herald_core::domain::Job;
+use herald_core::ports::JobQueue;
+use herald_core::StoreError;
+use rusqlite::{params, OptionalExtension, Transaction};
+use std::time::Duration;
+
+/// A job taken from the queue, hidden until its lease ends.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub job: Job,
+    /// Attempts at this job so far, this one included.
+    pub attempts: u32,
+}
+
+/// Counts of the queue, for status and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepth {
+    pub ready: u64,
+    pub dead: u64,
+}
+
+/// Insert `jobs` in `tx`, visible after `delay`.
+pub(crate) fn insert_jobs(tx: &Transaction, jobs: &[Job], delay: Duration) -> rusqlite::Result<()> {
+    let now = now_ms();
+    let visible_at = now + delay.as_millis() as i64;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO jobs (id, request_id, kind, payload, visible_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for job in jobs {
+        insert.execute(params![
+            job.id,
+            job.request_id,
+            job.kind_name(),
+            to_json(job)?,
+            visible_at,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl JobQueue for Sqlite {
+    async fn enqueue(&self, jobs: Vec<Job>, delay: Duration) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.transaction(move |tx| insert_jobs(tx, &jobs, delay))
+            .await?;
+        self.notify_jobs();
+        Ok(())
+    }
+}
+
+impl Sqlite {
+    /// Take the oldest visible job for `lease`, if any.
+    pub async fn lease(&self, lease: Duration) -> Result<Option<Leased>, StoreError> {
+        self.write(move |conn| {
+            let now = now_ms();
+            let row: Option<(String, u32)> = conn
+                .prepare_cached(
+                    "UPDATE jobs SET visible_at = ?2, attempts = attempts + 1
+                     WHERE id = (SELECT id FROM jobs WHERE state = 'ready' AND visible_at <= ?1
+                                 ORDER BY visible_at LIMIT 1)
+                     RETURNING payload, attempts",
+                )?
+                .query_row(params![now, now + lease.as_millis() as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            row.map(|(payload, attempts)| {
+                Ok(Leased {
+                    job: from_json(&payload)?,
+                    attempts,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    /// The job is done: delete it.
+    pub async fn ack(&self, job_id: &str) -> Result<(), StoreError> {
+        let job_id = job_id.to_string();
+        self.write(move |conn| {
+            conn.execute("DELETE FROM jobs WHERE id = ?1", [&job_id])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Give the job back: visible again after `delay`, or `dead` when `dead` is set.
+    pub async fn release(
+        &self,
+        job_id: &str,
+        delay: Duration,
+        error: Option<String>,
+        dead: bool,
+    ) -> Result<(), StoreError> {
+        let job_id = job_id.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE jobs SET visible_at = ?2, state = ?3, last_error = coalesce(?4, last_error)
+                 WHERE id = ?1",
+                params![
+                    job_id,
+                    now_ms() + delay.as_millis() as i64,
+                    if dead { "dead" } else { "ready" },
+                    error
+                ],
+            )
+            .map(|_| ())
+        })
+        .await?;
+        self.notify_jobs();
+        Ok(())
+    }
+
+    /// Jobs waiting (or leased) and dead.
+    pub async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT count(*) FILTER (WHERE state = 'ready'), count(*) FILTER (WHERE state = 'dead')
+                 FROM jobs",
+                [],
+                |r| {
+                    Ok(QueueDepth {
+                        ready: r.get::<_, i64>(0)? as u64,
+                        dead: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    /// Wait until jobs are enqueued or released, or `timeout` passes.
+    pub async fn wait_for_jobs(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.jobs_enqueued()).await;
+    }
+}

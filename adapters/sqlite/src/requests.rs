@@ -1,0 +1,309 @@
+//! Requests in SQLite: the [`Intake`] and [`RequestLog`] ports.
+//!
+//! Accepting a request is one transaction: the request row, its expansion rows and its
+//! first jobs commit together or not at all. Outcomes are one row per (request, user key);
+//! inserting one that exists changes nothing, which is what makes a redelivered job count
+//! each user once. Counters and the error and delivery samples live on the request row
+//! and move in the same transaction as the outcomes they count.
+
+use crate::queue::insert_jobs;
+use crate::{from_json, now_ms, to_json, Sqlite};
+use async_trait::async_trait;
+use herald_core::domain::{Audience, Job, Outcome, RequestRecord, RequestState};
+use herald_core::ports::{ErrorSample, Expansion, Intake, RequestLog, RequestProgress};
+use herald_core::StoreError;
+use rusqlite::{params, OptionalExtension};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Failures kept per request for the status document.
+pub const ERROR_SAMPLES: usize = 20;
+/// Deliveries kept per request for the status document.
+pub const DELIVERY_SAMPLES: usize = 5;
+
+fn state_name(state: RequestState) -> &'static str {
+    match state {
+        RequestState::Accepting => "accepting",
+        RequestState::Accepted => "accepted",
+        RequestState::Aborted => "aborted",
+    }
+}
+
+fn parse_state(name: &str) -> RequestState {
+    match name {
+        "accepting" => RequestState::Accepting,
+        "aborted" => RequestState::Aborted,
+        _ => RequestState::Accepted,
+    }
+}
+
+#[async_trait]
+impl Intake for Sqlite {
+    async fn accept(
+        &self,
+        record: &RequestRecord,
+        targeted: Option<u64>,
+        jobs: Vec<Job>,
+    ) -> Result<(), StoreError> {
+        let record = record.clone();
+        let text = to_json(&record).map_err(StoreError::new)?;
+        self.transaction(move |tx| {
+            let shards = match record.audience {
+                Audience::Everyone { shards, .. } => shards,
+                _ => 0,
+            };
+            tx.prepare_cached(
+                "INSERT INTO requests (id, event_id, record, state, targeted, expansions_pending, created_at)
+                 VALUES (?1, ?2, ?3, 'accepted', ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                record.id,
+                record.event_id,
+                text,
+                targeted.unwrap_or(0) as i64,
+                shards,
+                record.created_at
+            ])?;
+            for shard in 0..shards {
+                tx.prepare_cached("INSERT INTO expansions (request_id, shard) VALUES (?1, ?2)")?
+                    .execute(params![record.id, shard])?;
+            }
+            insert_jobs(tx, &jobs, Duration::ZERO)
+        })
+        .await?;
+        self.notify_jobs();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RequestLog for Sqlite {
+    async fn progress(&self, request_id: &str) -> Result<Option<RequestProgress>, StoreError> {
+        let request_id = request_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT record, state, targeted, expansions_pending, delivered, not_found, failed,
+                        error_samples, delivery_samples, updated_at
+                 FROM requests WHERE id = ?1",
+            )?
+            .query_row([&request_id], |row| {
+                let record: String = row.get(0)?;
+                let state: String = row.get(1)?;
+                let errors: String = row.get(7)?;
+                let deliveries: String = row.get(8)?;
+                let errors: Vec<(String, String, String)> = from_json(&errors)?;
+                Ok(RequestProgress {
+                    record: from_json(&record)?,
+                    state: parse_state(&state),
+                    targeted: row.get::<_, i64>(2)? as u64,
+                    expansions_pending: row.get(3)?,
+                    delivered: row.get::<_, i64>(4)? as u64,
+                    not_found: row.get::<_, i64>(5)? as u64,
+                    failed: row.get::<_, i64>(6)? as u64,
+                    error_samples: errors
+                        .into_iter()
+                        .map(|(user, reason, message)| ErrorSample {
+                            user,
+                            reason,
+                            message,
+                        })
+                        .collect(),
+                    delivery_samples: from_json(&deliveries)?,
+                    updated_at: row.get(9)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn record(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
+        let request_id = request_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT record, state FROM requests WHERE id = ?1")?
+                .query_row([&request_id], |row| {
+                    let record: String = row.get(0)?;
+                    let state: String = row.get(1)?;
+                    Ok((from_json(&record)?, parse_state(&state)))
+                })
+                .optional()
+        })
+        .await
+    }
+
+    async fn finished(
+        &self,
+        request_id: &str,
+        user_keys: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
+        let request_id = request_id.to_string();
+        let keys = user_keys.to_vec();
+        self.read(move |conn| {
+            let mut lookup = conn
+                .prepare_cached("SELECT 1 FROM outcomes WHERE request_id = ?1 AND user_key = ?2")?;
+            let mut done = HashSet::new();
+            for key in keys {
+                if lookup.exists(params![request_id, key])? {
+                    done.insert(key);
+                }
+            }
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn record_outcomes(
+        &self,
+        request_id: &str,
+        outcomes: &[(String, Outcome)],
+    ) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let request_id = request_id.to_string();
+        let outcomes = outcomes.to_vec();
+        self.transaction(move |tx| {
+            let now = now_ms();
+            let (errors, deliveries): (String, String) = tx
+                .prepare_cached(
+                    "SELECT error_samples, delivery_samples FROM requests WHERE id = ?1",
+                )?
+                .query_row([&request_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut errors: Vec<(String, String, String)> = from_json(&errors)?;
+            let mut deliveries: Vec<serde_json::Value> = from_json(&deliveries)?;
+            let (errors_before, deliveries_before) = (errors.len(), deliveries.len());
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO outcomes (request_id, user_key, outcome, reason, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let (mut delivered, mut not_found, mut failed) = (0i64, 0i64, 0i64);
+            for (key, outcome) in outcomes {
+                let (name, reason) = match &outcome {
+                    Outcome::Delivered { .. } => ("delivered", None),
+                    Outcome::NotFound => ("not_found", None),
+                    Outcome::Failed { reason, .. } => ("failed", Some(reason.as_str())),
+                };
+                if insert.execute(params![request_id, key, name, reason, now])? == 0 {
+                    continue; // already final: counted before
+                }
+                match outcome {
+                    Outcome::Delivered { detail } => {
+                        delivered += 1;
+                        if let (Some(detail), true) = (detail, deliveries.len() < DELIVERY_SAMPLES)
+                        {
+                            deliveries.push(detail);
+                        }
+                    }
+                    Outcome::NotFound => not_found += 1,
+                    Outcome::Failed { reason, message } => {
+                        failed += 1;
+                        if errors.len() < ERROR_SAMPLES {
+                            errors.push((key, reason, message));
+                        }
+                    }
+                }
+            }
+            let samples_changed =
+                errors.len() != errors_before || deliveries.len() != deliveries_before;
+            tx.prepare_cached(
+                "UPDATE requests SET delivered = delivered + ?2, not_found = not_found + ?3,
+                        failed = failed + ?4, updated_at = ?5,
+                        error_samples = CASE WHEN ?6 THEN ?7 ELSE error_samples END,
+                        delivery_samples = CASE WHEN ?6 THEN ?8 ELSE delivery_samples END
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                request_id,
+                delivered,
+                not_found,
+                failed,
+                now,
+                samples_changed,
+                to_json(&errors)?,
+                to_json(&deliveries)?
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn expansion(&self, request_id: &str, shard: u32) -> Result<Expansion, StoreError> {
+        let request_id = request_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT cursor, done FROM expansions WHERE request_id = ?1 AND shard = ?2",
+            )?
+            .query_row(params![request_id, shard], |r| {
+                Ok(Expansion {
+                    cursor: r.get(0)?,
+                    done: r.get(1)?,
+                })
+            })
+            .optional()
+            // An unknown expansion is treated as finished: there is nothing to page.
+            .map(|found| {
+                found.unwrap_or(Expansion {
+                    cursor: None,
+                    done: true,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn advance_expansion(
+        &self,
+        request_id: &str,
+        shard: u32,
+        from: Option<&str>,
+        to: Option<&str>,
+        added: u64,
+    ) -> Result<bool, StoreError> {
+        let (request_id, from, to) = (
+            request_id.to_string(),
+            from.map(String::from),
+            to.map(String::from),
+        );
+        self.transaction(move |tx| {
+            let done = to.is_none();
+            let moved = tx
+                .prepare_cached(
+                    "UPDATE expansions SET cursor = ?3, done = ?4
+                     WHERE request_id = ?1 AND shard = ?2 AND done = 0 AND cursor IS ?5",
+                )?
+                .execute(params![request_id, shard, to, done, from])?;
+            if moved == 1 {
+                tx.prepare_cached(
+                    "UPDATE requests SET targeted = targeted + ?2,
+                            expansions_pending = expansions_pending - ?3
+                     WHERE id = ?1",
+                )?
+                .execute(params![request_id, added as i64, done as i64])?;
+            }
+            Ok(moved == 1)
+        })
+        .await
+    }
+}
+
+impl Sqlite {
+    /// Mark a request's state (used by tests of the accepting protocol).
+    pub async fn set_request_state(
+        &self,
+        request_id: &str,
+        state: RequestState,
+    ) -> Result<(), StoreError> {
+        let request_id = request_id.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE requests SET state = ?2 WHERE id = ?1",
+                params![request_id, state_name(state)],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+}

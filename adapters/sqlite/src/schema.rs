@@ -1,0 +1,108 @@
+//! The SQLite schema, as numbered migrations applied in order at open.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied; opening a database runs
+//! the missing ones in one transaction. Never edit a released migration: add the next one.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: bots, events, users, requests with outcomes and expansions, the job queue.
+    r#"
+    CREATE TABLE bots (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        bot_id TEXT NOT NULL REFERENCES bots(id),
+        name TEXT NOT NULL,
+        secret_hash BLOB NOT NULL,
+        action TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        bot_id TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        platform_id TEXT NOT NULL,
+        bm_id TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        -- The bot engine's own state of this user; Herald never writes it.
+        attributes TEXT NOT NULL DEFAULT '{}',
+        last_request TEXT,
+        last_request_at INTEGER,
+        last_request_id TEXT,
+        last_event_id TEXT,
+        created_at INTEGER NOT NULL,
+        UNIQUE (bot_id, platform, platform_id),
+        UNIQUE (bot_id, bm_id)
+    );
+    CREATE INDEX users_by_shard ON users (bot_id, shard, id);
+    CREATE INDEX users_by_platform_shard ON users (bot_id, platform, shard, id);
+    CREATE TABLE requests (
+        id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        state TEXT NOT NULL,
+        targeted INTEGER NOT NULL DEFAULT 0,
+        expansions_pending INTEGER NOT NULL DEFAULT 0,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        not_found INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        error_samples TEXT NOT NULL DEFAULT '[]',
+        delivery_samples TEXT NOT NULL DEFAULT '[]',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER
+    );
+    CREATE INDEX requests_by_event ON requests (event_id, id);
+    CREATE TABLE expansions (
+        request_id TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        cursor TEXT,
+        done INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (request_id, shard)
+    ) WITHOUT ROWID;
+    -- One row per user with a final outcome: the redelivery marker and the count source.
+    CREATE TABLE outcomes (
+        request_id TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (request_id, user_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        -- 'ready' (waiting or leased until visible_at) or 'dead'.
+        state TEXT NOT NULL DEFAULT 'ready',
+        visible_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX jobs_by_visibility ON jobs (state, visible_at);
+    "#,
+];
+
+/// Bring `conn`'s schema up to date.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if applied >= MIGRATIONS.len() {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    for migration in &MIGRATIONS[applied..] {
+        tx.execute_batch(migration)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+    tx.commit()
+}
+
+/// The schema version this build writes.
+pub fn version() -> usize {
+    MIGRATIONS.len()
+}

@@ -1,0 +1,308 @@
+//! Bot users in SQLite: the [`UserStore`] port and batched import.
+//!
+//! A user row is unique by `(bot_id, platform, platform_id)` and by `(bot_id, bm_id)`, so
+//! both lookups are one index probe. Each user belongs to one of [`SHARDS`] shards (a hash
+//! of its `bm_id`); `everyone` is expanded shard by shard in rowid order, one page per
+//! `expand` job. Herald writes only the `last_request*` columns; `attributes` belongs to
+//! the bot engine.
+
+use crate::{now_ms, to_json, Sqlite};
+use async_trait::async_trait;
+use herald_core::domain::{
+    LastRequestWrite, Object, PlatformFilter, UserRef, UserState, WriteResult,
+};
+use herald_core::ports::{RequestStamp, UserPage, UserStore};
+use herald_core::StoreError;
+use rusqlite::{params, OptionalExtension};
+
+/// Shards of a bot's users: `expand` jobs of one broadcast run in parallel across them.
+pub const SHARDS: u32 = 4;
+
+/// Users written per transaction by [`Sqlite::import_users`].
+pub const IMPORT_BATCH: usize = 5_000;
+
+/// One user to import.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ImportUser {
+    pub platform: String,
+    #[serde(deserialize_with = "string_or_integer")]
+    pub platform_id: String,
+    #[serde(default)]
+    pub bm_id: Option<String>,
+}
+
+fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "platform_id must be a string or an integer, not {other}"
+        ))),
+    }
+}
+use serde::Deserialize;
+
+/// What an import did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    pub inserted: u64,
+    /// Already present (same platform id or same bm_id): left unchanged.
+    pub existing: u64,
+}
+
+/// A new state id: 24 hex characters, like the ids bot engines use.
+pub fn new_bm_id() -> String {
+    hex_lower(&herald_core::secret::random_bytes::<12>())
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The shard of a user (FNV-1a of its bm_id).
+pub fn shard_of(bm_id: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in bm_id.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % SHARDS
+}
+
+impl Sqlite {
+    /// Insert users that are new; existing ones (by platform id or bm_id) are left alone,
+    /// so re-importing the same file adds nothing. One transaction per call.
+    pub async fn import_users(
+        &self,
+        bot_id: &str,
+        users: Vec<ImportUser>,
+    ) -> Result<ImportReport, StoreError> {
+        let bot_id = bot_id.to_string();
+        self.transaction(move |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO bots (id, created_at) VALUES (?1, ?2)",
+                params![bot_id, now_ms()],
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO users (bot_id, platform, platform_id, bm_id, shard, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut report = ImportReport::default();
+            let now = now_ms();
+            for user in users {
+                let bm_id = user.bm_id.unwrap_or_else(new_bm_id);
+                let shard = shard_of(&bm_id);
+                match insert.execute(params![bot_id, user.platform, user.platform_id, bm_id, shard, now])? {
+                    0 => report.existing += 1,
+                    _ => report.inserted += 1,
+                }
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    /// A user's whole row as JSON (for tests and `herald users show`), by bm_id.
+    pub async fn user_json(
+        &self,
+        bot_id: &str,
+        bm_id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let (bot_id, bm_id) = (bot_id.to_string(), bm_id.to_string());
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT platform, platform_id, bm_id, attributes, last_request, last_request_at,
+                        last_request_id, last_event_id
+                 FROM users WHERE bot_id = ?1 AND bm_id = ?2",
+                params![bot_id, bm_id],
+                |row| {
+                    let parse = |text: Option<String>| {
+                        text.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                            .unwrap_or(serde_json::Value::Null)
+                    };
+                    Ok(serde_json::json!({
+                        "platform": row.get::<_, String>(0)?,
+                        "platform_id": row.get::<_, String>(1)?,
+                        "bm_id": row.get::<_, String>(2)?,
+                        "attributes": parse(row.get(3)?),
+                        "last_request": parse(row.get(4)?),
+                        "last_request_at": row.get::<_, Option<i64>>(5)?,
+                        "last_request_id": row.get::<_, Option<String>>(6)?,
+                        "last_event_id": row.get::<_, Option<String>>(7)?,
+                    }))
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UserStore for Sqlite {
+    async fn resolve(
+        &self,
+        bot_id: &str,
+        users: &[UserRef],
+    ) -> Result<Vec<Option<UserState>>, StoreError> {
+        let bot_id = bot_id.to_string();
+        let users = users.to_vec();
+        self.read(move |conn| {
+            let mut by_platform = conn.prepare_cached(
+                "SELECT bm_id FROM users WHERE bot_id = ?1 AND platform = ?2 AND platform_id = ?3",
+            )?;
+            let mut by_bm = conn.prepare_cached(
+                "SELECT platform, platform_id FROM users WHERE bot_id = ?1 AND bm_id = ?2",
+            )?;
+            users
+                .into_iter()
+                .map(|user| match user {
+                    UserRef::Platform { platform, id } => by_platform
+                        .query_row(params![bot_id, platform, id], |r| r.get::<_, String>(0))
+                        .optional()
+                        .map(|bm| {
+                            bm.map(|bm_id| UserState {
+                                platform,
+                                platform_id: id,
+                                bm_id,
+                            })
+                        }),
+                    UserRef::Bm { id } => by_bm
+                        .query_row(params![bot_id, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                        .map(|found| {
+                            found.map(|(platform, platform_id)| UserState {
+                                platform,
+                                platform_id,
+                                bm_id: id,
+                            })
+                        }),
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn write_last_request(
+        &self,
+        bot_id: &str,
+        stamp: &RequestStamp,
+        data: &Object,
+        writes: &[LastRequestWrite],
+    ) -> Result<Vec<WriteResult>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let base = to_json(data).map_err(StoreError::new)?;
+        let own: Vec<(String, Option<String>)> = writes
+            .iter()
+            .map(|w| Ok((w.bm_id.clone(), w.data.as_ref().map(to_json).transpose()?)))
+            .collect::<rusqlite::Result<_>>()
+            .map_err(StoreError::new)?;
+        let (bot_id, stamp) = (bot_id.to_string(), stamp.clone());
+        self.transaction(move |tx| {
+            // Monotonic: only a request at least as new as the stored one replaces it (an
+            // equal id is this request's own earlier write, redelivered).
+            let mut update = tx.prepare_cached(
+                "UPDATE users SET last_request = ?3, last_request_at = ?4, last_request_id = ?5,
+                        last_event_id = ?6
+                 WHERE bot_id = ?1 AND bm_id = ?2
+                   AND (last_request_id IS NULL OR last_request_id <= ?5)",
+            )?;
+            let mut exists =
+                tx.prepare_cached("SELECT 1 FROM users WHERE bot_id = ?1 AND bm_id = ?2")?;
+            own.iter()
+                .map(|(bm_id, data)| {
+                    let data = data.as_deref().unwrap_or(&base);
+                    let changed = update.execute(params![
+                        bot_id,
+                        bm_id,
+                        data,
+                        stamp.at,
+                        stamp.request_id,
+                        stamp.event_id
+                    ])?;
+                    if changed > 0 {
+                        Ok(WriteResult::Applied)
+                    } else if exists.exists(params![bot_id, bm_id])? {
+                        Ok(WriteResult::Stale)
+                    } else {
+                        Ok(WriteResult::NotFound)
+                    }
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn count(&self, bot_id: &str, platform: &PlatformFilter) -> Result<u64, StoreError> {
+        let bot_id = bot_id.to_string();
+        let platform = platform.clone();
+        self.read(move |conn| match platform {
+            PlatformFilter::Any => conn.query_row(
+                "SELECT count(*) FROM users WHERE bot_id = ?1",
+                [&bot_id],
+                |r| r.get(0),
+            ),
+            PlatformFilter::Only(p) => conn.query_row(
+                "SELECT count(*) FROM users WHERE bot_id = ?1 AND platform = ?2",
+                [&bot_id, &p],
+                |r| r.get(0),
+            ),
+        })
+        .await
+    }
+
+    fn shards(&self) -> u32 {
+        SHARDS
+    }
+
+    async fn page(
+        &self,
+        bot_id: &str,
+        platform: &PlatformFilter,
+        shard: u32,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<UserPage, StoreError> {
+        let after: i64 = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        let (bot_id, platform) = (bot_id.to_string(), platform.clone());
+        self.read(move |conn| {
+            let map = |r: &rusqlite::Row| -> rusqlite::Result<(i64, UserState)> {
+                Ok((
+                    r.get(0)?,
+                    UserState {
+                        platform: r.get(1)?,
+                        platform_id: r.get(2)?,
+                        bm_id: r.get(3)?,
+                    },
+                ))
+            };
+            let rows: Vec<(i64, UserState)> = match &platform {
+                PlatformFilter::Any => conn
+                    .prepare_cached(
+                        "SELECT id, platform, platform_id, bm_id FROM users
+                         WHERE bot_id = ?1 AND shard = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+                    )?
+                    .query_map(params![bot_id, shard, after, limit as i64], map)?
+                    .collect::<rusqlite::Result<_>>()?,
+                PlatformFilter::Only(p) => conn
+                    .prepare_cached(
+                        "SELECT id, platform, platform_id, bm_id FROM users
+                         WHERE bot_id = ?1 AND platform = ?2 AND shard = ?3 AND id > ?4
+                         ORDER BY id LIMIT ?5",
+                    )?
+                    .query_map(params![bot_id, p, shard, after, limit as i64], map)?
+                    .collect::<rusqlite::Result<_>>()?,
+            };
+            let next = (rows.len() == limit)
+                .then(|| rows.last().map(|(id, _)| id.to_string()))
+                .flatten();
+            Ok(UserPage {
+                users: rows.into_iter().map(|(_, u)| u).collect(),
+                next,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,186 @@
+//! The local worker pool: tasks inside `herald serve` that drain the SQLite queue with the
+//! core's batch processor.
+//!
+//! Each worker leases one job, runs [`herald_core::processor::process`], then acks it,
+//! puts it back for later (its request is still being accepted), or — when the processor
+//! failed on the store — releases it with backoff until it has used its attempts and is
+//! kept as dead. On shutdown the workers stop leasing and finish the job in hand; a job
+//! still running when the grace period ends is released at once for the next start.
+
+use crate::Sqlite;
+use herald_core::processor::{self, JobReport};
+use herald_core::App;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub workers: usize,
+    /// How long a leased job stays hidden from other workers.
+    pub lease: Duration,
+    /// Attempts at a job (store failures) before it is kept as dead.
+    pub max_job_attempts: u32,
+    /// How long workers wait for an empty queue before looking again (wake-ups on enqueue
+    /// are immediate; this covers delayed jobs coming due).
+    pub idle_poll: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            workers: 4,
+            lease: Duration::from_secs(60),
+            max_job_attempts: 10,
+            idle_poll: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A running pool; [`WorkerPool::shutdown`] stops it.
+pub struct WorkerPool {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    store: Sqlite,
+    in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+impl WorkerPool {
+    pub fn start(app: Arc<App>, store: Sqlite, options: PoolOptions) -> WorkerPool {
+        let (stop, stopped) = watch::channel(false);
+        let in_flight = Arc::new(Mutex::new(HashSet::new()));
+        let mut tasks = JoinSet::new();
+        for worker in 0..options.workers.max(1) {
+            let worker = Worker {
+                number: worker,
+                app: app.clone(),
+                store: store.clone(),
+                options: options.clone(),
+                stopped: stopped.clone(),
+                in_flight: in_flight.clone(),
+            };
+            tasks.spawn(worker.run());
+        }
+        WorkerPool {
+            stop,
+            tasks,
+            store,
+            in_flight,
+        }
+    }
+
+    /// Stop leasing, let jobs in hand finish for up to `grace`, then release the rest.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let drained = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+            let unfinished: Vec<String> = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain()
+                .collect();
+            for job_id in unfinished {
+                if let Err(e) = self
+                    .store
+                    .release(&job_id, Duration::ZERO, None, false)
+                    .await
+                {
+                    tracing::warn!(job_id, error = %e, "could not release a job at shutdown; its lease will expire");
+                }
+            }
+        }
+    }
+}
+
+struct Worker {
+    number: usize,
+    app: Arc<App>,
+    store: Sqlite,
+    options: PoolOptions,
+    stopped: watch::Receiver<bool>,
+    in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        while !*self.stopped.borrow() {
+            match self.store.lease(self.options.lease).await {
+                Ok(Some(leased)) => self.handle(leased).await,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.store.wait_for_jobs(self.options.idle_poll) => {}
+                        _ = self.stopped.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(worker = self.number, error = %e, "could not lease a job");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, leased: crate::queue::Leased) {
+        let job = &leased.job;
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.id.clone());
+        let started = std::time::Instant::now();
+        let result = processor::process(&self.app, job).await;
+        let settled = match result {
+            Ok(JobReport {
+                run_again_after: Some(after),
+                ..
+            }) => self.store.release(&job.id, after, None, false).await,
+            Ok(report) => {
+                tracing::info!(
+                    job_id = %job.id,
+                    request_id = %job.request_id,
+                    kind = job.kind_name(),
+                    attempt = job.attempt,
+                    delivered = report.delivered,
+                    not_found = report.not_found,
+                    failed = report.failed,
+                    retried = report.retried,
+                    skipped = report.skipped,
+                    enqueued = report.enqueued,
+                    ms = started.elapsed().as_millis() as u64,
+                    "job done"
+                );
+                self.store.ack(&job.id).await
+            }
+            Err(e) => {
+                let dead = leased.attempts >= self.options.max_job_attempts;
+                let delay = Duration::from_millis(500u64 << leased.attempts.min(8));
+                tracing::warn!(
+                    job_id = %job.id,
+                    request_id = %job.request_id,
+                    kind = job.kind_name(),
+                    attempts = leased.attempts,
+                    dead,
+                    error = %e,
+                    "job failed"
+                );
+                self.store
+                    .release(&job.id, delay, Some(e.to_string()), dead)
+                    .await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::warn!(job_id = %job.id, error = %e, "could not settle a job; its lease will expire");
+        }
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job.id);
+    }
+}

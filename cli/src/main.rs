@@ -1,0 +1,64 @@
+//! `herald`: the embedded server and the local operations on its database.
+//!
+//! `herald` with no subcommand is `herald serve`, so `cargo run --release` starts the whole
+//! flow on one machine. The other subcommands work directly on the SQLite file (`--db`).
+
+mod commands;
+mod demo;
+mod logging;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "External Events for chatbots")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and the worker pool on one SQLite file (the default).
+    Serve(serve::ServeArgs),
+    /// Manage events.
+    #[command(subcommand)]
+    Events(commands::EventsCommand),
+    /// Manage bot users.
+    #[command(subcommand)]
+    Users(commands::UsersCommand),
+    /// Inspect requests.
+    #[command(subcommand)]
+    Requests(commands::RequestsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("herald: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            None => serve::run(serve::ServeArgs::parse_from(["herald"])).await,
+            Some(Command::Serve(args)) => serve::run(args).await,
+            Some(Command::Events(command)) => command.run().await,
+            Some(Command::Users(command)) => command.run().await,
+            Some(Command::Requests(command)) => command.run().await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Typed configuration, built once by an entrypoint and passed down.
+//!
+//! Nothing below this module reads the environment: the CLI and the Lambda binaries fill
+//! a [`Config`] from flags or environment variables and hand it to [`crate::App`].
+
+use std::time::Duration;
+
+/// Limits of the public event endpoint (see the README's limits table).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Largest `data` object once serialized, in bytes (also applies per user after merging).
+    pub max_data_bytes: usize,
+    /// Most entries in an explicit `users` / `users_bm` list.
+    pub max_users: usize,
+    /// Longest user id, in characters.
+    pub max_id_chars: usize,
+    /// Deepest JSON nesting inside `data`.
+    pub max_data_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1024 * 1024,
+            max_data_bytes: 256 * 1024,
+            max_users: 10_000,
+            max_id_chars: 128,
+            max_data_depth: 64,
+        }
+    }
+}
+
+/// Everything the Router and the batch processor need besides their ports.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub limits: Limits,
+    /// Users per `deliver` job.
+    pub deliver_batch: usize,
+    /// Users read per `expand` page; each page becomes `expand_page / deliver_batch` jobs.
+    pub expand_page: usize,
+    /// Attempts a user gets before a retryable failure becomes final.
+    pub max_attempts: u32,
+    /// First retry delay; doubled per attempt, with jitter, up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Deliveries in flight at once within one job.
+    pub delivery_concurrency: usize,
+    /// Public base URL (`https://herald.example.com`); URLs are paths when absent.
+    pub public_base_url: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::default(),
+            deliver_batch: 100,
+            expand_page: 1000,
+            max_attempts: 5,
+            base_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+            delivery_concurrency: 16,
+            public_base_url: None,
+        }
+    }
+}
+
+impl Config {
+    /// `path` prefixed with the public base URL when one is configured.
+    pub fn url(&self, path: &str) -> String {
+        match &self.public_base_url {
+            Some(base) => format!("{}{}", base.trim_end_matches('/'), path),
+            None => path.to_string(),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Herald's entities: bots' users, events, requests, jobs and per-user outcomes.
+//!
+//! These are plain data, serializable so that any adapter can store them (a SQLite row,
+//! a DynamoDB item, an SQS message body). Requests and jobs are identified by ULIDs, whose
+//! order is creation order: "newer request" means "greater request id".
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A JSON object, key order kept.
+pub type Object = Map<String, Value>;
+
+/// What an event does for each targeted user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// Hand the user to the bot engine at this screen.
+    Screen { screen_id: String },
+    /// Send a message rendered from this template.
+    Message { template: String },
+}
+
+/// An event: the URL a CRM calls and what happens then.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: String,
+    pub bot_id: String,
+    pub name: String,
+    /// SHA-256 of the event secret; the secret itself is never stored.
+    pub secret_hash: [u8; 32],
+    pub action: Action,
+    pub enabled: bool,
+}
+
+/// One bot user's state as Herald sees it (the bot engine may keep more on the same record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserState {
+    pub platform: String,
+    pub platform_id: String,
+    /// Platform-independent id of the user's state; unique within a bot.
+    pub bm_id: String,
+}
+
+/// How a job names a user: by platform id or by state id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum UserRef {
+    Platform { platform: String, id: String },
+    Bm { id: String },
+}
+
+impl UserRef {
+    /// Stable key of this reference within one request (used by per-user markers).
+    pub fn key(&self) -> String {
+        match self {
+            UserRef::Platform { platform, id } => format!("{platform}:{id}"),
+            UserRef::Bm { id } => format!("bm:{id}"),
+        }
+    }
+}
+
+/// A user of a `deliver` job, with the per-user `data` patch from the request if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobUser {
+    #[serde(flatten)]
+    pub user: UserRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<Object>,
+}
+
+/// Which users `everyone` means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlatformFilter {
+    Any,
+    Only(String),
+}
+
+impl PlatformFilter {
+    pub fn parse(platform: &str) -> Self {
+        if platform == "any" {
+            PlatformFilter::Any
+        } else {
+            PlatformFilter::Only(platform.to_string())
+        }
+    }
+}
+
+/// A unit of queued work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub request_id: String,
+    /// 0 for the first attempt at these users; retries of failed users count up.
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(flatten)]
+    pub kind: JobKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobKind {
+    /// Update and act for these users.
+    Deliver { users: Vec<JobUser> },
+    /// Page one shard of the bot's users from `cursor` (None: the start).
+    Expand {
+        shard: u32,
+        #[serde(default)]
+        cursor: Option<String>,
+    },
+}
+
+impl Job {
+    pub fn deliver(request_id: &str, attempt: u32, users: Vec<JobUser>) -> Job {
+        Job {
+            id: new_id(),
+            request_id: request_id.to_string(),
+            attempt,
+            kind: JobKind::Deliver { users },
+        }
+    }
+
+    pub fn expand(request_id: &str, shard: u32, cursor: Option<String>) -> Job {
+        Job {
+            id: new_id(),
+            request_id: request_id.to_string(),
+            attempt: 0,
+            kind: JobKind::Expand { shard, cursor },
+        }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            JobKind::Deliver { .. } => "deliver",
+            JobKind::Expand { .. } => "expand",
+        }
+    }
+}
+
+/// Who a request targets, as recorded with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Audience {
+    /// Explicit platform ids on one platform.
+    Platform { platform: String, count: u64 },
+    /// Explicit state ids.
+    Bm { count: u64 },
+    /// All users of the bot on one platform or all.
+    Everyone {
+        platform: PlatformFilter,
+        shards: u32,
+    },
+}
+
+/// An accepted request, as the request log keeps it. `data` lives here once (claim check):
+/// jobs carry only user references.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub id: String,
+    pub event_id: String,
+    pub event_name: String,
+    pub bot_id: String,
+    /// The event's action when the request was accepted.
+    pub action: Action,
+    pub data: Object,
+    pub audience: Audience,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// A request's lifecycle as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Recorded, jobs being enqueued; workers wait.
+    Accepting,
+    /// Accepted; jobs may run.
+    Accepted,
+    /// Accepting failed; its jobs are no-ops.
+    Aborted,
+}
+
+/// The final outcome for one user of one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The action ran; `detail` is what the deliverer reports (the log deliverer: what it
+    /// would have sent).
+    Delivered {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<Value>,
+    },
+    /// No such user in the bot.
+    NotFound,
+    /// The action failed for good: `reason` is a short class, `message` the details.
+    Failed { reason: String, message: String },
+}
+
+/// What a deliverer says about one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryResult {
+    Delivered {
+        detail: Option<Value>,
+    },
+    /// Failed for good: do not retry.
+    Permanent {
+        reason: String,
+        message: String,
+    },
+    /// Failed for now: retry after `after` (or the backoff when None).
+    Retry {
+        reason: String,
+        message: String,
+        after: Option<std::time::Duration>,
+    },
+}
+
+/// The `last_request` write for one user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastRequestWrite {
+    pub bm_id: String,
+    /// This user's own data (the request's `data` with their entry's merged over it);
+    /// None: the request's `data` as it is.
+    pub data: Option<Object>,
+}
+
+/// What happened to one `last_request` write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteResult {
+    Applied,
+    /// The user already holds a newer request's data; left as is.
+    Stale,
+    /// The user no longer exists.
+    NotFound,
+}
+
+/// A fresh sortable id (ULID), lower-case, monotonic within this process.
+pub fn new_id() -> String {
+    use std::sync::Mutex;
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut guard = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let generator = guard.get_or_insert_with(ulid::Generator::new);
+    let id = generator.generate().unwrap_or_else(|_| ulid::Ulid::new());
+    id.to_string().to_ascii_lowercase()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,128 @@
+//! The accept path: authenticate, validate, record, enqueue — then answer.
+//!
+//! [`authenticate`] finds the event and checks the secret in constant time. [`accept`]
+//! validates the body, splits explicit users into `deliver` jobs of `deliver_batch` users,
+//! or plans one `expand` job per shard for `everyone` (so a broadcast to a million users is
+//! accepted as cheaply as a message to one), and hands record and jobs to the [`Intake`]
+//! port, which makes them durable together. Only then is a request id returned.
+//!
+//! [`Intake`]: crate::ports::Intake
+
+use crate::domain::{new_id, now_ms, Audience, Event, Job, JobUser, RequestRecord};
+use crate::ports::App;
+use crate::problem::ApiError;
+use crate::request::{self, EventRequest, Targets};
+use crate::secret;
+use serde::Serialize;
+
+/// The 202 answer.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub request_id: String,
+    pub status_url: String,
+    /// Null for `everyone` until the expansion finishes (see the status document).
+    pub targeted: Option<u64>,
+}
+
+/// The 200 answer to `dry_run`.
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    pub dry_run: bool,
+    /// Users the request names (explicit lists, after de-duplication) or `everyone` means.
+    pub targeted: u64,
+    /// Of those, users that exist in the bot.
+    pub found: u64,
+}
+
+pub enum Answer {
+    Accepted(Accepted),
+    DryRun(DryRun),
+}
+
+/// The event `event_id` if `secret` is its secret; [`ApiError::NotFound`] for an unknown
+/// event and a wrong secret alike.
+pub async fn authenticate(app: &App, event_id: &str, secret: &str) -> Result<Event, ApiError> {
+    let event = app.events.event(event_id).await?;
+    // Hash even when the event is unknown, so that both cases take the same time.
+    let stored = event.as_ref().map(|e| e.secret_hash).unwrap_or([0u8; 32]);
+    let matches = secret::verify(secret, &stored);
+    match event {
+        Some(event) if matches => {
+            if event.enabled {
+                Ok(event)
+            } else {
+                Err(ApiError::EventDisabled)
+            }
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// Validate `body` for `event`, then record and enqueue it (or count it, for a dry run).
+pub async fn accept(app: &App, event: &Event, body: &[u8]) -> Result<Answer, ApiError> {
+    let request = request::parse(body, &app.config.limits)?;
+    if request.dry_run {
+        return dry_run(app, event, &request).await.map(Answer::DryRun);
+    }
+    let EventRequest { targets, data, .. } = request;
+    let id = new_id();
+    let (audience, targeted, jobs) = match targets {
+        Targets::Platform { platform, users } => {
+            let count = users.len() as u64;
+            let jobs = deliver_jobs(app, &id, users);
+            (Audience::Platform { platform, count }, Some(count), jobs)
+        }
+        Targets::Bm { users } => {
+            let count = users.len() as u64;
+            let jobs = deliver_jobs(app, &id, users);
+            (Audience::Bm { count }, Some(count), jobs)
+        }
+        Targets::Everyone { platform } => {
+            let shards = app.users.shards();
+            let jobs = (0..shards).map(|s| Job::expand(&id, s, None)).collect();
+            (Audience::Everyone { platform, shards }, None, jobs)
+        }
+    };
+    let record = RequestRecord {
+        id: id.clone(),
+        event_id: event.id.clone(),
+        event_name: event.name.clone(),
+        bot_id: event.bot_id.clone(),
+        action: event.action.clone(),
+        data,
+        audience,
+        created_at: now_ms(),
+    };
+    app.intake.accept(&record, targeted, jobs).await?;
+    Ok(Answer::Accepted(Accepted {
+        status_url: app.config.url(&format!("/v1/requests/{id}")),
+        request_id: id,
+        targeted,
+    }))
+}
+
+fn deliver_jobs(app: &App, request_id: &str, users: Vec<JobUser>) -> Vec<Job> {
+    users
+        .chunks(app.config.deliver_batch.max(1))
+        .map(|batch| Job::deliver(request_id, 0, batch.to_vec()))
+        .collect()
+}
+
+async fn dry_run(app: &App, event: &Event, request: &EventRequest) -> Result<DryRun, ApiError> {
+    let (targeted, found) = match &request.targets {
+        Targets::Platform { users, .. } | Targets::Bm { users } => {
+            let refs: Vec<_> = users.iter().map(|u| u.user.clone()).collect();
+            let found = app.users.resolve(&event.bot_id, &refs).await?;
+            (refs.len() as u64, found.iter().flatten().count() as u64)
+        }
+        Targets::Everyone { platform } => {
+            let count = app.users.count(&event.bot_id, platform).await?;
+            (count, count)
+        }
+    };
+    Ok(DryRun {
+        dry_run: true,
+        targeted,
+        found,
+    })
+}

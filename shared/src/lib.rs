@@ -1,0 +1,24 @@
+//! Herald's core, written once and wired by every runtime.
+//!
+//! The embedded `herald serve` and the AWS Lambdas differ only in the adapters they plug
+//! into the [`ports`]: this crate holds the event request contract ([`request`]), the
+//! domain types ([`domain`]), the HTTP [`router`] with its single error mapping
+//! ([`problem`]), the accept path ([`intake`]) and the batch [`processor`] that workers run.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod intake;
+pub mod log_deliverer;
+pub mod merge;
+pub mod ports;
+pub mod problem;
+pub mod processor;
+pub mod request;
+pub mod router;
+pub mod secret;
+pub mod status;
+
+pub use config::{Config, Limits};
+pub use error::StoreError;
+pub use ports::App;

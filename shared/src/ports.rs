@@ -1,0 +1,204 @@
+//! The ports: small traits every runtime implements with its own adapters.
+//!
+//! The Router and the batch processor see Herald's backends only through these traits and
+//! the [`App`] that bundles them. The embedded mode implements them on SQLite; the AWS mode
+//! on DynamoDB and SQS. Every method that touches a backend may fail with [`StoreError`],
+//! which callers treat as "try again later", never as a client error.
+
+use crate::config::Config;
+use crate::domain::{
+    DeliveryResult, Event, Job, LastRequestWrite, Object, Outcome, PlatformFilter, RequestRecord,
+    RequestState, UserRef, UserState, WriteResult,
+};
+use crate::error::StoreError;
+use async_trait::async_trait;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Looks events up by id.
+#[async_trait]
+pub trait EventDirectory: Send + Sync {
+    async fn event(&self, event_id: &str) -> Result<Option<Event>, StoreError>;
+}
+
+/// Which request a `last_request` write comes from; newer means a greater `request_id`.
+#[derive(Debug, Clone)]
+pub struct RequestStamp {
+    pub request_id: String,
+    pub event_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// One page of a shard of a bot's users.
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    pub users: Vec<UserState>,
+    /// Where the next page starts; None when the shard is exhausted.
+    pub next: Option<String>,
+}
+
+/// Bot users' state. Herald reads users and writes only its `last_request*` attributes.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Look users up in one bot: one answer per reference, in order; None for unknown.
+    async fn resolve(
+        &self,
+        bot_id: &str,
+        users: &[UserRef],
+    ) -> Result<Vec<Option<UserState>>, StoreError>;
+
+    /// Store each write's data (or `data` when it has none) as `last_request` (with
+    /// `last_request_at`, `last_request_id`, `last_event_id`) on its user, unless the user
+    /// holds a newer request. Never creates users and never touches other attributes.
+    /// One result per write, in order.
+    async fn write_last_request(
+        &self,
+        bot_id: &str,
+        stamp: &RequestStamp,
+        data: &Object,
+        writes: &[LastRequestWrite],
+    ) -> Result<Vec<WriteResult>, StoreError>;
+
+    /// How many users `everyone` means right now.
+    async fn count(&self, bot_id: &str, platform: &PlatformFilter) -> Result<u64, StoreError>;
+
+    /// Number of shards a bot's users are spread over (one `expand` job each).
+    fn shards(&self) -> u32;
+
+    /// Up to `limit` users of one shard after `cursor`.
+    async fn page(
+        &self,
+        bot_id: &str,
+        platform: &PlatformFilter,
+        shard: u32,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<UserPage, StoreError>;
+}
+
+/// Records a new request together with its first jobs.
+#[async_trait]
+pub trait Intake: Send + Sync {
+    /// Durably record `record` as accepted with `targeted` users (None for `everyone`, then
+    /// `record.audience` says how many expansions are outstanding) and enqueue `jobs`: all
+    /// of it, or nothing visible as accepted.
+    async fn accept(
+        &self,
+        record: &RequestRecord,
+        targeted: Option<u64>,
+        jobs: Vec<Job>,
+    ) -> Result<(), StoreError>;
+}
+
+/// A sample of one user's failure, kept with the request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorSample {
+    pub user: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Everything stored about a request's progress; [`crate::status`] turns it into the
+/// status document.
+#[derive(Debug, Clone)]
+pub struct RequestProgress {
+    pub record: RequestRecord,
+    pub state: RequestState,
+    /// Users targeted so far (explicit: all of them from the start; `everyone`: grows as
+    /// expansions page through the bot's users).
+    pub targeted: u64,
+    /// Expansion shards not yet exhausted.
+    pub expansions_pending: u32,
+    pub delivered: u64,
+    pub not_found: u64,
+    pub failed: u64,
+    pub error_samples: Vec<ErrorSample>,
+    /// What the deliverer reported for the first few users (e.g. the log deliverer's record).
+    pub delivery_samples: Vec<serde_json::Value>,
+    /// Milliseconds since the Unix epoch of the last final outcome, if any.
+    pub updated_at: Option<i64>,
+}
+
+/// Where one shard's expansion stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expansion {
+    pub cursor: Option<String>,
+    pub done: bool,
+}
+
+/// Requests: their records, per-user outcomes (which double as redelivery markers),
+/// counters and expansion progress.
+#[async_trait]
+pub trait RequestLog: Send + Sync {
+    async fn progress(&self, request_id: &str) -> Result<Option<RequestProgress>, StoreError>;
+
+    /// The record and state of a request, without its counters.
+    async fn record(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(RequestRecord, RequestState)>, StoreError>;
+
+    /// Which of these user keys already have a final outcome in this request.
+    async fn finished(
+        &self,
+        request_id: &str,
+        user_keys: &[String],
+    ) -> Result<HashSet<String>, StoreError>;
+
+    /// Record final outcomes by user key and count them. A key that already has an outcome
+    /// is left as it is and not counted again.
+    async fn record_outcomes(
+        &self,
+        request_id: &str,
+        outcomes: &[(String, Outcome)],
+    ) -> Result<(), StoreError>;
+
+    async fn expansion(&self, request_id: &str, shard: u32) -> Result<Expansion, StoreError>;
+
+    /// Move a shard's expansion from `from` to `to` (None: exhausted), adding `added` users
+    /// to `targeted`. False, changing nothing, when the shard is no longer at `from`.
+    async fn advance_expansion(
+        &self,
+        request_id: &str,
+        shard: u32,
+        from: Option<&str>,
+        to: Option<&str>,
+        added: u64,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Where follow-up jobs go: the pages of an expansion and retries of failed users.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    async fn enqueue(&self, jobs: Vec<Job>, delay: Duration) -> Result<(), StoreError>;
+}
+
+/// One action for one user.
+#[derive(Debug)]
+pub struct Delivery<'a> {
+    pub request: &'a RequestRecord,
+    pub user: &'a UserState,
+    /// The user's `last_request` for this request (request data merged with per-user data).
+    pub data: &'a Object,
+}
+
+/// Runs an event's action for one user.
+#[async_trait]
+pub trait Deliverer: Send + Sync {
+    async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryResult;
+}
+
+/// The ports and configuration a runtime wires together, shared by the Router and workers.
+#[derive(Clone)]
+pub struct App {
+    pub config: Config,
+    pub events: Arc<dyn EventDirectory>,
+    pub users: Arc<dyn UserStore>,
+    pub requests: Arc<dyn RequestLog>,
+    pub intake: Arc<dyn Intake>,
+    pub queue: Arc<dyn JobQueue>,
+    pub deliverer: Arc<dyn Deliverer>,
+}

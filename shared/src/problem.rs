@@ -1,0 +1,184 @@
+//! Every error the HTTP API answers, mapped to `application/problem+json` (RFC 9457) here
+//! and nowhere else.
+//!
+//! Handlers return [`ApiError`]; its `IntoResponse` picks the status, the problem `type`
+//! and `title`, the `errors[]` field list for validation failures, and the `Retry-After`
+//! and `Allow` headers where they apply.
+
+use crate::error::StoreError;
+use crate::request::{FieldError, RequestError};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Seconds a client should wait after a 503.
+const UNAVAILABLE_RETRY_AFTER: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Unknown route, unknown event or request, or wrong secret: one answer for all.
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("unsupported media type")]
+    UnsupportedMediaType { got: Option<String> },
+    #[error("invalid request")]
+    Request(RequestError),
+    /// Right secret, but the event is switched off.
+    #[error("event disabled")]
+    EventDisabled,
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        ApiError::Request(e)
+    }
+}
+
+#[derive(Serialize)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Request(RequestError::Malformed { .. }) => StatusCode::BAD_REQUEST,
+            ApiError::Request(RequestError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Request(RequestError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::EventDisabled => StatusCode::FORBIDDEN,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn problem(self) -> Problem {
+        let status = self.status().as_u16();
+        let (slug, title, detail, errors) = match self {
+            ApiError::NotFound => (
+                "not-found",
+                "Not found",
+                "no such resource, or the secret does not match".to_string(),
+                vec![],
+            ),
+            ApiError::MethodNotAllowed { allow } => (
+                "method-not-allowed",
+                "Method not allowed",
+                format!("this resource allows {allow}"),
+                vec![],
+            ),
+            ApiError::UnsupportedMediaType { got } => (
+                "unsupported-media-type",
+                "Unsupported media type",
+                match got {
+                    Some(got) => format!("Content-Type must be application/json, not {got}"),
+                    None => "Content-Type must be application/json".to_string(),
+                },
+                vec![],
+            ),
+            ApiError::Request(RequestError::Malformed {
+                line,
+                column,
+                message,
+            }) => (
+                "malformed-json",
+                "Malformed JSON",
+                format!("the body is not valid JSON at line {line}, column {column}: {message}"),
+                vec![],
+            ),
+            ApiError::Request(RequestError::TooLarge(errors)) => (
+                "too-large",
+                "Payload too large",
+                summary(&errors, "over a size limit"),
+                errors,
+            ),
+            ApiError::Request(RequestError::Invalid(errors)) => (
+                "invalid-request",
+                "Invalid request",
+                summary(&errors, "the request is not valid"),
+                errors,
+            ),
+            ApiError::EventDisabled => (
+                "event-disabled",
+                "Event disabled",
+                "this event is disabled; nothing was done".to_string(),
+                vec![],
+            ),
+            ApiError::Unavailable(_) => (
+                "unavailable",
+                "Service unavailable",
+                "the request could not be recorded; nothing was accepted, retry later".to_string(),
+                vec![],
+            ),
+        };
+        Problem {
+            kind: format!("/problems/{slug}"),
+            title,
+            status,
+            detail,
+            errors,
+        }
+    }
+}
+
+fn summary(errors: &[FieldError], fallback: &str) -> String {
+    match errors {
+        [] => fallback.to_string(),
+        [one] if one.field.is_empty() => one.message.clone(),
+        [one] => format!("{}: {}", one.field, one.message),
+        [one, rest @ ..] => format!(
+            "{}: {} (and {} more)",
+            if one.field.is_empty() {
+                "body"
+            } else {
+                &one.field
+            },
+            one.message,
+            rest.len()
+        ),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let extra = match &self {
+            ApiError::Unavailable(e) => {
+                tracing::warn!(error = %e, "backend unavailable");
+                Some((
+                    header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_AFTER),
+                ))
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                Some((header::ALLOW, HeaderValue::from_static(allow)))
+            }
+            _ => None,
+        };
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut response = (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            )],
+            body,
+        )
+            .into_response();
+        if let Some((name, value)) = extra {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}

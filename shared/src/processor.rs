@@ -1,0 +1,261 @@
+//! The batch processor: what a worker does with one job, in any runtime.
+//!
+//! `deliver`: skip users that already have a final outcome in this request (redelivery),
+//! look the rest up (unknown users are `not_found`, never created), write `last_request`
+//! monotonically, run the event's action through the [`Deliverer`], re-enqueue the users
+//! whose failure is retryable — alone, with backoff — and record every final outcome.
+//! `expand`: read one page of a shard of the bot's users, enqueue their `deliver` jobs and
+//! the next page, then advance the shard's cursor (a repeated page is recognised and
+//! skipped). Store failures surface as [`StoreError`] so the queue retries the whole job.
+//!
+//! [`Deliverer`]: crate::ports::Deliverer
+
+use crate::domain::{
+    DeliveryResult, Job, JobKind, JobUser, LastRequestWrite, Object, Outcome, RequestRecord,
+    RequestState, UserRef, UserState, WriteResult,
+};
+use crate::error::StoreError;
+use crate::merge::merge_patch;
+use crate::ports::{App, Delivery, RequestStamp};
+use futures::stream::{self, StreamExt};
+use std::time::Duration;
+
+/// What processing a job did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct JobReport {
+    pub delivered: u64,
+    pub not_found: u64,
+    pub failed: u64,
+    /// Users re-enqueued for another attempt.
+    pub retried: u64,
+    /// Users skipped because they were already final (a redelivered job).
+    pub skipped: u64,
+    /// Deliver jobs enqueued by an expansion page.
+    pub enqueued: u64,
+    /// The job itself must run again after this long (its request is still being accepted).
+    pub run_again_after: Option<Duration>,
+}
+
+/// How long a job waits for a request that is still being accepted.
+const ACCEPTING_WAIT: Duration = Duration::from_secs(1);
+
+/// Process one job against `app`'s ports.
+pub async fn process(app: &App, job: &Job) -> Result<JobReport, StoreError> {
+    let Some((record, state)) = app.requests.record(&job.request_id).await? else {
+        tracing::warn!(job_id = %job.id, request_id = %job.request_id, "job for an unknown request dropped");
+        return Ok(JobReport::default());
+    };
+    match state {
+        RequestState::Accepting => {
+            return Ok(JobReport {
+                run_again_after: Some(ACCEPTING_WAIT),
+                ..JobReport::default()
+            })
+        }
+        RequestState::Aborted => return Ok(JobReport::default()),
+        RequestState::Accepted => {}
+    }
+    match &job.kind {
+        JobKind::Deliver { users } => deliver(app, &record, job.attempt, users).await,
+        JobKind::Expand { shard, cursor } => expand(app, &record, *shard, cursor.as_deref()).await,
+    }
+}
+
+/// A user being worked on in a deliver job.
+struct Live {
+    key: String,
+    entry: JobUser,
+    state: UserState,
+    data: Option<Object>,
+}
+
+async fn deliver(
+    app: &App,
+    record: &RequestRecord,
+    attempt: u32,
+    users: &[JobUser],
+) -> Result<JobReport, StoreError> {
+    let mut report = JobReport::default();
+    let keys: Vec<String> = users.iter().map(|u| u.user.key()).collect();
+    let finished = app.requests.finished(&record.id, &keys).await?;
+    let todo: Vec<(String, &JobUser)> = keys
+        .into_iter()
+        .zip(users)
+        .filter(|(key, _)| !finished.contains(key))
+        .collect();
+    report.skipped = (users.len() - todo.len()) as u64;
+    if todo.is_empty() {
+        return Ok(report);
+    }
+
+    let refs: Vec<UserRef> = todo.iter().map(|(_, u)| u.user.clone()).collect();
+    let found = app.users.resolve(&record.bot_id, &refs).await?;
+    let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+    let mut live: Vec<Live> = Vec::with_capacity(todo.len());
+    for ((key, entry), state) in todo.into_iter().zip(found) {
+        match state {
+            None => outcomes.push((key, Outcome::NotFound)),
+            Some(state) => live.push(Live {
+                key,
+                data: entry.patch.as_ref().map(|p| merge_patch(&record.data, p)),
+                entry: entry.clone(),
+                state,
+            }),
+        }
+    }
+
+    let stamp = RequestStamp {
+        request_id: record.id.clone(),
+        event_id: record.event_id.clone(),
+        at: crate::domain::now_ms(),
+    };
+    let writes: Vec<LastRequestWrite> = live
+        .iter()
+        .map(|l| LastRequestWrite {
+            bm_id: l.state.bm_id.clone(),
+            data: l.data.clone(),
+        })
+        .collect();
+    let written = app
+        .users
+        .write_last_request(&record.bot_id, &stamp, &record.data, &writes)
+        .await?;
+    let mut acting = Vec::with_capacity(live.len());
+    for (l, result) in live.into_iter().zip(written) {
+        match result {
+            // A user deleted since the lookup.
+            WriteResult::NotFound => outcomes.push((l.key, Outcome::NotFound)),
+            // Stale: a newer request's data stays; this event still happened, so act on it.
+            WriteResult::Applied | WriteResult::Stale => acting.push(l),
+        }
+    }
+
+    let results: Vec<(Live, DeliveryResult)> = stream::iter(acting)
+        .map(|l| async move {
+            let data = l.data.as_ref().unwrap_or(&record.data);
+            let delivery = Delivery {
+                request: record,
+                user: &l.state,
+                data,
+            };
+            let result = app.deliverer.deliver(&delivery).await;
+            (l, result)
+        })
+        .buffer_unordered(app.config.delivery_concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut retry_users = Vec::new();
+    let mut retry_after: Option<Duration> = None;
+    for (l, result) in results {
+        match result {
+            DeliveryResult::Delivered { detail } => {
+                outcomes.push((l.key, Outcome::Delivered { detail }))
+            }
+            DeliveryResult::Permanent { reason, message } => {
+                outcomes.push((l.key, Outcome::Failed { reason, message }))
+            }
+            DeliveryResult::Retry {
+                reason,
+                message,
+                after,
+            } => {
+                if attempt + 1 < app.config.max_attempts {
+                    retry_after = retry_after.max(after);
+                    retry_users.push(l.entry);
+                } else {
+                    let message = format!("gave up after {} attempts: {message}", attempt + 1);
+                    outcomes.push((l.key, Outcome::Failed { reason, message }));
+                }
+            }
+        }
+    }
+    if !retry_users.is_empty() {
+        report.retried = retry_users.len() as u64;
+        let delay = backoff(app, attempt).max(retry_after.unwrap_or_default());
+        let retry = Job::deliver(&record.id, attempt + 1, retry_users);
+        app.queue.enqueue(vec![retry], delay).await?;
+    }
+    for (_, outcome) in &outcomes {
+        match outcome {
+            Outcome::Delivered { .. } => report.delivered += 1,
+            Outcome::NotFound => report.not_found += 1,
+            Outcome::Failed { .. } => report.failed += 1,
+        }
+    }
+    app.requests.record_outcomes(&record.id, &outcomes).await?;
+    Ok(report)
+}
+
+/// Exponential backoff with equal jitter: half the delay fixed, half random.
+fn backoff(app: &App, attempt: u32) -> Duration {
+    let base = app.config.base_backoff.as_millis() as u64;
+    let full = base
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(app.config.max_backoff.as_millis() as u64);
+    let jitter = u64::from_le_bytes(crate::secret::random_bytes::<8>()) % (full / 2 + 1);
+    Duration::from_millis(full / 2 + jitter)
+}
+
+async fn expand(
+    app: &App,
+    record: &RequestRecord,
+    shard: u32,
+    cursor: Option<&str>,
+) -> Result<JobReport, StoreError> {
+    let crate::domain::Audience::Everyone { platform, .. } = &record.audience else {
+        tracing::warn!(request_id = %record.id, "expand job for a request without everyone dropped");
+        return Ok(JobReport::default());
+    };
+    let progress = app.requests.expansion(&record.id, shard).await?;
+    if progress.done || progress.cursor.as_deref() != cursor {
+        // This page was already expanded (a redelivered job).
+        return Ok(JobReport::default());
+    }
+    let page = app
+        .users
+        .page(
+            &record.bot_id,
+            platform,
+            shard,
+            cursor,
+            app.config.expand_page,
+        )
+        .await?;
+    let mut jobs: Vec<Job> = page
+        .users
+        .chunks(app.config.deliver_batch.max(1))
+        .map(|batch| {
+            let users = batch
+                .iter()
+                .map(|u| JobUser {
+                    user: UserRef::Bm {
+                        id: u.bm_id.clone(),
+                    },
+                    patch: None,
+                })
+                .collect();
+            Job::deliver(&record.id, 0, users)
+        })
+        .collect();
+    let report = JobReport {
+        enqueued: jobs.len() as u64,
+        ..JobReport::default()
+    };
+    if let Some(next) = &page.next {
+        jobs.push(Job::expand(&record.id, shard, Some(next.clone())));
+    }
+    if !jobs.is_empty() {
+        app.queue.enqueue(jobs, Duration::ZERO).await?;
+    }
+    app.requests
+        .advance_expansion(
+            &record.id,
+            shard,
+            cursor,
+            page.next.as_deref(),
+            page.users.len() as u64,
+        )
+        .await?;
+    Ok(report)
+}

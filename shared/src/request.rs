@@ -1,0 +1,510 @@
+//! The event request contract: parse and validate the body a CRM sends.
+//!
+//! [`parse`] turns raw bytes into an [`EventRequest`] or a [`RequestError`] naming every
+//! offending field by path (`users[3]`, `users[0].data`, `data`). It enforces the rules and
+//! limits of the README's contract: exactly one of `users` / `users_bm`, `platform`
+//! required with `users`, `any` only with `everyone`, ids as strings or integers (normalised
+//! to strings, de-duplicated, order kept), per-user `data` merged over the request's
+//! (RFC 7396), and the size, count, length and depth limits of [`Limits`].
+
+use crate::config::Limits;
+use crate::domain::{JobUser, Object, PlatformFilter, UserRef};
+use crate::merge::merge_patch;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// A valid event request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRequest {
+    pub targets: Targets,
+    /// The request's `data` (`{}` when absent).
+    pub data: Object,
+    pub dry_run: bool,
+}
+
+/// Who the request targets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// Explicit platform ids, de-duplicated, in request order.
+    Platform {
+        platform: String,
+        users: Vec<JobUser>,
+    },
+    /// Explicit state ids (`users_bm`), de-duplicated, in request order.
+    Bm { users: Vec<JobUser> },
+    /// `"users": "everyone"`.
+    Everyone { platform: PlatformFilter },
+}
+
+impl Targets {
+    /// Number of explicit users, None for `everyone`.
+    pub fn explicit_count(&self) -> Option<usize> {
+        match self {
+            Targets::Platform { users, .. } | Targets::Bm { users } => Some(users.len()),
+            Targets::Everyone { .. } => None,
+        }
+    }
+}
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// Path of the field, e.g. `users[3]` or `data`; empty for the whole body.
+    pub field: String,
+    pub message: String,
+}
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not JSON (400), with the position serde_json reports.
+    Malformed {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// Over a size limit (413).
+    TooLarge(Vec<FieldError>),
+    /// JSON, but not a valid request (422).
+    Invalid(Vec<FieldError>),
+}
+
+/// Parse and validate an event request body.
+pub fn parse(body: &[u8], limits: &Limits) -> Result<EventRequest, RequestError> {
+    if body.len() > limits.max_body_bytes {
+        return Err(RequestError::TooLarge(vec![field_error(
+            "",
+            format!(
+                "body is {} bytes; the limit is {}",
+                body.len(),
+                limits.max_body_bytes
+            ),
+        )]));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        if e.to_string().contains("recursion limit") {
+            RequestError::Invalid(vec![field_error(
+                "",
+                format!(
+                    "JSON is nested too deeply (data may nest at most {} levels)",
+                    limits.max_data_depth
+                ),
+            )])
+        } else {
+            RequestError::Malformed {
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            }
+        }
+    })?;
+    let Value::Object(body) = value else {
+        return Err(RequestError::Invalid(vec![field_error(
+            "",
+            format!("the body must be a JSON object, not {}", kind_of(&value)),
+        )]));
+    };
+    Validator::new(limits)
+        .validate(body)
+        .map(EventRequest::with_platforms)
+}
+
+struct Validator<'a> {
+    limits: &'a Limits,
+    invalid: Vec<FieldError>,
+    too_large: Vec<FieldError>,
+}
+
+impl<'a> Validator<'a> {
+    fn new(limits: &'a Limits) -> Self {
+        Validator {
+            limits,
+            invalid: Vec::new(),
+            too_large: Vec::new(),
+        }
+    }
+
+    fn validate(mut self, body: Object) -> Result<EventRequest, RequestError> {
+        let data = self.data(body.get("data"));
+        let dry_run = match body.get("dry_run") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.invalid(
+                    "dry_run",
+                    format!("must be true or false, not {}", kind_of(other)),
+                );
+                false
+            }
+        };
+        let platform = self.platform(body.get("platform"));
+        let users = body.get("users").filter(|v| !v.is_null());
+        let users_bm = body.get("users_bm").filter(|v| !v.is_null());
+        let targets = match (users, users_bm) {
+            (Some(_), Some(_)) => {
+                self.invalid("users_bm", "send either users or users_bm, not both");
+                None
+            }
+            (None, None) => {
+                self.invalid("users", "one of users or users_bm is required");
+                None
+            }
+            (Some(Value::String(s)), None) if s == "everyone" => match platform {
+                Some(p) => Some(Targets::Everyone {
+                    platform: PlatformFilter::parse(&p),
+                }),
+                None => {
+                    self.require_platform(body.get("platform"));
+                    None
+                }
+            },
+            (Some(users), None) => {
+                let users = self.user_list("users", users, &data);
+                match (platform.as_deref(), users) {
+                    (Some("any"), _) => {
+                        self.invalid(
+                            "platform",
+                            "\"any\" is only allowed with \"users\": \"everyone\"; \
+                             explicit ids need their platform",
+                        );
+                        None
+                    }
+                    (Some(p), Some(users)) => Some(Targets::Platform {
+                        platform: p.to_string(),
+                        users,
+                    }),
+                    (None, _) => {
+                        self.require_platform(body.get("platform"));
+                        None
+                    }
+                    (Some(_), None) => None,
+                }
+            }
+            (None, Some(Value::String(s))) if s == "everyone" => {
+                self.invalid(
+                    "users_bm",
+                    "\"everyone\" goes in users, with a platform (or \"any\")",
+                );
+                None
+            }
+            (None, Some(users_bm)) => self
+                .user_list("users_bm", users_bm, &data)
+                .map(|users| Targets::Bm { users }),
+        };
+        if !self.too_large.is_empty() {
+            return Err(RequestError::TooLarge(self.too_large));
+        }
+        match targets {
+            Some(targets) if self.invalid.is_empty() => Ok(EventRequest {
+                targets,
+                data,
+                dry_run,
+            }),
+            _ => Err(RequestError::Invalid(self.invalid)),
+        }
+    }
+
+    fn invalid(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.invalid.push(field_error(field, message));
+    }
+
+    fn require_platform(&mut self, raw: Option<&Value>) {
+        if raw.is_none_or(Value::is_null) {
+            self.invalid("platform", "platform is required with users");
+        }
+    }
+
+    fn platform(&mut self, raw: Option<&Value>) -> Option<String> {
+        match raw? {
+            Value::Null => None,
+            Value::String(p) if is_platform_name(p) => Some(p.clone()),
+            Value::String(_) => {
+                self.invalid(
+                    "platform",
+                    "must be a platform name such as \"tg\" (1-32 of a-z, 0-9, _ or -) or \"any\"",
+                );
+                None
+            }
+            other => {
+                self.invalid(
+                    "platform",
+                    format!("must be a string, not {}", kind_of(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn data(&mut self, raw: Option<&Value>) -> Object {
+        match raw {
+            None | Some(Value::Null) => Object::new(),
+            Some(Value::Object(data)) => {
+                self.check_object("data", data);
+                data.clone()
+            }
+            Some(other) => {
+                self.invalid("data", format!("must be an object, not {}", kind_of(other)));
+                Object::new()
+            }
+        }
+    }
+
+    /// Depth and size limits of a `data` object; true when within them.
+    fn check_object(&mut self, field: &str, data: &Object) -> bool {
+        let depth = object_depth(data);
+        if depth > self.limits.max_data_depth {
+            self.invalid(
+                field,
+                format!(
+                    "nests {depth} levels deep; the limit is {}",
+                    self.limits.max_data_depth
+                ),
+            );
+            return false;
+        }
+        let size = serialized_len(data);
+        if size > self.limits.max_data_bytes {
+            self.too_large.push(field_error(
+                field,
+                format!(
+                    "is {size} bytes serialized; the limit is {}",
+                    self.limits.max_data_bytes
+                ),
+            ));
+            return false;
+        }
+        true
+    }
+
+    /// An explicit list: an array of ids or `{id, data}` entries, or a single id.
+    fn user_list(&mut self, field: &str, raw: &Value, data: &Object) -> Option<Vec<JobUser>> {
+        let single;
+        let (entries, indexed): (&[Value], bool) = match raw {
+            Value::Array(items) => (items.as_slice(), true),
+            other => {
+                single = [other.clone()];
+                (&single, false)
+            }
+        };
+        if entries.is_empty() {
+            self.invalid(field, "must name at least one user");
+            return None;
+        }
+        if entries.len() > self.limits.max_users {
+            self.invalid(
+                field,
+                format!(
+                    "names {} users; the limit is {} per request (use \"everyone\" or several requests)",
+                    entries.len(),
+                    self.limits.max_users
+                ),
+            );
+            return None;
+        }
+        let errors_before = self.invalid.len() + self.too_large.len();
+        let data_size = serialized_len(data);
+        let mut users: Vec<JobUser> = Vec::with_capacity(entries.len());
+        let mut seen: HashMap<String, usize> = HashMap::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let path = if indexed {
+                format!("{field}[{i}]")
+            } else {
+                field.to_string()
+            };
+            let Some((id, patch)) = self.entry(&path, entry, data, data_size) else {
+                continue;
+            };
+            match seen.get(&id) {
+                Some(&first) if users[first].patch != patch => {
+                    self.invalid(path, format!("repeats id {id:?} with different data"));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(id.clone(), users.len());
+                    let user = if field == "users_bm" {
+                        UserRef::Bm { id }
+                    } else {
+                        // The platform is filled in by the caller's Targets; the id is enough here.
+                        UserRef::Platform {
+                            platform: String::new(),
+                            id,
+                        }
+                    };
+                    users.push(JobUser { user, patch });
+                }
+            }
+        }
+        (self.invalid.len() + self.too_large.len() == errors_before).then_some(users)
+    }
+
+    /// One entry: an id, or `{"id": ..., "data": {...}}`.
+    fn entry(
+        &mut self,
+        path: &str,
+        entry: &Value,
+        data: &Object,
+        data_size: usize,
+    ) -> Option<(String, Option<Object>)> {
+        match entry {
+            Value::Object(fields) => {
+                let id_path = format!("{path}.id");
+                let id = match fields.get("id") {
+                    None | Some(Value::Null) => {
+                        self.invalid(id_path, "id is required in a user entry");
+                        None
+                    }
+                    Some(raw) => self.id(&id_path, raw),
+                };
+                let data_path = format!("{path}.data");
+                let patch = match fields.get("data") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(patch)) => {
+                        if !self.check_object(&data_path, patch) {
+                            return None;
+                        }
+                        // A merged object is at most both sizes together: measure it only
+                        // when that bound is over the limit.
+                        if data_size + serialized_len(patch) > self.limits.max_data_bytes {
+                            let merged = serialized_len(&merge_patch(data, patch));
+                            if merged > self.limits.max_data_bytes {
+                                self.too_large.push(field_error(
+                                    data_path,
+                                    format!(
+                                        "merged over data is {merged} bytes; the limit is {}",
+                                        self.limits.max_data_bytes
+                                    ),
+                                ));
+                                return None;
+                            }
+                        }
+                        Some(patch.clone())
+                    }
+                    Some(other) => {
+                        self.invalid(
+                            data_path,
+                            format!("must be an object, not {}", kind_of(other)),
+                        );
+                        return None;
+                    }
+                };
+                Some((id?, patch))
+            }
+            other => Some((self.id(path, other)?, None)),
+        }
+    }
+
+    /// A user id: a non-empty string without control characters, or an integer.
+    fn id(&mut self, path: &str, raw: &Value) -> Option<String> {
+        let id = match raw {
+            Value::String(s) => s.clone(),
+            Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+            Value::Number(_) => {
+                self.invalid(path, "must be a string or an integer, not a fraction");
+                return None;
+            }
+            other => {
+                self.invalid(
+                    path,
+                    format!("must be a string or an integer, not {}", kind_of(other)),
+                );
+                return None;
+            }
+        };
+        let chars = id.chars().count();
+        if chars == 0 {
+            self.invalid(path, "must not be empty");
+            None
+        } else if chars > self.limits.max_id_chars {
+            self.invalid(
+                path,
+                format!(
+                    "is {chars} characters; the limit is {}",
+                    self.limits.max_id_chars
+                ),
+            );
+            None
+        } else if id.chars().any(char::is_control) {
+            self.invalid(path, "must not contain control characters");
+            None
+        } else {
+            Some(id)
+        }
+    }
+}
+
+impl EventRequest {
+    /// Fill in the platform of explicit platform references (the parser leaves it blank).
+    fn with_platforms(mut self) -> Self {
+        if let Targets::Platform { platform, users } = &mut self.targets {
+            for user in users {
+                if let UserRef::Platform { platform: p, .. } = &mut user.user {
+                    p.clone_from(platform);
+                }
+            }
+        }
+        self
+    }
+}
+
+fn field_error(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn is_platform_name(p: &str) -> bool {
+    (1..=32).contains(&p.len())
+        && p.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Nesting depth of an object: `{}` is 1, `{"a": {}}` is 2, `{"a": [{}]}` is 3.
+pub fn object_depth(object: &Object) -> usize {
+    // Iterative, so that no input can overflow the stack.
+    let mut deepest = 1;
+    let mut stack: Vec<(&Value, usize)> = object.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            Value::Object(o) => {
+                deepest = deepest.max(depth);
+                stack.extend(o.values().map(|v| (v, depth + 1)));
+            }
+            Value::Array(a) => {
+                deepest = deepest.max(depth);
+                stack.extend(a.iter().map(|v| (v, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Length of the compact JSON serialization, without building it.
+pub fn serialized_len(object: &Object) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a Map to an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut counter, object);
+    counter.0
+}
