@@ -10,7 +10,7 @@ use crate::logging::{self, LogFormat};
 use anyhow::Context;
 use clap::Parser;
 use herald_core::log_deliverer::LogDeliverer;
-use herald_core::{App, Config};
+use herald_core::Config;
 use herald_sqlite::worker_pool::{PoolOptions, WorkerPool};
 use herald_sqlite::Sqlite;
 use std::path::PathBuf;
@@ -71,15 +71,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ..Config::default()
     };
     let deliverer = LogDeliverer::with_delay(Duration::from_millis(args.simulate_delivery_ms));
-    let app = Arc::new(App {
-        config,
-        events: Arc::new(store.clone()),
-        users: Arc::new(store.clone()),
-        requests: Arc::new(store.clone()),
-        intake: Arc::new(store.clone()),
-        queue: Arc::new(store.clone()),
-        deliverer: Arc::new(deliverer),
-    });
+    let app = Arc::new(herald_sqlite::app(&store, config, Arc::new(deliverer)));
 
     println!(
         "herald listening on http://{local} (database {})",

@@ -15,7 +15,8 @@ pub mod schema;
 pub mod users;
 pub mod worker_pool;
 
-use herald_core::StoreError;
+use herald_core::ports::Deliverer;
+use herald_core::{App, Config, StoreError};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -123,6 +124,19 @@ impl Sqlite {
 
     pub(crate) async fn jobs_enqueued(&self) {
         self.inner.jobs_ready.notified().await
+    }
+}
+
+/// The [`App`] of the embedded runtime: every port on `store`, actions through `deliverer`.
+pub fn app(store: &Sqlite, config: Config, deliverer: Arc<dyn Deliverer>) -> App {
+    App {
+        config,
+        events: Arc::new(store.clone()),
+        users: Arc::new(store.clone()),
+        requests: Arc::new(store.clone()),
+        intake: Arc::new(store.clone()),
+        queue: Arc::new(store.clone()),
+        deliverer,
     }
 }
 

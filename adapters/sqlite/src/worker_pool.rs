@@ -7,6 +7,7 @@
 //! kept as dead. On shutdown the workers stop leasing and finish the job in hand; a job
 //! still running when the grace period ends is released at once for the next start.
 
+use crate::queue::Leased;
 use crate::Sqlite;
 use herald_core::processor::{self, JobReport};
 use herald_core::App;
@@ -128,59 +129,81 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, leased: crate::queue::Leased) {
-        let job = &leased.job;
+    async fn handle(&self, leased: Leased) {
+        let job_id = leased.job.id.clone();
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(job.id.clone());
-        let started = std::time::Instant::now();
-        let result = processor::process(&self.app, job).await;
-        let settled = match result {
-            Ok(JobReport {
-                run_again_after: Some(after),
-                ..
-            }) => self.store.release(&job.id, after, None, false).await,
-            Ok(report) => {
-                tracing::info!(
-                    job_id = %job.id,
-                    request_id = %job.request_id,
-                    kind = job.kind_name(),
-                    attempt = job.attempt,
-                    delivered = report.delivered,
-                    not_found = report.not_found,
-                    failed = report.failed,
-                    retried = report.retried,
-                    skipped = report.skipped,
-                    enqueued = report.enqueued,
-                    ms = started.elapsed().as_millis() as u64,
-                    "job done"
-                );
-                self.store.ack(&job.id).await
-            }
-            Err(e) => {
-                let dead = leased.attempts >= self.options.max_job_attempts;
-                let delay = Duration::from_millis(500u64 << leased.attempts.min(8));
-                tracing::warn!(
-                    job_id = %job.id,
-                    request_id = %job.request_id,
-                    kind = job.kind_name(),
-                    attempts = leased.attempts,
-                    dead,
-                    error = %e,
-                    "job failed"
-                );
-                self.store
-                    .release(&job.id, delay, Some(e.to_string()), dead)
-                    .await
-            }
-        };
-        if let Err(e) = settled {
-            tracing::warn!(job_id = %job.id, error = %e, "could not settle a job; its lease will expire");
+            .insert(job_id.clone());
+        settle(&self.app, &self.store, &self.options, leased).await;
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job_id);
+    }
+}
+
+/// Run every job that is visible now, one at a time, until none is left; returns how many
+/// ran. Jobs enqueued meanwhile with no delay run too. (Tests and one-shot tools use this;
+/// the pool does the same per job.)
+pub async fn drain(
+    app: &App,
+    store: &Sqlite,
+    options: &PoolOptions,
+) -> Result<usize, herald_core::StoreError> {
+    let mut ran = 0;
+    while let Some(leased) = store.lease(options.lease).await? {
+        settle(app, store, options, leased).await;
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+/// Process one leased job and ack, release or bury it according to the outcome.
+async fn settle(app: &App, store: &Sqlite, options: &PoolOptions, leased: Leased) {
+    let job = &leased.job;
+    let started = std::time::Instant::now();
+    let result = processor::process(app, job).await;
+    let settled = match result {
+        Ok(JobReport {
+            run_again_after: Some(after),
+            ..
+        }) => store.release(&job.id, after, None, false).await,
+        Ok(report) => {
+            tracing::info!(
+                job_id = %job.id,
+                request_id = %job.request_id,
+                kind = job.kind_name(),
+                attempt = job.attempt,
+                delivered = report.delivered,
+                not_found = report.not_found,
+                failed = report.failed,
+                retried = report.retried,
+                skipped = report.skipped,
+                enqueued = report.enqueued,
+                ms = started.elapsed().as_millis() as u64,
+                "job done"
+            );
+            store.ack(&job.id).await
         }
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&job.id);
+        Err(e) => {
+            let dead = leased.attempts >= options.max_job_attempts;
+            let delay = Duration::from_millis(500u64 << leased.attempts.min(8));
+            tracing::warn!(
+                job_id = %job.id,
+                request_id = %job.request_id,
+                kind = job.kind_name(),
+                attempts = leased.attempts,
+                dead,
+                error = %e,
+                "job failed"
+            );
+            store
+                .release(&job.id, delay, Some(e.to_string()), dead)
+                .await
+        }
+    };
+    if let Err(e) = settled {
+        tracing::warn!(job_id = %job.id, error = %e, "could not settle a job; its lease will expire");
     }
 }

@@ -1,0 +1,435 @@
+//! The Router in-process over the SQLite adapters: every answer of the HTTP contract.
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use support::Harness;
+use tower::ServiceExt;
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+async fn call(h: &Harness, request: Request<Body>) -> Answer {
+    let response = herald_core::router::router(h.app.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn post(uri: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())
+        .unwrap()
+}
+
+fn post_json(uri: &str, body: Value) -> Request<Body> {
+    post(uri, body.to_string())
+}
+
+async fn setup() -> (Harness, String, String) {
+    let h = Harness::new();
+    let event = h.event("shop").await;
+    h.users("shop", "tg", ["123456".to_string(), "2".to_string()])
+        .await;
+    let url = format!("/v1/events/{}/{}", event.event_id, event.secret);
+    (h, url, event.secret)
+}
+
+fn assert_problem(answer: &Answer, status: StatusCode) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(
+        answer.headers[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert_eq!(answer.body["status"], status.as_u16());
+    assert!(answer.body["type"].is_string() && answer.body["title"].is_string());
+    assert!(answer.body["detail"].is_string());
+}
+
+fn requests_count(h: &Harness) -> i64 {
+    h.sql()
+        .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn jobs_count(h: &Harness) -> i64 {
+    h.sql()
+        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn accepted_requests_answer_202_with_id_status_url_and_targeted() {
+    let (h, url, _) = setup().await;
+    let answer = call(
+        &h,
+        post_json(
+            &url,
+            json!({"platform": "tg", "users": ["123456"], "data": {}}),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    let id = answer.body["request_id"].as_str().unwrap();
+    assert_eq!(answer.body["status_url"], format!("/v1/requests/{id}"));
+    assert_eq!(
+        answer.headers[header::LOCATION],
+        format!("/v1/requests/{id}")
+    );
+    assert_eq!(answer.body["targeted"], 1);
+    // Durably recorded with its job before the answer.
+    assert_eq!(requests_count(&h), 1);
+    assert_eq!(jobs_count(&h), 1);
+
+    let everyone = call(
+        &h,
+        post_json(
+            &url,
+            json!({"platform": "any", "users": "everyone", "data": {}}),
+        ),
+    )
+    .await;
+    assert_eq!(everyone.status, StatusCode::ACCEPTED);
+    assert_eq!(everyone.body["targeted"], Value::Null);
+
+    let bm = call(
+        &h,
+        post_json(&url, json!({"users_bm": ["bm-tg-2"], "data": {}})),
+    )
+    .await;
+    assert_eq!(bm.status, StatusCode::ACCEPTED);
+    assert_eq!(bm.body["targeted"], 1);
+}
+
+#[tokio::test]
+async fn explicit_users_are_split_into_bounded_deliver_jobs() {
+    let (h, url, _) = setup().await;
+    let users: Vec<String> = (0..250).map(|i| i.to_string()).collect();
+    let answer = call(
+        &h,
+        post_json(&url, json!({"platform": "tg", "users": users})),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.body["targeted"], 250);
+    assert_eq!(jobs_count(&h), 3, "100 + 100 + 50 users");
+}
+
+#[tokio::test]
+async fn everyone_is_accepted_without_enumerating_users() {
+    let (h, url, _) = setup().await;
+    let answer = call(
+        &h,
+        post_json(&url, json!({"platform": "tg", "users": "everyone"})),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    // One expand job per shard, no deliver jobs yet.
+    let kinds: Vec<String> = h
+        .sql()
+        .prepare("SELECT DISTINCT kind FROM jobs")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(kinds, ["expand"]);
+}
+
+#[tokio::test]
+async fn bearer_secret_works_like_the_secret_in_the_path() {
+    let (h, url, secret) = setup().await;
+    let event_path = url.rsplit_once('/').unwrap().0.to_string();
+    let request = Request::post(&event_path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+        .body(Body::from(
+            json!({"platform": "tg", "users": ["2"]}).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(call(&h, request).await.status, StatusCode::ACCEPTED);
+
+    let wrong = Request::post(&event_path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer nope")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_problem(&call(&h, wrong).await, StatusCode::NOT_FOUND);
+
+    let missing = post(&event_path, "{}");
+    assert_problem(&call(&h, missing).await, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn unknown_event_and_wrong_secret_are_both_404() {
+    let (h, url, secret) = setup().await;
+    let body = json!({"platform": "tg", "users": ["1"]});
+    let wrong_secret = format!("{}/{}", url.rsplit_once('/').unwrap().0, "0".repeat(64));
+    let unknown_event = format!("/v1/events/01unknownevent/{secret}");
+    let a = call(&h, post_json(&wrong_secret, body.clone())).await;
+    let b = call(&h, post_json(&unknown_event, body)).await;
+    assert_problem(&a, StatusCode::NOT_FOUND);
+    assert_problem(&b, StatusCode::NOT_FOUND);
+    assert_eq!(a.body, b.body, "the two cases must be indistinguishable");
+    assert_eq!(requests_count(&h), 0);
+}
+
+#[tokio::test]
+async fn a_disabled_event_answers_403_and_does_nothing() {
+    let (h, url, _) = setup().await;
+    let event_id = url.split('/').nth(3).unwrap();
+    assert!(h.store.set_event_enabled(event_id, false).await.unwrap());
+    let answer = call(
+        &h,
+        post_json(&url, json!({"platform": "tg", "users": ["1"]})),
+    )
+    .await;
+    assert_problem(&answer, StatusCode::FORBIDDEN);
+    assert_eq!(requests_count(&h), 0);
+}
+
+#[tokio::test]
+async fn content_type_must_be_json_with_any_charset() {
+    let (h, url, _) = setup().await;
+    let body = json!({"platform": "tg", "users": ["1"]}).to_string();
+    let none = Request::post(&url).body(Body::from(body.clone())).unwrap();
+    assert_problem(&call(&h, none).await, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let text = Request::post(&url)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(body.clone()))
+        .unwrap();
+    assert_problem(&call(&h, text).await, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let charset = Request::post(&url)
+        .header(header::CONTENT_TYPE, "Application/JSON; charset=UTF-8")
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(call(&h, charset).await.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn bodies_over_1_mib_are_413_declared_or_streamed() {
+    let (h, url, _) = setup().await;
+    let big = format!(
+        "{{\"platform\":\"tg\",\"users\":[\"1\"],\"pad\":\"{}\"}}",
+        "x".repeat(1024 * 1024)
+    );
+    let declared = call(&h, post(&url, big.clone())).await;
+    assert_problem(&declared, StatusCode::PAYLOAD_TOO_LARGE);
+    // No Content-Length: a streamed body is cut at the limit.
+    let stream = chunked(big.into_bytes());
+    let streamed = call(&h, post(&url, Body::from_stream(stream))).await;
+    assert_problem(&streamed, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(requests_count(&h), 0);
+}
+
+/// A body of 64 KiB chunks without a declared length.
+fn chunked(bytes: Vec<u8>) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    futures::stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn data_over_256_kib_is_413_naming_the_field() {
+    let (h, url, _) = setup().await;
+    let data = json!({"blob": "x".repeat(256 * 1024)});
+    let answer = call(
+        &h,
+        post_json(
+            &url,
+            json!({"platform": "tg", "users": ["1"], "data": data}),
+        ),
+    )
+    .await;
+    assert_problem(&answer, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.body["errors"][0]["field"], "data");
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_with_line_and_column() {
+    let (h, url, _) = setup().await;
+    let answer = call(&h, post(&url, "{\"platform\": \"tg\",\n \"users\": [1,,]}")).await;
+    assert_problem(&answer, StatusCode::BAD_REQUEST);
+    let detail = answer.body["detail"].as_str().unwrap();
+    assert!(detail.contains("line 2, column 14"), "{detail}");
+}
+
+#[tokio::test]
+async fn invalid_requests_are_422_with_field_paths() {
+    let (h, url, _) = setup().await;
+    let answer = call(
+        &h,
+        post_json(
+            &url,
+            json!({"platform": "tg", "users": ["1", "2", "", {"id": 4.5}]}),
+        ),
+    )
+    .await;
+    assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = answer.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["users[2]", "users[3].id"]);
+    assert_eq!(requests_count(&h), 0);
+}
+
+#[tokio::test]
+async fn wrong_methods_are_405_with_allow_and_unknown_routes_404() {
+    let (h, url, _) = setup().await;
+    let get = call(&h, Request::get(&url).body(Body::empty()).unwrap()).await;
+    assert_problem(&get, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(get.headers[header::ALLOW], "POST");
+    let delete = call(
+        &h,
+        Request::delete("/v1/requests/x")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_problem(&delete, StatusCode::METHOD_NOT_ALLOWED);
+    let unknown = call(&h, Request::get("/v2/nothing").body(Body::empty()).unwrap()).await;
+    assert_problem(&unknown, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn status_needs_the_events_secret_by_bearer_or_path() {
+    let (h, url, secret) = setup().await;
+    let other = h.event("shop").await;
+    let accepted = call(
+        &h,
+        post_json(
+            &url,
+            json!({"platform": "tg", "users": ["123456", "nobody"]}),
+        ),
+    )
+    .await;
+    let id = accepted.body["request_id"].as_str().unwrap().to_string();
+    h.run_jobs().await;
+
+    let by_bearer = Request::get(format!("/v1/requests/{id}"))
+        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+        .body(Body::empty())
+        .unwrap();
+    let status = call(&h, by_bearer).await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.body);
+    assert_eq!(status.body["state"], "done");
+    assert_eq!(status.body["targeted"], 2);
+    assert_eq!(status.body["delivered"], 1);
+    assert_eq!(status.body["not_found"], 1);
+    assert_eq!(status.body["failed"], 0);
+    assert_eq!(status.body["pending"], 0);
+    assert_eq!(status.body["deliveries"][0]["screen_id"], "welcome");
+
+    let by_path = call(
+        &h,
+        Request::get(format!("/v1/requests/{id}/{secret}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(by_path.body, status.body);
+
+    for wrong in [other.secret.as_str(), "nope"] {
+        let answer = call(
+            &h,
+            Request::get(format!("/v1/requests/{id}/{wrong}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_problem(&answer, StatusCode::NOT_FOUND);
+    }
+    let unknown = call(
+        &h,
+        Request::get(format!("/v1/requests/01none/{secret}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_problem(&unknown, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn dry_run_counts_the_audience_and_changes_nothing() {
+    let (h, url, _) = setup().await;
+    let explicit = call(&h, post_json(&url, json!({"platform": "tg", "users": ["123456", "2", "3", 2], "dry_run": true, "data": {"x": 1}}))).await;
+    assert_eq!(explicit.status, StatusCode::OK);
+    assert_eq!(
+        explicit.body,
+        json!({"dry_run": true, "targeted": 3, "found": 2})
+    );
+    let everyone = call(
+        &h,
+        post_json(
+            &url,
+            json!({"platform": "tg", "users": "everyone", "dry_run": true}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        everyone.body,
+        json!({"dry_run": true, "targeted": 2, "found": 2})
+    );
+    let nobody = call(
+        &h,
+        post_json(
+            &url,
+            json!({"platform": "vk", "users": "everyone", "dry_run": true}),
+        ),
+    )
+    .await;
+    assert_eq!(nobody.body["targeted"], 0);
+    assert_eq!(requests_count(&h), 0);
+    assert_eq!(jobs_count(&h), 0);
+    assert_eq!(h.user("shop", "bm-tg-2").await["last_request"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_backend_failure_is_503_with_retry_after_and_nothing_accepted() {
+    let (h, url, _) = setup().await;
+    // Break the queue table so that the accept transaction fails after the request insert.
+    h.sql().execute_batch("DROP TABLE jobs").unwrap();
+    let answer = call(
+        &h,
+        post_json(&url, json!({"platform": "tg", "users": ["1"]})),
+    )
+    .await;
+    assert_problem(&answer, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers[header::RETRY_AFTER], "1");
+    assert_eq!(
+        requests_count(&h),
+        0,
+        "the request must not be visible as accepted"
+    );
+}
+
+#[tokio::test]
+async fn health_answers_ok() {
+    let (h, _, _) = setup().await;
+    let answer = call(&h, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!(answer.status, StatusCode::OK);
+}

@@ -1,0 +1,268 @@
+//! Test support: an in-process harness on a temporary SQLite file, deliverers that count or
+//! fail on demand, and a handle on the real `herald` binary for end-to-end tests.
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use herald_core::domain::{Action, DeliveryResult};
+use herald_core::log_deliverer::LogDeliverer;
+use herald_core::ports::{Deliverer, Delivery};
+use herald_core::{App, Config};
+use herald_sqlite::events::CreatedEvent;
+use herald_sqlite::users::ImportUser;
+use herald_sqlite::worker_pool::{drain, PoolOptions};
+use herald_sqlite::Sqlite;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The embedded runtime in-process on a temporary database.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub store: Sqlite,
+    pub app: Arc<App>,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        Harness::with(Config::default(), Arc::new(LogDeliverer::default()))
+    }
+
+    pub fn with(config: Config, deliverer: Arc<dyn Deliverer>) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
+        let app = Arc::new(herald_sqlite::app(&store, config, deliverer));
+        Harness { dir, store, app }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("herald.db")
+    }
+
+    pub async fn event(&self, bot: &str) -> CreatedEvent {
+        let action = Action::Screen {
+            screen_id: "welcome".into(),
+        };
+        self.store.create_event(bot, "test", action).await.unwrap()
+    }
+
+    /// Import `tg` users with these platform ids; bm_id is `bm-<id>`.
+    pub async fn users(&self, bot: &str, platform: &str, ids: impl IntoIterator<Item = String>) {
+        let users = ids
+            .into_iter()
+            .map(|id| ImportUser {
+                platform: platform.into(),
+                bm_id: Some(format!("bm-{platform}-{id}")),
+                platform_id: id,
+            })
+            .collect();
+        self.store.import_users(bot, users).await.unwrap();
+    }
+
+    /// Run every job that is due, like the worker pool would.
+    pub async fn run_jobs(&self) -> usize {
+        drain(&self.app, &self.store, &PoolOptions::default())
+            .await
+            .unwrap()
+    }
+
+    pub async fn user(&self, bot: &str, bm_id: &str) -> serde_json::Value {
+        self.store
+            .user_json(bot, bm_id)
+            .await
+            .unwrap()
+            .expect("user exists")
+    }
+
+    pub fn sql(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db_path()).unwrap()
+    }
+}
+
+/// A deliverer that answers from a script per platform id and counts calls.
+#[derive(Default)]
+pub struct ScriptedDeliverer {
+    /// platform_id -> results to give, first first; when exhausted: delivered.
+    pub script: Mutex<HashMap<String, Vec<DeliveryResult>>>,
+    pub calls: Mutex<HashMap<String, u32>>,
+}
+
+impl ScriptedDeliverer {
+    pub fn fail(&self, platform_id: &str, results: Vec<DeliveryResult>) {
+        self.script
+            .lock()
+            .unwrap()
+            .insert(platform_id.into(), results);
+    }
+
+    pub fn calls(&self, platform_id: &str) -> u32 {
+        self.calls
+            .lock()
+            .unwrap()
+            .get(platform_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn total_calls(&self) -> u32 {
+        self.calls.lock().unwrap().values().sum()
+    }
+}
+
+#[async_trait]
+impl Deliverer for ScriptedDeliverer {
+    async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryResult {
+        let id = delivery.user.platform_id.clone();
+        *self.calls.lock().unwrap().entry(id.clone()).or_default() += 1;
+        let mut script = self.script.lock().unwrap();
+        match script.get_mut(&id) {
+            Some(results) if !results.is_empty() => results.remove(0),
+            _ => DeliveryResult::Delivered { detail: None },
+        }
+    }
+}
+
+pub fn transient() -> DeliveryResult {
+    DeliveryResult::Retry {
+        reason: "unavailable".into(),
+        message: "503 from the platform".into(),
+        after: None,
+    }
+}
+
+pub fn blocked() -> DeliveryResult {
+    DeliveryResult::Permanent {
+        reason: "blocked".into(),
+        message: "bot was blocked by the user".into(),
+    }
+}
+
+/// A fast-retry configuration for tests.
+pub fn quick_retries() -> Config {
+    Config {
+        base_backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+        max_attempts: 3,
+        ..Config::default()
+    }
+}
+
+/// The real `herald` binary serving a database on a free port.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub db: PathBuf,
+    /// What the server printed on stdout before it was ready (the demo banner among it).
+    pub banner: String,
+}
+
+pub fn herald() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+}
+
+impl Server {
+    pub fn start(db: &Path, extra: &[&str]) -> Server {
+        let mut child = herald()
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("herald starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().expect("herald prints its address").unwrap();
+        let base = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("address in the first line")
+            .to_string();
+        let mut banner = first.clone();
+        // The demo banner, if any, follows at once; read what is there without blocking on
+        // a quiet server by handing the rest of stdout to a thread.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            base,
+            db: db.to_path_buf(),
+            banner: String::new(),
+        };
+        server.wait_healthy();
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            banner.push('\n');
+            banner.push_str(&line);
+        }
+        server.banner = banner;
+        server
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(self.base.trim_start_matches("http://")).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("herald did not start listening");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Kill at once, as a crash would.
+    pub fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "herald did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `herald` with these arguments; stdout parsed as JSON.
+pub fn herald_json(args: &[&str]) -> serde_json::Value {
+    let output = herald().args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "herald {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
