@@ -36,7 +36,12 @@ async fn last_request_and_its_stamps_are_stored_on_each_user() {
     let h = Harness::new();
     let event = h.event("bot").await;
     h.users("bot", "tg", ids(1..3)).await;
-    let id = accept(&h, &event.event_id, json!({"platform": "tg", "users": ["1", 2], "data": {"order": 7}})).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1", 2], "data": {"order": 7}}),
+    )
+    .await;
     h.run_jobs().await;
     for bm in ["bm-tg-1", "bm-tg-2"] {
         let user = h.user("bot", bm).await;
@@ -55,12 +60,23 @@ async fn other_attributes_of_the_state_are_never_touched() {
     let event = h.event("bot").await;
     h.users("bot", "tg", ids(1..2)).await;
     h.sql()
-        .execute("UPDATE users SET attributes = '{\"step\":\"cart\",\"vars\":{\"a\":1}}'", [])
+        .execute(
+            "UPDATE users SET attributes = '{\"step\":\"cart\",\"vars\":{\"a\":1}}'",
+            [],
+        )
         .unwrap();
-    accept(&h, &event.event_id, json!({"platform": "tg", "users": ["1"], "data": {"x": 1}})).await;
+    accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1"], "data": {"x": 1}}),
+    )
+    .await;
     h.run_jobs().await;
     let user = h.user("bot", "bm-tg-1").await;
-    assert_eq!(user["attributes"], json!({"step": "cart", "vars": {"a": 1}}));
+    assert_eq!(
+        user["attributes"],
+        json!({"step": "cart", "vars": {"a": 1}})
+    );
     assert_eq!(user["last_request"], json!({"x": 1}));
 }
 
@@ -69,11 +85,19 @@ async fn unknown_users_are_counted_not_found_and_not_created() {
     let h = Harness::new();
     let event = h.event("bot").await;
     h.users("bot", "tg", ids(1..2)).await;
-    let id = accept(&h, &event.event_id, json!({"platform": "tg", "users": ["1", "404", "405"]})).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1", "404", "405"]}),
+    )
+    .await;
     h.run_jobs().await;
     let s = status(&h, &id).await;
     assert_eq!((s.delivered, s.not_found, s.state), (1, 2, "done"));
-    let users: i64 = h.sql().query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    let users: i64 = h
+        .sql()
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(users, 1);
 }
 
@@ -82,8 +106,18 @@ async fn an_older_request_never_overwrites_a_newer_one() {
     let h = Harness::new();
     let event = h.event("bot").await;
     h.users("bot", "tg", ids(1..2)).await;
-    let older = accept(&h, &event.event_id, json!({"platform": "tg", "users": ["1"], "data": {"v": "old"}})).await;
-    let newer = accept(&h, &event.event_id, json!({"platform": "tg", "users": ["1"], "data": {"v": "new"}})).await;
+    let older = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1"], "data": {"v": "old"}}),
+    )
+    .await;
+    let newer = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1"], "data": {"v": "new"}}),
+    )
+    .await;
     assert!(older < newer);
     // Run the newer request's job first: the older one arrives late.
     let jobs: Vec<(String, String)> = h
@@ -124,7 +158,10 @@ async fn per_user_data_is_merged_over_the_request_data() {
         h.user("bot", "bm-tg-1").await["last_request"],
         json!({"order": {"id": 9, "total": 5}, "shop": "x", "name": "Ann"})
     );
-    assert_eq!(h.user("bot", "bm-tg-2").await["last_request"], json!({"order": {"id": 9}, "shop": "x"}));
+    assert_eq!(
+        h.user("bot", "bm-tg-2").await["last_request"],
+        json!({"order": {"id": 9}, "shop": "x"})
+    );
 }
 
 #[tokio::test]
@@ -133,8 +170,16 @@ async fn a_redelivered_job_does_not_repeat_a_success_or_count_twice() {
     let h = Harness::with(Config::default(), deliverer.clone());
     let event = h.event("bot").await;
     h.users("bot", "tg", ids(1..4)).await;
-    let id = accept(&h, &event.event_id, json!({"platform": "tg", "users": ["1", "2", "3", "9"]})).await;
-    let payload: String = h.sql().query_row("SELECT payload FROM jobs", [], |r| r.get(0)).unwrap();
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1", "2", "3", "9"]}),
+    )
+    .await;
+    let payload: String = h
+        .sql()
+        .query_row("SELECT payload FROM jobs", [], |r| r.get(0))
+        .unwrap();
     let job: Job = serde_json::from_str(&payload).unwrap();
     let first = processor::process(&h.app, &job).await.unwrap();
     let again = processor::process(&h.app, &job).await.unwrap();
@@ -152,9 +197,21 @@ async fn retryable_failures_are_retried_alone_until_they_succeed() {
     let h = Harness::with(quick_retries(), deliverer.clone());
     let event = h.event("bot").await;
     h.users("bot", "tg", ids(1..4)).await;
-    let id = accept(&h, &event.event_id, json!({"platform": "tg", "users": ["1", "2", "3"]})).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1", "2", "3"]}),
+    )
+    .await;
     h.run_jobs().await;
-    assert_eq!((deliverer.calls("1"), deliverer.calls("2"), deliverer.calls("3")), (1, 3, 1));
+    assert_eq!(
+        (
+            deliverer.calls("1"),
+            deliverer.calls("2"),
+            deliverer.calls("3")
+        ),
+        (1, 3, 1)
+    );
     let s = status(&h, &id).await;
     assert_eq!((s.delivered, s.failed, s.state), (3, 0, "done"));
 }
@@ -166,14 +223,23 @@ async fn retries_stop_at_the_attempt_limit_with_the_reason() {
     let h = Harness::with(quick_retries(), deliverer.clone());
     let event = h.event("bot").await;
     h.users("bot", "tg", ids(1..3)).await;
-    let id = accept(&h, &event.event_id, json!({"platform": "tg", "users": ["1", "2"]})).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1", "2"]}),
+    )
+    .await;
     h.run_jobs().await;
     assert_eq!(deliverer.calls("2"), 3, "max_attempts is 3");
     let s = status(&h, &id).await;
     assert_eq!((s.delivered, s.failed, s.state), (1, 1, "done"));
     assert_eq!(s.errors[0].user, "tg:2");
     assert_eq!(s.errors[0].reason, "unavailable");
-    assert!(s.errors[0].message.contains("gave up after 3 attempts"), "{}", s.errors[0].message);
+    assert!(
+        s.errors[0].message.contains("gave up after 3 attempts"),
+        "{}",
+        s.errors[0].message
+    );
 }
 
 #[tokio::test]
@@ -183,13 +249,21 @@ async fn permanent_failures_are_final_at_once() {
     let h = Harness::with(quick_retries(), deliverer.clone());
     let event = h.event("bot").await;
     h.users("bot", "tg", ids(1..2)).await;
-    let id = accept(&h, &event.event_id, json!({"platform": "tg", "users": ["1"]})).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1"]}),
+    )
+    .await;
     h.run_jobs().await;
     assert_eq!(deliverer.calls("1"), 1);
     let s = status(&h, &id).await;
     assert_eq!((s.failed, s.errors[0].reason.as_str()), (1, "blocked"));
     // last_request is stored even when the action fails.
-    assert_eq!(h.user("bot", "bm-tg-1").await["last_request_id"], id.as_str());
+    assert_eq!(
+        h.user("bot", "bm-tg-1").await["last_request_id"],
+        id.as_str()
+    );
 }
 
 #[tokio::test]
@@ -204,17 +278,43 @@ async fn everyone_pages_every_shard_and_targeted_becomes_final() {
     h.users("bot", "tg", ids(0..50)).await;
     h.users("bot", "vk", ids(0..20)).await;
     h.users("other-bot", "tg", ids(100..130)).await;
-    let tg = accept(&h, &event.event_id, json!({"platform": "tg", "users": "everyone", "data": {"a": 1}})).await;
-    let any = accept(&h, &event.event_id, json!({"platform": "any", "users": "everyone", "data": {"a": 2}})).await;
-    assert_eq!(status(&h, &tg).await.targeted, None, "unknown until expanded");
+    let tg = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": "everyone", "data": {"a": 1}}),
+    )
+    .await;
+    let any = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "any", "users": "everyone", "data": {"a": 2}}),
+    )
+    .await;
+    assert_eq!(
+        status(&h, &tg).await.targeted,
+        None,
+        "unknown until expanded"
+    );
     h.run_jobs().await;
     let tg = status(&h, &tg).await;
-    assert_eq!((tg.targeted, tg.delivered, tg.state), (Some(50), 50, "done"));
+    assert_eq!(
+        (tg.targeted, tg.delivered, tg.state),
+        (Some(50), 50, "done")
+    );
     let any = status(&h, &any).await;
-    assert_eq!((any.targeted, any.delivered, any.state), (Some(70), 70, "done"));
-    assert_eq!(h.user("bot", "bm-vk-3").await["last_request"], json!({"a": 2}));
+    assert_eq!(
+        (any.targeted, any.delivered, any.state),
+        (Some(70), 70, "done")
+    );
+    assert_eq!(
+        h.user("bot", "bm-vk-3").await["last_request"],
+        json!({"a": 2})
+    );
     // Other bots' users are not part of this bot's everyone.
-    assert_eq!(h.user("other-bot", "bm-tg-100").await["last_request"], Value::Null);
+    assert_eq!(
+        h.user("other-bot", "bm-tg-100").await["last_request"],
+        Value::Null
+    );
 }
 
 #[tokio::test]
@@ -226,7 +326,12 @@ async fn a_redelivered_expand_page_is_skipped() {
     let h = Harness::with(config, Arc::new(LogDeliverer::default()));
     let event = h.event("bot").await;
     h.users("bot", "tg", ids(0..40)).await;
-    let id = accept(&h, &event.event_id, json!({"platform": "tg", "users": "everyone"})).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": "everyone"}),
+    )
+    .await;
     let first_pages: Vec<Job> = h
         .sql()
         .prepare("SELECT payload FROM jobs")
@@ -253,7 +358,12 @@ async fn jobs_of_a_request_still_being_accepted_wait_and_of_an_aborted_one_do_no
     let h = Harness::with(Config::default(), deliverer.clone());
     let event = h.event("bot").await;
     h.users("bot", "tg", ids(1..2)).await;
-    let id = accept(&h, &event.event_id, json!({"platform": "tg", "users": ["1"]})).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1"]}),
+    )
+    .await;
     let job = Job::deliver(
         &id,
         0,
@@ -265,10 +375,16 @@ async fn jobs_of_a_request_still_being_accepted_wait_and_of_an_aborted_one_do_no
             patch: None,
         }],
     );
-    h.store.set_request_state(&id, RequestState::Accepting).await.unwrap();
+    h.store
+        .set_request_state(&id, RequestState::Accepting)
+        .await
+        .unwrap();
     let waiting = processor::process(&h.app, &job).await.unwrap();
     assert!(waiting.run_again_after.is_some());
-    h.store.set_request_state(&id, RequestState::Aborted).await.unwrap();
+    h.store
+        .set_request_state(&id, RequestState::Aborted)
+        .await
+        .unwrap();
     let aborted = processor::process(&h.app, &job).await.unwrap();
     assert_eq!(aborted.delivered, 0);
     assert_eq!(deliverer.total_calls(), 0);
@@ -279,7 +395,12 @@ async fn a_job_that_keeps_failing_on_the_store_is_kept_dead() {
     let h = Harness::new();
     let event = h.event("bot").await;
     h.users("bot", "tg", ids(1..2)).await;
-    accept(&h, &event.event_id, json!({"platform": "tg", "users": ["1"]})).await;
+    accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1"]}),
+    )
+    .await;
     // A job for a request whose outcomes table is gone fails on every attempt.
     h.sql().execute_batch("DROP TABLE outcomes").unwrap();
     let options = herald_sqlite::worker_pool::PoolOptions {
@@ -287,13 +408,23 @@ async fn a_job_that_keeps_failing_on_the_store_is_kept_dead() {
         ..Default::default()
     };
     for _ in 0..2 {
-        herald_sqlite::worker_pool::drain(&h.app, &h.store, &options).await.unwrap();
-        h.sql().execute("UPDATE jobs SET visible_at = 0", []).unwrap();
+        herald_sqlite::worker_pool::drain(&h.app, &h.store, &options)
+            .await
+            .unwrap();
+        h.sql()
+            .execute("UPDATE jobs SET visible_at = 0", [])
+            .unwrap();
     }
     let depth = h.store.queue_depth().await.unwrap();
     assert_eq!((depth.ready, depth.dead), (0, 1));
-    let error: String = h.sql().query_row("SELECT last_error FROM jobs", [], |r| r.get(0)).unwrap();
+    let error: String = h
+        .sql()
+        .query_row("SELECT last_error FROM jobs", [], |r| r.get(0))
+        .unwrap();
     assert!(error.contains("outcomes"), "{error}");
     // Enqueueing still works for other jobs.
-    h.store.enqueue(vec![], std::time::Duration::ZERO).await.unwrap();
+    h.store
+        .enqueue(vec![], std::time::Duration::ZERO)
+        .await
+        .unwrap();
 }

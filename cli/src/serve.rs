@@ -35,7 +35,7 @@ pub struct ServeArgs {
     /// Public base URL used in printed and returned URLs (e.g. https://herald.example.com).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Worker tasks draining the job queue.
+    /// Worker tasks draining the job queue (0: accept only, leave jobs queued).
     #[arg(long, env = "HERALD_WORKERS", default_value_t = 4)]
     workers: usize,
     /// Users per deliver job.
@@ -82,21 +82,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("{}", demo::banner(&event, &base_url));
     }
 
-    let pool = WorkerPool::start(
-        app.clone(),
-        store.clone(),
-        PoolOptions {
-            workers: args.workers.max(1),
-            ..PoolOptions::default()
-        },
-    );
+    let recovered = store.recover_leases().await?;
+    if recovered > 0 {
+        tracing::info!(
+            jobs = recovered,
+            "resuming jobs left in flight by the previous run"
+        );
+    }
+    let pool = (args.workers > 0).then(|| {
+        WorkerPool::start(
+            app.clone(),
+            store.clone(),
+            PoolOptions {
+                workers: args.workers,
+                ..PoolOptions::default()
+            },
+        )
+    });
     tracing::info!(listen = %local, db = %args.db.display(), workers = args.workers, "herald serving");
     axum::serve(listener, herald_core::router::router(app))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("no longer accepting requests; finishing in-flight jobs");
-    pool.shutdown(Duration::from_secs(args.shutdown_grace))
-        .await;
+    if let Some(pool) = pool {
+        pool.shutdown(Duration::from_secs(args.shutdown_grace))
+            .await;
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -229,12 +229,17 @@ impl Server {
         self.child.wait().unwrap();
     }
 
-    /// SIGTERM, then wait for a clean exit.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    /// Send SIGTERM to a child process.
+    pub fn signal_term(child: &Child) {
         Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        Server::signal_term(&self.child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -5,7 +5,7 @@
 //! to reappear. [`Sqlite::ack`] deletes a finished job; [`Sqlite::release`] makes it visible
 //! again after a delay, or marks it `dead` (kept, with its last error) once it has used
 //! its attempts. Jobs are committed before anyone is told they exist, so they survive a
-//! crash or a restart.
+//! crash or a restart; [`Sqlite::recover_leases`] hands a crashed run's jobs back at once.
 
 use crate::{from_json, now_ms, to_json, Sqlite};
 use async_trait::async_trait;
@@ -71,7 +71,7 @@ impl Sqlite {
             let now = now_ms();
             let row: Option<(String, u32)> = conn
                 .prepare_cached(
-                    "UPDATE jobs SET visible_at = ?2, attempts = attempts + 1
+                    "UPDATE jobs SET visible_at = ?2, attempts = attempts + 1, leased = 1
                      WHERE id = (SELECT id FROM jobs WHERE state = 'ready' AND visible_at <= ?1
                                  ORDER BY visible_at LIMIT 1)
                      RETURNING payload, attempts",
@@ -112,7 +112,8 @@ impl Sqlite {
         let job_id = job_id.to_string();
         self.write(move |conn| {
             conn.execute(
-                "UPDATE jobs SET visible_at = ?2, state = ?3, last_error = coalesce(?4, last_error)
+                "UPDATE jobs SET visible_at = ?2, state = ?3, leased = 0,
+                        last_error = coalesce(?4, last_error)
                  WHERE id = ?1",
                 params![
                     job_id,
@@ -126,6 +127,22 @@ impl Sqlite {
         .await?;
         self.notify_jobs();
         Ok(())
+    }
+
+    /// Make jobs leased by a previous run of this server visible at once; returns how many.
+    /// Only one `herald serve` works on a database file, so at start-up every lease is a
+    /// dead worker's.
+    pub async fn recover_leases(&self) -> Result<usize, StoreError> {
+        let recovered = self
+            .write(|conn| {
+                conn.execute(
+                    "UPDATE jobs SET leased = 0, visible_at = ?1 WHERE leased = 1",
+                    [now_ms()],
+                )
+            })
+            .await?;
+        self.notify_jobs();
+        Ok(recovered)
     }
 
     /// Jobs waiting (or leased) and dead.

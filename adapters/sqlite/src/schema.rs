@@ -77,9 +77,11 @@ const MIGRATIONS: &[&str] = &[
         request_id TEXT NOT NULL,
         kind TEXT NOT NULL,
         payload TEXT NOT NULL,
-        -- 'ready' (waiting or leased until visible_at) or 'dead'.
+        -- 'ready' (waiting, or leased until visible_at) or 'dead'.
         state TEXT NOT NULL DEFAULT 'ready',
         visible_at INTEGER NOT NULL,
+        -- 1 while a worker holds the job.
+        leased INTEGER NOT NULL DEFAULT 0,
         attempts INTEGER NOT NULL DEFAULT 0,
         last_error TEXT,
         created_at INTEGER NOT NULL

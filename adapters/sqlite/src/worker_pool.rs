@@ -53,7 +53,7 @@ impl WorkerPool {
         let (stop, stopped) = watch::channel(false);
         let in_flight = Arc::new(Mutex::new(HashSet::new()));
         let mut tasks = JoinSet::new();
-        for worker in 0..options.workers.max(1) {
+        for worker in 0..options.workers {
             let worker = Worker {
                 number: worker,
                 app: app.clone(),

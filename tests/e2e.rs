@@ -1,0 +1,598 @@
+//! End to end: the real `herald` binary on a free port with a temporary database, driven
+//! over HTTP and through its CLI, as a CRM and an operator would.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::{herald, herald_json, Server};
+
+struct Event {
+    id: String,
+    secret: String,
+}
+
+fn create_event(db: &Path, bot: &str) -> Event {
+    let created = herald_json(&[
+        "events",
+        "create",
+        "--db",
+        db.to_str().unwrap(),
+        "--bot",
+        bot,
+        "--name",
+        "order-paid",
+        "--action",
+        "screen",
+        "--screen",
+        "thanks",
+    ]);
+    let id = created["event_id"].as_str().unwrap().to_string();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert_eq!(created["url"], format!("/v1/events/{id}/{secret}"));
+    Event { id, secret }
+}
+
+/// Import `count` users on `platform` with ids `<prefix><n>` through the CLI.
+fn import(db: &Path, bot: &str, platform: &str, prefix: &str, count: usize) -> Value {
+    let file = db.with_extension(format!("{platform}.{prefix}.jsonl"));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    for n in 0..count {
+        writeln!(
+            out,
+            "{}",
+            json!({"platform": platform, "platform_id": format!("{prefix}{n}")})
+        )
+        .unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+    herald_json(&[
+        "users",
+        "import",
+        "--db",
+        db.to_str().unwrap(),
+        "--bot",
+        bot,
+        file.to_str().unwrap(),
+    ])
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn post(server: &Server, event: &Event, body: Value) -> (u16, Value) {
+    let response = client()
+        .post(server.url(&format!("/v1/events/{}/{}", event.id, event.secret)))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn accept(server: &Server, event: &Event, body: Value) -> String {
+    let (status, answer) = post(server, event, body).await;
+    assert_eq!(status, 202, "{answer}");
+    answer["request_id"].as_str().unwrap().to_string()
+}
+
+async fn status(server: &Server, event: &Event, request_id: &str) -> Value {
+    client()
+        .get(server.url(&format!("/v1/requests/{request_id}")))
+        .bearer_auth(&event.secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_done(server: &Server, event: &Event, request_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = status(server, event, request_id).await;
+        if s["state"] == "done" {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "request did not finish: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn user(db: &Path, bot: &str, platform: &str, platform_id: &str) -> Value {
+    herald_json(&[
+        "users",
+        "show",
+        "--db",
+        db.to_str().unwrap(),
+        "--bot",
+        bot,
+        "--platform",
+        platform,
+        "--platform-id",
+        platform_id,
+    ])
+}
+
+fn count_users_with_request(db: &Path, request_id: &str) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM users WHERE last_request_id = ?1",
+            [request_id],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn first_run_creates_a_demo_that_answers_the_three_documented_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let server = Server::start(&db, &[]);
+    let url = server
+        .banner
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("HERALD_EVENT_URL="))
+        .expect("the banner prints the demo event URL")
+        .to_string();
+    assert!(server.banner.contains("curl"), "{}", server.banner);
+    let (event_id, secret) = url
+        .rsplit_once("/v1/events/")
+        .unwrap()
+        .1
+        .split_once('/')
+        .unwrap();
+    let event = Event {
+        id: event_id.into(),
+        secret: secret.into(),
+    };
+    let examples = [
+        json!({"platform": "tg", "users": ["123456"], "data": {}}),
+        json!({"platform": "any", "users": "everyone", "data": {}}),
+        json!({"users_bm": ["5c517b7773515eaha3078e2f"], "data": {}}),
+    ];
+    let mut finals = Vec::new();
+    for example in examples {
+        let id = accept(&server, &event, example).await;
+        finals.push(wait_done(&server, &event, &id).await);
+    }
+    assert_eq!(finals[0]["delivered"], 1);
+    assert_eq!(finals[1]["delivered"], 4, "the demo has four users");
+    assert_eq!(finals[2]["delivered"], 1);
+    let demo_user = user(&db, "demo", "tg", "123456");
+    assert_eq!(demo_user["last_request_id"], finals[2]["request_id"]);
+    // A second start on the same database does not create another demo.
+    drop(server);
+    let again = Server::start(&db, &[]);
+    assert!(
+        !again.banner.contains("HERALD_EVENT_URL"),
+        "{}",
+        again.banner
+    );
+}
+
+#[tokio::test]
+async fn explicit_single_bm_and_per_user_requests_reach_their_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = create_event(&db, "shop");
+    import(&db, "shop", "tg", "", 300);
+    let server = Server::start(&db, &["--no-demo"]);
+
+    let ids: Vec<Value> = (0..250)
+        .map(|n| {
+            if n % 2 == 0 {
+                json!(n)
+            } else {
+                json!(n.to_string())
+            }
+        })
+        .collect();
+    let mut with_unknown = ids.clone();
+    with_unknown.push(json!("nobody"));
+    with_unknown.push(json!(0)); // a duplicate
+    let explicit = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": with_unknown, "data": {"sale": 1}}),
+    )
+    .await;
+    let s = wait_done(&server, &event, &explicit).await;
+    assert_eq!(
+        (
+            s["targeted"].as_u64(),
+            s["delivered"].as_u64(),
+            s["not_found"].as_u64()
+        ),
+        (Some(251), Some(250), Some(1))
+    );
+    assert_eq!(count_users_with_request(&db, &explicit), 250);
+
+    let single = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": 299, "data": {"single": true}}),
+    )
+    .await;
+    wait_done(&server, &event, &single).await;
+    assert_eq!(
+        user(&db, "shop", "tg", "299")["last_request"],
+        json!({"single": true})
+    );
+
+    let bm_id = user(&db, "shop", "tg", "298")["bm_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_bm = accept(
+        &server,
+        &event,
+        json!({"users_bm": [bm_id, "not-a-user"], "data": {"bm": 1}}),
+    )
+    .await;
+    let s = wait_done(&server, &event, &by_bm).await;
+    assert_eq!(
+        (s["delivered"].as_u64(), s["not_found"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        user(&db, "shop", "tg", "298")["last_request"],
+        json!({"bm": 1})
+    );
+
+    let personal = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": [{"id": "297", "data": {"name": "Ann"}}, "296"], "data": {"shop": "x"}}),
+    )
+    .await;
+    wait_done(&server, &event, &personal).await;
+    assert_eq!(
+        user(&db, "shop", "tg", "297")["last_request"],
+        json!({"shop": "x", "name": "Ann"})
+    );
+    assert_eq!(
+        user(&db, "shop", "tg", "296")["last_request"],
+        json!({"shop": "x"})
+    );
+
+    let (code, dry) = post(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": ["1", "2", "x"], "dry_run": true}),
+    )
+    .await;
+    assert_eq!(
+        (code, dry),
+        (200, json!({"dry_run": true, "targeted": 3, "found": 2}))
+    );
+    assert_eq!(
+        user(&db, "shop", "tg", "1")["last_request_id"],
+        explicit.as_str(),
+        "dry run changed nothing"
+    );
+
+    // The CLI prints the same status document as the endpoint.
+    let shown = herald_json(&["requests", "show", "--db", db.to_str().unwrap(), &explicit]);
+    assert_eq!(shown, status(&server, &event, &explicit).await);
+}
+
+#[tokio::test]
+async fn everyone_reaches_over_ten_thousand_users_on_one_platform_and_on_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = create_event(&db, "big");
+    let report = import(&db, "big", "tg", "t", 10_500);
+    assert_eq!(
+        report,
+        json!({"inserted": 10_500, "existing": 0, "invalid": 0})
+    );
+    import(&db, "big", "vk", "v", 1_500);
+    import(&db, "someone-else", "tg", "t", 100);
+    let server = Server::start(&db, &["--no-demo"]);
+
+    let tg = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": "everyone", "data": {"wave": 1}}),
+    )
+    .await;
+    let s = wait_done(&server, &event, &tg).await;
+    assert_eq!(
+        (
+            s["targeted"].as_u64(),
+            s["delivered"].as_u64(),
+            s["pending"].as_u64()
+        ),
+        (Some(10_500), Some(10_500), Some(0))
+    );
+    assert_eq!(count_users_with_request(&db, &tg), 10_500);
+
+    let any = accept(
+        &server,
+        &event,
+        json!({"platform": "any", "users": "everyone", "data": {"wave": 2}}),
+    )
+    .await;
+    let s = wait_done(&server, &event, &any).await;
+    assert_eq!(
+        (s["targeted"].as_u64(), s["delivered"].as_u64()),
+        (Some(12_000), Some(12_000))
+    );
+    assert_eq!(count_users_with_request(&db, &any), 12_000);
+    assert_eq!(
+        user(&db, "big", "vk", "v7")["last_request"],
+        json!({"wave": 2})
+    );
+    assert_eq!(
+        user(&db, "someone-else", "tg", "t7")["last_request"],
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn reordered_requests_leave_the_newest_last_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = create_event(&db, "shop");
+    import(&db, "shop", "tg", "", 3);
+    // Accept both requests with no workers running, so the jobs wait in the queue.
+    let server = Server::start(&db, &["--no-demo", "--workers", "0"]);
+    let older = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": ["0", "1"], "data": {"v": "older"}}),
+    )
+    .await;
+    let newer = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": ["1"], "data": {"v": "newer"}}),
+    )
+    .await;
+    assert!(server.terminate().success());
+    // Let the newer request's job run first.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE jobs SET visible_at = visible_at + 1000 WHERE request_id = ?1",
+            [&older],
+        )
+        .unwrap();
+    let server = Server::start(&db, &["--no-demo", "--workers", "1"]);
+    wait_done(&server, &event, &newer).await;
+    wait_done(&server, &event, &older).await;
+    assert_eq!(
+        user(&db, "shop", "tg", "1")["last_request"],
+        json!({"v": "newer"})
+    );
+    assert_eq!(
+        user(&db, "shop", "tg", "0")["last_request"],
+        json!({"v": "older"})
+    );
+}
+
+/// Wait until the request has made some progress but is not finished.
+async fn wait_partway(server: &Server, event: &Event, request_id: &str, at_least: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(server, event, request_id).await;
+        if s["delivered"].as_u64().unwrap() >= at_least {
+            assert_ne!(
+                s["state"], "done",
+                "finished before it could be interrupted: {s}"
+            );
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no progress: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_crash_mid_fan_out_loses_nothing_and_counts_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = create_event(&db, "big");
+    import(&db, "big", "tg", "", 10_000);
+    let slow = ["--no-demo", "--simulate-delivery-ms", "20"];
+    let server = Server::start(&db, &slow);
+    let id = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": "everyone", "data": {"n": 1}}),
+    )
+    .await;
+    let before = wait_partway(&server, &event, &id, 500).await;
+    server.crash();
+
+    let server = Server::start(&db, &["--no-demo"]);
+    let s = wait_done(&server, &event, &id).await;
+    assert!(before["delivered"].as_u64() < s["delivered"].as_u64());
+    assert_eq!(
+        (
+            s["targeted"].as_u64(),
+            s["delivered"].as_u64(),
+            s["failed"].as_u64()
+        ),
+        (Some(10_000), Some(10_000), Some(0))
+    );
+    assert_eq!(count_users_with_request(&db, &id), 10_000);
+    let queue: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(queue, 0, "every job finished and was removed");
+}
+
+#[tokio::test]
+async fn sigterm_stops_accepting_finishes_in_flight_jobs_and_the_rest_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = create_event(&db, "big");
+    import(&db, "big", "tg", "", 3_000);
+    let server = Server::start(&db, &["--no-demo", "--simulate-delivery-ms", "20"]);
+    let base = server.base.clone();
+    let id = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": "everyone"}),
+    )
+    .await;
+    wait_partway(&server, &event, &id, 200).await;
+    let exit = server.terminate();
+    assert!(exit.success(), "clean exit: {exit:?}");
+    assert!(
+        client()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
+    let leased: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM jobs WHERE leased = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(leased, 0, "in-flight jobs were finished or released");
+
+    let server = Server::start(&db, &["--no-demo"]);
+    let s = wait_done(&server, &event, &id).await;
+    assert_eq!(
+        (s["targeted"].as_u64(), s["delivered"].as_u64()),
+        (Some(3_000), Some(3_000))
+    );
+}
+
+#[tokio::test]
+async fn json_logs_carry_request_ids_but_never_data_or_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = create_event(&db, "shop");
+    import(&db, "shop", "tg", "", 2);
+    let log = dir.path().join("log.jsonl");
+    let mut child = herald()
+        .args([
+            "serve",
+            "--no-demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--db",
+        ])
+        .arg(&db)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let body =
+        json!({"platform": "tg", "users": ["0", "1"], "data": {"card": "SENTINEL-4111-1111"}});
+    let answer: Value = client()
+        .post(format!("{base}/v1/events/{}/{}", event.id, event.secret))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let request_id = answer["request_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Server::signal_term(&child);
+    child.wait().unwrap();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
+        .collect();
+    assert!(lines.iter().any(
+        |l| l["request_id"] == request_id.as_str() && l["message"] == "event request accepted"
+    ));
+    assert!(lines
+        .iter()
+        .any(|l| l["request_id"] == request_id.as_str() && l["message"] == "job done"));
+    assert!(
+        !text.contains("SENTINEL-4111-1111"),
+        "request data leaked into logs"
+    );
+    assert!(!text.contains(&event.secret), "the secret leaked into logs");
+}
+
+#[test]
+fn importing_the_same_users_again_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    assert_eq!(
+        import(&db, "shop", "tg", "", 1_000),
+        json!({"inserted": 1000, "existing": 0, "invalid": 0})
+    );
+    assert_eq!(
+        import(&db, "shop", "tg", "", 1_000),
+        json!({"inserted": 0, "existing": 1000, "invalid": 0})
+    );
+}
+
+#[test]
+fn import_reports_bad_lines_and_keeps_the_good_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let file = dir.path().join("users.jsonl");
+    std::fs::write(
+        &file,
+        "{\"platform\":\"tg\",\"platform_id\":\"1\"}\nnot json\n{\"platform\":\"tg\",\"platform_id\":2,\"bm_id\":\"b2\"}\n{\"platform\":\"tg\"}\n",
+    )
+    .unwrap();
+    let output = herald()
+        .args([
+            "users",
+            "import",
+            "--db",
+            db.to_str().unwrap(),
+            "--bot",
+            "shop",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report, json!({"inserted": 2, "existing": 0, "invalid": 2}));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("line 4"),
+        "{stderr}"
+    );
+    assert_eq!(user(&db, "shop", "tg", "2")["bm_id"], "b2");
+    // A generated bm_id is 24 hex characters.
+    let generated = user(&db, "shop", "tg", "1")["bm_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        generated.len() == 24 && generated.chars().all(|c| c.is_ascii_hexdigit()),
+        "{generated}"
+    );
+}
