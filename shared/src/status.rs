@@ -40,8 +40,10 @@ impl From<RequestProgress> for RequestStatus {
             RequestState::Aborted => "aborted",
             RequestState::Accepting => "accepted",
             RequestState::Accepted if enumerated && pending == 0 => "done",
-            RequestState::Accepted if finished == 0 && p.targeted == 0 => "accepted",
-            RequestState::Accepted if finished == 0 && enumerated => "accepted",
+            // Nothing final yet, and no expansion page read either.
+            RequestState::Accepted if finished == 0 && (enumerated || p.targeted == 0) => {
+                "accepted"
+            }
             RequestState::Accepted => "running",
         };
         RequestStatus {

@@ -47,7 +47,7 @@ impl Sqlite {
             action,
         };
         let row = created.clone();
-        self.transaction(move |tx| {
+        self.durable_transaction(move |tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO bots (id, created_at) VALUES (?1, ?2)",
                 params![row.bot_id, now_ms()],

@@ -47,7 +47,7 @@ impl Intake for Sqlite {
     ) -> Result<(), StoreError> {
         let record = record.clone();
         let text = to_json(&record).map_err(StoreError::new)?;
-        self.transaction(move |tx| {
+        self.durable_transaction(move |tx| {
             let shards = match record.audience {
                 Audience::Everyone { shards, .. } => shards,
                 _ => 0,
