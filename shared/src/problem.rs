@@ -30,6 +30,9 @@ pub enum ApiError {
     EventDisabled,
     #[error(transparent)]
     Unavailable(#[from] StoreError),
+    /// A bug in Herald (a handler panicked); never caused by what a client sent.
+    #[error("internal error")]
+    Internal,
 }
 
 impl From<RequestError> for ApiError {
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::Request(RequestError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::EventDisabled => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -119,6 +123,12 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
                 "the request could not be recorded; nothing was accepted, retry later".to_string(),
+                vec![],
+            ),
+            ApiError::Internal => (
+                "internal",
+                "Internal error",
+                "Herald failed on this request; whether it was accepted is unknown".to_string(),
                 vec![],
             ),
         };

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
 
 type Shared = State<Arc<App>>;
 
@@ -37,6 +38,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", only_get(get(|| async { "ok" })))
         .fallback(|| async { ApiError::NotFound })
         .with_state(app)
+        // A bug must still answer problem+json, not drop the connection.
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            ApiError::Internal.into_response()
+        }))
 }
 
 fn only_post(route: MethodRouter<Arc<App>>) -> MethodRouter<Arc<App>> {

@@ -69,3 +69,83 @@ pub fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Action, PlatformFilter, RequestRecord};
+
+    fn progress(
+        audience: Audience,
+        targeted: u64,
+        expansions_pending: u32,
+        finished: u64,
+    ) -> RequestProgress {
+        RequestProgress {
+            record: RequestRecord {
+                id: "r".into(),
+                event_id: "e".into(),
+                event_name: "n".into(),
+                bot_id: "b".into(),
+                action: Action::Screen {
+                    screen_id: "s".into(),
+                },
+                data: Default::default(),
+                audience,
+                created_at: 0,
+            },
+            state: RequestState::Accepted,
+            targeted,
+            expansions_pending,
+            delivered: finished,
+            not_found: 0,
+            failed: 0,
+            error_samples: vec![],
+            delivery_samples: vec![],
+            updated_at: None,
+        }
+    }
+
+    fn explicit() -> Audience {
+        Audience::Platform {
+            platform: "tg".into(),
+            count: 10,
+        }
+    }
+
+    fn everyone() -> Audience {
+        Audience::Everyone {
+            platform: PlatformFilter::Any,
+            shards: 4,
+        }
+    }
+
+    #[test]
+    fn explicit_requests_go_accepted_running_done() {
+        let s = RequestStatus::from(progress(explicit(), 10, 0, 0));
+        assert_eq!((s.state, s.targeted, s.pending), ("accepted", Some(10), 10));
+        let s = RequestStatus::from(progress(explicit(), 10, 0, 4));
+        assert_eq!((s.state, s.pending), ("running", 6));
+        let s = RequestStatus::from(progress(explicit(), 10, 0, 10));
+        assert_eq!((s.state, s.pending), ("done", 0));
+    }
+
+    #[test]
+    fn everyone_has_no_targeted_count_until_enumerated() {
+        let s = RequestStatus::from(progress(everyone(), 0, 4, 0));
+        assert_eq!((s.state, s.targeted), ("accepted", None));
+        // All users found so far are final, but a shard is still being paged.
+        let s = RequestStatus::from(progress(everyone(), 500, 1, 500));
+        assert_eq!((s.state, s.targeted, s.pending), ("running", None, 0));
+        let s = RequestStatus::from(progress(everyone(), 700, 0, 700));
+        assert_eq!((s.state, s.targeted), ("done", Some(700)));
+        // A bot with no users is done at once.
+        let s = RequestStatus::from(progress(everyone(), 0, 0, 0));
+        assert_eq!((s.state, s.targeted), ("done", Some(0)));
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(1_764_090_005_604), "2025-11-25T17:00:05.604Z");
+    }
+}
