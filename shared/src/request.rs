@@ -104,9 +104,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<EventRequest, RequestError>
             format!("the body must be a JSON object, not {}", kind_of(&value)),
         )]));
     };
-    Validator::new(limits)
-        .validate(body)
-        .map(EventRequest::with_platforms)
+    Validator::new(limits).validate(body)
 }
 
 struct Validator<'a> {
@@ -159,7 +157,11 @@ impl<'a> Validator<'a> {
                 }
             },
             (Some(users), None) => {
-                let users = self.user_list("users", users, &data);
+                let on = platform.clone().unwrap_or_default();
+                let users = self.user_list("users", users, &data, |id| UserRef::Platform {
+                    platform: on.clone(),
+                    id,
+                });
                 match (platform.as_deref(), users) {
                     (Some("any"), _) => {
                         self.invalid(
@@ -188,7 +190,7 @@ impl<'a> Validator<'a> {
                 None
             }
             (None, Some(users_bm)) => self
-                .user_list("users_bm", users_bm, &data)
+                .user_list("users_bm", users_bm, &data, |id| UserRef::Bm { id })
                 .map(|users| Targets::Bm { users }),
         };
         if !self.too_large.is_empty() {
@@ -277,7 +279,13 @@ impl<'a> Validator<'a> {
     }
 
     /// An explicit list: an array of ids or `{id, data}` entries, or a single id.
-    fn user_list(&mut self, field: &str, raw: &Value, data: &Object) -> Option<Vec<JobUser>> {
+    fn user_list(
+        &mut self,
+        field: &str,
+        raw: &Value,
+        data: &Object,
+        user_ref: impl Fn(String) -> UserRef,
+    ) -> Option<Vec<JobUser>> {
         let single;
         let (entries, indexed): (&[Value], bool) = match raw {
             Value::Array(items) => (items.as_slice(), true),
@@ -321,16 +329,10 @@ impl<'a> Validator<'a> {
                 Some(_) => {}
                 None => {
                     seen.insert(id.clone(), users.len());
-                    let user = if field == "users_bm" {
-                        UserRef::Bm { id }
-                    } else {
-                        // The platform is filled in by the caller's Targets; the id is enough here.
-                        UserRef::Platform {
-                            platform: String::new(),
-                            id,
-                        }
-                    };
-                    users.push(JobUser { user, patch });
+                    users.push(JobUser {
+                        user: user_ref(id),
+                        patch,
+                    });
                 }
             }
         }
@@ -429,20 +431,6 @@ impl<'a> Validator<'a> {
         } else {
             Some(id)
         }
-    }
-}
-
-impl EventRequest {
-    /// Fill in the platform of explicit platform references (the parser leaves it blank).
-    fn with_platforms(mut self) -> Self {
-        if let Targets::Platform { platform, users } = &mut self.targets {
-            for user in users {
-                if let UserRef::Platform { platform: p, .. } = &mut user.user {
-                    p.clone_from(platform);
-                }
-            }
-        }
-        self
     }
 }
 

@@ -32,7 +32,7 @@ pub struct ImportUser {
 }
 
 fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    match serde_json::Value::deserialize(d)? {
+    match <serde_json::Value as serde::Deserialize>::deserialize(d)? {
         serde_json::Value::String(s) => Ok(s),
         serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
         other => Err(serde::de::Error::custom(format!(
@@ -40,8 +40,6 @@ fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D
         ))),
     }
 }
-use serde::Deserialize;
-
 /// What an import did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ImportReport {
@@ -52,11 +50,7 @@ pub struct ImportReport {
 
 /// A new state id: 24 hex characters, like the ids bot engines use.
 pub fn new_bm_id() -> String {
-    hex_lower(&herald_core::secret::random_bytes::<12>())
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(herald_core::secret::random_bytes::<12>())
 }
 
 /// The shard of a user (FNV-1a of its bm_id).
