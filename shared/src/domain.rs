@@ -252,3 +252,14 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// The shard of a user among `shards` (FNV-1a of its bm_id): how every runtime spreads a
+/// bot's users so that `everyone` can be paged in parallel.
+pub fn shard_of(bm_id: &str, shards: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in bm_id.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % shards.max(1)
+}

@@ -11,8 +11,8 @@
 //! [`Deliverer`]: crate::ports::Deliverer
 
 use crate::domain::{
-    DeliveryResult, Job, JobKind, JobUser, LastRequestWrite, Object, Outcome, RequestRecord,
-    RequestState, UserRef, UserState, WriteResult,
+    now_ms, DeliveryResult, Job, JobKind, JobUser, LastRequestWrite, Object, Outcome,
+    RequestRecord, RequestState, UserRef, UserState, WriteResult,
 };
 use crate::error::StoreError;
 use crate::merge::merge_patch;
@@ -39,6 +39,10 @@ pub struct JobReport {
 /// How long a job waits for a request that is still being accepted.
 const ACCEPTING_WAIT: Duration = Duration::from_secs(1);
 
+/// A request still `accepting` this long after it was created lost its accept call (the
+/// client was answered 503): its jobs are dropped.
+const ACCEPTING_TIMEOUT_MS: i64 = 120_000;
+
 /// Process one job against `app`'s ports.
 pub async fn process(app: &App, job: &Job) -> Result<JobReport, StoreError> {
     let Some((record, state)) = app.requests.record(&job.request_id).await? else {
@@ -46,6 +50,10 @@ pub async fn process(app: &App, job: &Job) -> Result<JobReport, StoreError> {
         return Ok(JobReport::default());
     };
     match state {
+        RequestState::Accepting if now_ms() - record.created_at > ACCEPTING_TIMEOUT_MS => {
+            tracing::warn!(job_id = %job.id, request_id = %job.request_id, "job of a request never accepted dropped");
+            return Ok(JobReport::default());
+        }
         RequestState::Accepting => {
             return Ok(JobReport {
                 run_again_after: Some(ACCEPTING_WAIT),
@@ -107,7 +115,7 @@ async fn deliver(
     let stamp = RequestStamp {
         request_id: record.id.clone(),
         event_id: record.event_id.clone(),
-        at: crate::domain::now_ms(),
+        at: now_ms(),
     };
     let writes: Vec<LastRequestWrite> = live
         .iter()

@@ -9,7 +9,7 @@
 use crate::{now_ms, to_json, Sqlite};
 use async_trait::async_trait;
 use herald_core::domain::{
-    LastRequestWrite, Object, PlatformFilter, UserRef, UserState, WriteResult,
+    shard_of, LastRequestWrite, Object, PlatformFilter, UserRef, UserState, WriteResult,
 };
 use herald_core::ports::{RequestStamp, UserPage, UserStore};
 use herald_core::StoreError;
@@ -53,16 +53,6 @@ pub fn new_bm_id() -> String {
     hex::encode(herald_core::secret::random_bytes::<12>())
 }
 
-/// The shard of a user (FNV-1a of its bm_id).
-pub fn shard_of(bm_id: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in bm_id.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % SHARDS
-}
-
 impl Sqlite {
     /// Insert users that are new; existing ones (by platform id or bm_id) are left alone,
     /// so re-importing the same file adds nothing. One transaction per call.
@@ -85,7 +75,7 @@ impl Sqlite {
             let now = now_ms();
             for user in users {
                 let bm_id = user.bm_id.unwrap_or_else(new_bm_id);
-                let shard = shard_of(&bm_id);
+                let shard = shard_of(&bm_id, SHARDS);
                 match insert.execute(params![bot_id, user.platform, user.platform_id, bm_id, shard, now])? {
                     0 => report.existing += 1,
                     _ => report.inserted += 1,

@@ -1,0 +1,101 @@
+//! Herald's AWS adapters: every port on DynamoDB and SQS.
+//!
+//! [`Aws`] holds the SDK clients and table/queue names, built once per Lambda instance by
+//! [`Aws::connect`]. It implements the event directory ([`events`]), the user store
+//! ([`users`]), the request log ([`requests`]), the job queue ([`sqs`]) and the intake
+//! ([`intake`]), whose two-phase accept makes a request visible only once all its jobs are
+//! on the queue. [`Aws::app`] wires them into the core's [`App`]. The key design of each
+//! table is described in `template.yaml` and in the module that owns it.
+
+pub mod events;
+pub mod intake;
+pub mod requests;
+pub mod settings;
+pub mod sqs;
+pub mod users;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use herald_core::ports::Deliverer;
+use herald_core::{App, Config, StoreError};
+pub use settings::AwsSettings;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// DynamoDB and SQS clients with the names of Herald's tables and queue.
+#[derive(Clone)]
+pub struct Aws {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub settings: AwsSettings,
+}
+
+impl Aws {
+    /// Load the AWS configuration (region, credentials; endpoint override for emulators)
+    /// once and build both clients.
+    pub async fn connect(settings: AwsSettings) -> Aws {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let shared = loader.load().await;
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&shared);
+        if let Some(endpoint) = &settings.dynamodb_endpoint {
+            dynamodb = dynamodb.endpoint_url(endpoint);
+        }
+        let mut sqs = aws_sdk_sqs::config::Builder::from(&shared);
+        if let Some(endpoint) = &settings.sqs_endpoint {
+            sqs = sqs.endpoint_url(endpoint);
+        }
+        Aws {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+            settings,
+        }
+    }
+
+    /// The core's [`App`] over these adapters.
+    pub fn app(&self, config: Config, deliverer: Arc<dyn Deliverer>) -> App {
+        let shared = Arc::new(self.clone());
+        App {
+            config,
+            events: shared.clone(),
+            users: shared.clone(),
+            requests: shared.clone(),
+            intake: shared.clone(),
+            queue: shared,
+            deliverer,
+        }
+    }
+}
+
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Any SDK failure, with its whole context, as a retryable [`StoreError`].
+pub(crate) fn store_error<E: std::error::Error + 'static>(e: E) -> StoreError {
+    StoreError::new(aws_sdk_dynamodb::error::DisplayErrorContext(e))
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// A string attribute of `item`, or "".
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> &'a str {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .unwrap_or("")
+}
+
+/// A number attribute of `item`, or 0.
+pub(crate) fn get_n(item: &Item, name: &str) -> i64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,458 @@
+//! Requests in DynamoDB: the [`RequestLog`] port.
+//!
+//! One partition per request (`pk` = request id) in the requests table; the sort key says
+//! what an item is: `request` (the record with `data` as a native map, the state, the
+//! counters and samples), `x#{shard}` (an expansion cursor), `u#{user key}` (a user's
+//! final outcome, the redelivery marker) or `j#{job id}` (a claim-checked job). Outcomes
+//! and the counters they move are written in one transaction, so a redelivered job neither
+//! repeats nor double-counts a user; counters only ever move by atomic `ADD`.
+
+use crate::{get_n, get_s, n, s, store_error, Aws, Item};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use herald_core::domain::{Outcome, RequestRecord, RequestState};
+use herald_core::ports::{ErrorSample, Expansion, RequestLog, RequestProgress};
+use herald_core::StoreError;
+use std::collections::{HashMap, HashSet};
+
+/// Failures kept per request for the status document.
+pub const ERROR_SAMPLES: usize = 20;
+/// Deliveries kept per request for the status document.
+pub const DELIVERY_SAMPLES: usize = 5;
+/// Requests and their items expire this long after creation (TTL).
+pub const RETENTION_SECS: i64 = 30 * 24 * 3600;
+
+pub(crate) const REQUEST_SK: &str = "request";
+
+pub(crate) fn state_name(state: RequestState) -> &'static str {
+    match state {
+        RequestState::Accepting => "accepting",
+        RequestState::Accepted => "accepted",
+        RequestState::Aborted => "aborted",
+    }
+}
+
+fn parse_state(name: &str) -> RequestState {
+    match name {
+        "accepting" => RequestState::Accepting,
+        "aborted" => RequestState::Aborted,
+        _ => RequestState::Accepted,
+    }
+}
+
+/// TTL of a request's items, from its creation time in milliseconds.
+pub(crate) fn expires_at(created_at_ms: i64) -> AttributeValue {
+    n(created_at_ms / 1000 + RETENTION_SECS)
+}
+
+impl Aws {
+    pub(crate) fn request_key(&self, request_id: &str, sk: &str) -> Item {
+        HashMap::from([("pk".to_string(), s(request_id)), ("sk".to_string(), s(sk))])
+    }
+
+    async fn request_item(
+        &self,
+        request_id: &str,
+        projection: Option<&str>,
+    ) -> Result<Option<Item>, StoreError> {
+        self.dynamodb
+            .get_item()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.request_key(request_id, REQUEST_SK)))
+            .set_projection_expression(projection.map(String::from))
+            .consistent_read(true)
+            .send()
+            .await
+            .map(|out| out.item)
+            .map_err(store_error)
+    }
+
+    /// Set a request's state.
+    pub async fn set_request_state(
+        &self,
+        request_id: &str,
+        state: RequestState,
+    ) -> Result<(), StoreError> {
+        self.dynamodb
+            .update_item()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.request_key(request_id, REQUEST_SK)))
+            .update_expression("SET #state = :s")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":s", s(state_name(state)))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    fn counters_update(
+        &self,
+        request_id: &str,
+        delivered: i64,
+        not_found: i64,
+        failed: i64,
+    ) -> Result<Update, StoreError> {
+        Update::builder()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.request_key(request_id, REQUEST_SK)))
+            .update_expression("ADD delivered :d, not_found :n, failed :f SET updated_at = :now")
+            .expression_attribute_values(":d", n(delivered))
+            .expression_attribute_values(":n", n(not_found))
+            .expression_attribute_values(":f", n(failed))
+            .expression_attribute_values(":now", n(herald_core::domain::now_ms()))
+            .build()
+            .map_err(StoreError::new)
+    }
+
+    fn marker_put(
+        &self,
+        request_id: &str,
+        key: &str,
+        outcome: &Outcome,
+        expires: &AttributeValue,
+    ) -> Result<Put, StoreError> {
+        let (name, reason) = match outcome {
+            Outcome::Delivered { .. } => ("delivered", None),
+            Outcome::NotFound => ("not_found", None),
+            Outcome::Failed { reason, .. } => ("failed", Some(reason.clone())),
+        };
+        let mut item = self.request_key(request_id, &format!("u#{key}"));
+        item.insert("outcome".into(), s(name));
+        if let Some(reason) = reason {
+            item.insert("reason".into(), s(reason));
+        }
+        item.insert("expires_at".into(), expires.clone());
+        Put::builder()
+            .table_name(&self.settings.requests_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .map_err(StoreError::new)
+    }
+
+    /// Write markers and their counts in one transaction; false when a marker already
+    /// existed (nothing was written).
+    async fn write_outcomes(
+        &self,
+        request_id: &str,
+        outcomes: &[(String, Outcome)],
+        expires: &AttributeValue,
+    ) -> Result<bool, StoreError> {
+        let (mut d, mut nf, mut f) = (0, 0, 0);
+        let mut items = Vec::with_capacity(outcomes.len() + 1);
+        for (key, outcome) in outcomes {
+            match outcome {
+                Outcome::Delivered { .. } => d += 1,
+                Outcome::NotFound => nf += 1,
+                Outcome::Failed { .. } => f += 1,
+            }
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.marker_put(request_id, key, outcome, expires)?)
+                    .build(),
+            );
+        }
+        items.push(
+            TransactWriteItem::builder()
+                .update(self.counters_update(request_id, d, nf, f)?)
+                .build(),
+        );
+        match self
+            .dynamodb
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(e.as_service_error(), Some(TransactWriteItemsError::TransactionCanceledException(c))
+                if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Append samples to a list attribute while it is shorter than `max` (best effort).
+    async fn append_samples(
+        &self,
+        request_id: &str,
+        attribute: &str,
+        samples: Vec<AttributeValue>,
+        max: usize,
+    ) {
+        if samples.is_empty() {
+            return;
+        }
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.request_key(request_id, REQUEST_SK)))
+            .update_expression("SET #list = list_append(#list, :new)")
+            .condition_expression("size(#list) < :max")
+            .expression_attribute_names("#list", attribute)
+            .expression_attribute_values(
+                ":new",
+                AttributeValue::L(samples.into_iter().take(max).collect()),
+            )
+            .expression_attribute_values(":max", n(max))
+            .send()
+            .await;
+        if let Err(e) = result {
+            tracing::debug!(request_id, error = %store_error(e), "sample not kept");
+        }
+    }
+}
+
+fn record_of(item: &Item) -> Result<RequestRecord, StoreError> {
+    let record = item
+        .get("record")
+        .cloned()
+        .ok_or_else(|| StoreError::new("request item without record"))?;
+    serde_dynamo::from_attribute_value(record).map_err(StoreError::new)
+}
+
+#[async_trait]
+impl RequestLog for Aws {
+    async fn progress(&self, request_id: &str) -> Result<Option<RequestProgress>, StoreError> {
+        let Some(item) = self.request_item(request_id, None).await? else {
+            return Ok(None);
+        };
+        let list = |name: &str| -> Vec<AttributeValue> {
+            item.get(name)
+                .and_then(|v| v.as_l().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let errors: Vec<ErrorSample> = list("errors")
+            .into_iter()
+            .take(ERROR_SAMPLES)
+            .filter_map(|v| v.as_m().ok().cloned())
+            .map(|m| ErrorSample {
+                user: get_s(&m, "user").to_string(),
+                reason: get_s(&m, "reason").to_string(),
+                message: get_s(&m, "message").to_string(),
+            })
+            .collect();
+        let deliveries = list("deliveries")
+            .into_iter()
+            .take(DELIVERY_SAMPLES)
+            .filter_map(|v| serde_dynamo::from_attribute_value(v).ok())
+            .collect();
+        Ok(Some(RequestProgress {
+            record: record_of(&item)?,
+            state: parse_state(get_s(&item, "state")),
+            targeted: get_n(&item, "targeted").max(0) as u64,
+            expansions_pending: get_n(&item, "expansions_pending").max(0) as u32,
+            delivered: get_n(&item, "delivered").max(0) as u64,
+            not_found: get_n(&item, "not_found").max(0) as u64,
+            failed: get_n(&item, "failed").max(0) as u64,
+            error_samples: errors,
+            delivery_samples: deliveries,
+            updated_at: item.get("updated_at").map(|_| get_n(&item, "updated_at")),
+        }))
+    }
+
+    async fn record(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
+        match self.request_item(request_id, None).await? {
+            Some(item) => Ok(Some((
+                record_of(&item)?,
+                parse_state(get_s(&item, "state")),
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn finished(
+        &self,
+        request_id: &str,
+        user_keys: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut done = HashSet::new();
+        for chunk in user_keys.chunks(100) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|k| self.request_key(request_id, &format!("u#{k}")))
+                .collect();
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .projection_expression("sk")
+                .consistent_read(true)
+                .build()
+                .map_err(StoreError::new)?;
+            loop {
+                let out = self
+                    .dynamodb
+                    .batch_get_item()
+                    .request_items(&self.settings.requests_table, request)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.settings.requests_table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(key) = get_s(item, "sk").strip_prefix("u#") {
+                        done.insert(key.to_string());
+                    }
+                }
+                match out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.settings.requests_table))
+                {
+                    Some(rest) if !rest.keys().is_empty() => request = rest.clone(),
+                    _ => break,
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    async fn record_outcomes(
+        &self,
+        request_id: &str,
+        outcomes: &[(String, Outcome)],
+    ) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let expires = match self.request_item(request_id, Some("expires_at")).await? {
+            Some(item) => item
+                .get("expires_at")
+                .cloned()
+                .unwrap_or_else(|| expires_at(herald_core::domain::now_ms())),
+            None => return Err(StoreError::new(format!("request {request_id} is gone"))),
+        };
+        // A transaction holds at most 100 items: 99 markers and the counters.
+        for chunk in outcomes.chunks(99) {
+            if !self.write_outcomes(request_id, chunk, &expires).await? {
+                // Some user of this chunk is already final (a concurrent redelivery): write
+                // them one by one, skipping those.
+                for one in chunk {
+                    self.write_outcomes(request_id, std::slice::from_ref(one), &expires)
+                        .await?;
+                }
+            }
+        }
+        let errors = outcomes
+            .iter()
+            .filter_map(|(key, o)| match o {
+                Outcome::Failed { reason, message } => Some(AttributeValue::M(HashMap::from([
+                    ("user".to_string(), s(key)),
+                    ("reason".to_string(), s(reason)),
+                    ("message".to_string(), s(message)),
+                ]))),
+                _ => None,
+            })
+            .collect();
+        let deliveries = outcomes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Delivered {
+                    detail: Some(detail),
+                } => serde_dynamo::to_attribute_value(detail).ok(),
+                _ => None,
+            })
+            .collect();
+        self.append_samples(request_id, "errors", errors, ERROR_SAMPLES)
+            .await;
+        self.append_samples(request_id, "deliveries", deliveries, DELIVERY_SAMPLES)
+            .await;
+        Ok(())
+    }
+
+    async fn expansion(&self, request_id: &str, shard: u32) -> Result<Expansion, StoreError> {
+        let out = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.request_key(request_id, &format!("x#{shard}"))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(match out.item {
+            Some(item) => Expansion {
+                cursor: item.get("cursor").and_then(|v| v.as_s().ok()).cloned(),
+                done: item
+                    .get("done")
+                    .and_then(|v| v.as_bool().ok())
+                    .copied()
+                    .unwrap_or(false),
+            },
+            None => Expansion {
+                cursor: None,
+                done: true,
+            },
+        })
+    }
+
+    async fn advance_expansion(
+        &self,
+        request_id: &str,
+        shard: u32,
+        from: Option<&str>,
+        to: Option<&str>,
+        added: u64,
+    ) -> Result<bool, StoreError> {
+        let done = to.is_none();
+        let mut cursor = Update::builder()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.request_key(request_id, &format!("x#{shard}"))))
+            .expression_attribute_values(":done", AttributeValue::Bool(done))
+            .expression_attribute_values(":false", AttributeValue::Bool(false));
+        cursor = match to {
+            Some(to) => cursor
+                .update_expression("SET #c = :to, done = :done")
+                .expression_attribute_values(":to", s(to)),
+            None => cursor.update_expression("REMOVE #c SET done = :done"),
+        };
+        cursor = match from {
+            Some(from) => cursor
+                .condition_expression("done = :false AND #c = :from")
+                .expression_attribute_values(":from", s(from)),
+            None => cursor.condition_expression("done = :false AND attribute_not_exists(#c)"),
+        };
+        let cursor = cursor
+            .expression_attribute_names("#c", "cursor")
+            .build()
+            .map_err(StoreError::new)?;
+        let counters = Update::builder()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.request_key(request_id, REQUEST_SK)))
+            .update_expression("ADD targeted :added, expansions_pending :minus")
+            .expression_attribute_values(":added", n(added))
+            .expression_attribute_values(":minus", n(if done { -1 } else { 0 }))
+            .build()
+            .map_err(StoreError::new)?;
+        let result = self
+            .dynamodb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(cursor).build())
+            .transact_items(TransactWriteItem::builder().update(counters).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+}

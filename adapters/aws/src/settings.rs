@@ -1,0 +1,43 @@
+//! Where Herald's AWS resources are: read once from the environment by an entrypoint.
+
+use std::env;
+
+/// Names of the tables and queue, and optional endpoint overrides for emulators.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub users_table: String,
+    pub events_table: String,
+    pub requests_table: String,
+    pub queue_url: String,
+    /// Shards of each bot's users (`UserShards` in template.yaml).
+    pub user_shards: u32,
+    pub region: Option<String>,
+    /// DynamoDB endpoint override (DynamoDB Local); None for AWS itself.
+    pub dynamodb_endpoint: Option<String>,
+    /// SQS endpoint override (an emulator); None for AWS itself.
+    pub sqs_endpoint: Option<String>,
+}
+
+impl AwsSettings {
+    /// From `HERALD_USERS_TABLE`, `HERALD_EVENTS_TABLE`, `HERALD_REQUESTS_TABLE`,
+    /// `HERALD_QUEUE_URL`, `HERALD_USER_SHARDS` (default 16) and, for local runs,
+    /// `HERALD_DYNAMODB_ENDPOINT` and `HERALD_SQS_ENDPOINT`.
+    pub fn from_env() -> Result<AwsSettings, String> {
+        let required = |name: &str| env::var(name).map_err(|_| format!("{name} is not set"));
+        Ok(AwsSettings {
+            users_table: required("HERALD_USERS_TABLE")?,
+            events_table: required("HERALD_EVENTS_TABLE")?,
+            requests_table: required("HERALD_REQUESTS_TABLE")?,
+            queue_url: required("HERALD_QUEUE_URL")?,
+            user_shards: match env::var("HERALD_USER_SHARDS") {
+                Ok(v) => v
+                    .parse()
+                    .map_err(|_| format!("HERALD_USER_SHARDS is not a number: {v}"))?,
+                Err(_) => 16,
+            },
+            region: None,
+            dynamodb_endpoint: env::var("HERALD_DYNAMODB_ENDPOINT").ok(),
+            sqs_endpoint: env::var("HERALD_SQS_ENDPOINT").ok(),
+        })
+    }
+}

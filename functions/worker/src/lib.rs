@@ -1,0 +1,81 @@
+//! The `worker` Lambda's handler: an SQS batch through the shared batch processor.
+//!
+//! Messages of a batch run concurrently; each is a plain call of the core's processor on
+//! the job its body carries. Only messages that failed — a store error, a body that is not
+//! a job, a panic (caught per message) — come back in `batchItemFailures`, so SQS redelivers
+//! those alone and, after `maxReceiveCount`, moves them to the dead-letter queue. Users a
+//! job could not reach yet are not a message failure: the processor re-enqueues them alone
+//! with a delay.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::future::join_all;
+use futures::FutureExt;
+use herald_aws::Aws;
+use herald_core::processor;
+use herald_core::App;
+use std::panic::AssertUnwindSafe;
+
+/// Handle one SQS batch; the answer lists the messages to retry.
+pub async fn handle(app: &App, aws: &Aws, event: SqsEvent) -> SqsBatchResponse {
+    let failures = join_all(event.records.into_iter().map(|message| async move {
+        let id = message.message_id.clone().unwrap_or_default();
+        match AssertUnwindSafe(handle_message(app, aws, &message)).catch_unwind().await {
+            Ok(Ok(())) => None,
+            Ok(Err(reason)) => {
+                tracing::warn!(message_id = %id, reason, "message failed; SQS will redeliver it");
+                Some(id)
+            }
+            Err(_) => {
+                tracing::error!(message_id = %id, "message handler panicked; SQS will redeliver it");
+                Some(id)
+            }
+        }
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .flatten()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}
+
+async fn handle_message(app: &App, aws: &Aws, message: &SqsMessage) -> Result<(), String> {
+    let body = message.body.as_deref().unwrap_or_default();
+    let job = match aws.decode(body).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return Err("the body is not a Herald job".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let started = std::time::Instant::now();
+    let report = processor::process(app, &job)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(after) = report.run_again_after {
+        // Its request is still being accepted: put the job back for later.
+        app.queue
+            .enqueue(vec![job.clone()], after)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    tracing::info!(
+        job_id = %job.id,
+        request_id = %job.request_id,
+        kind = job.kind_name(),
+        attempt = job.attempt,
+        delivered = report.delivered,
+        not_found = report.not_found,
+        failed = report.failed,
+        retried = report.retried,
+        skipped = report.skipped,
+        enqueued = report.enqueued,
+        ms = started.elapsed().as_millis() as u64,
+        "job done"
+    );
+    Ok(())
+}
