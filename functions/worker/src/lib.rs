@@ -5,7 +5,9 @@
 //! a job, a panic (caught per message) — come back in `batchItemFailures`, so SQS redelivers
 //! those alone and, after `maxReceiveCount`, moves them to the dead-letter queue. Users a
 //! job could not reach yet are not a message failure: the processor re-enqueues them alone
-//! with a delay.
+//! with a delay. Within one invocation each request's record is read once ([`records`]).
+
+pub mod records;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
@@ -14,9 +16,14 @@ use herald_aws::Aws;
 use herald_core::processor;
 use herald_core::App;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 /// Handle one SQS batch; the answer lists the messages to retry.
 pub async fn handle(app: &App, aws: &Aws, event: SqsEvent) -> SqsBatchResponse {
+    let app = &App {
+        requests: Arc::new(records::OncePerBatch::new(app.requests.clone())),
+        ..app.clone()
+    };
     let failures = join_all(event.records.into_iter().map(|message| async move {
         let id = message.message_id.clone().unwrap_or_default();
         match AssertUnwindSafe(handle_message(app, aws, &message)).catch_unwind().await {
