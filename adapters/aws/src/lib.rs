@@ -9,6 +9,8 @@
 
 pub mod events;
 pub mod intake;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod requests;
 pub mod settings;
 pub mod sqs;

@@ -4,10 +4,7 @@
 //! (`infra/emulators start`) and exports their endpoints.
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, PutRequest, ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use aws_sdk_sqs::types::QueueAttributeName;
 use herald_aws::{Aws, AwsSettings};
 use herald_core::domain::Job;
@@ -19,7 +16,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
-use yaml_rust2::{Yaml, YamlLoader};
 
 const FIXTURE_EVENT: &str = "fixture-event";
 const FIXTURE_SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -65,51 +61,10 @@ impl Stack {
             sqs_endpoint: Some(endpoint("HERALD_TEST_SQS_ENDPOINT")),
         };
         let mut aws = Aws::connect(settings).await;
-        let template = &YamlLoader::load_from_str(&repo_file("template.yaml")).unwrap()[0];
-        for (resource, table) in [
-            ("UsersTable", &aws.settings.users_table),
-            ("EventsTable", &aws.settings.events_table),
-            ("RequestsTable", &aws.settings.requests_table),
-        ] {
-            create_table(
-                &aws.dynamodb,
-                &template["Resources"][resource]["Properties"],
-                table,
-            )
-            .await;
-        }
-        let dlq = aws
-            .sqs
-            .create_queue()
-            .queue_name(format!("dlq-{suffix}"))
-            .send()
-            .await
-            .unwrap();
-        let dlq_url = dlq.queue_url().unwrap().to_string();
-        let dlq_arn = aws
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes()
-            .unwrap()[&QueueAttributeName::QueueArn]
-            .clone();
-        let queue = aws
-            .sqs
-            .create_queue()
-            .queue_name(format!("jobs-{suffix}"))
-            .attributes(QueueAttributeName::VisibilityTimeout, "30")
-            .attributes(
-                QueueAttributeName::RedrivePolicy,
-                json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}).to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-        aws.settings.queue_url = queue.queue_url().unwrap().to_string();
+        let dlq_url =
+            herald_aws::local::provision(&mut aws, &repo_file("template.yaml"), &suffix, 3)
+                .await
+                .unwrap();
         let app = aws.app(config, Arc::new(LogDeliverer::default()));
         Stack { aws, app, dlq_url }
     }
@@ -341,79 +296,6 @@ impl Stack {
 }
 
 use futures::StreamExt;
-
-/// Create `name` from a table's Properties in template.yaml.
-async fn create_table(client: &aws_sdk_dynamodb::Client, properties: &Yaml, name: &str) {
-    let key_schema = |list: &Yaml| -> Vec<KeySchemaElement> {
-        list.as_vec()
-            .unwrap()
-            .iter()
-            .map(|k| {
-                KeySchemaElement::builder()
-                    .attribute_name(k["AttributeName"].as_str().unwrap())
-                    .key_type(KeyType::from(k["KeyType"].as_str().unwrap()))
-                    .build()
-                    .unwrap()
-            })
-            .collect()
-    };
-    let mut create = client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::from(
-            properties["BillingMode"].as_str().unwrap(),
-        ))
-        .set_key_schema(Some(key_schema(&properties["KeySchema"])));
-    for attribute in properties["AttributeDefinitions"].as_vec().unwrap() {
-        create = create.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(attribute["AttributeName"].as_str().unwrap())
-                .attribute_type(ScalarAttributeType::from(
-                    attribute["AttributeType"].as_str().unwrap(),
-                ))
-                .build()
-                .unwrap(),
-        );
-    }
-    if let Some(indexes) = properties["GlobalSecondaryIndexes"].as_vec() {
-        for index in indexes {
-            let projection = &index["Projection"];
-            let mut p = Projection::builder().projection_type(ProjectionType::from(
-                projection["ProjectionType"].as_str().unwrap(),
-            ));
-            if let Some(attributes) = projection["NonKeyAttributes"].as_vec() {
-                for a in attributes {
-                    p = p.non_key_attributes(a.as_str().unwrap());
-                }
-            }
-            create = create.global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(index["IndexName"].as_str().unwrap())
-                    .set_key_schema(Some(key_schema(&index["KeySchema"])))
-                    .projection(p.build())
-                    .build()
-                    .unwrap(),
-            );
-        }
-    }
-    create.send().await.unwrap();
-    let ttl = &properties["TimeToLiveSpecification"];
-    if let Some(attribute) = ttl["AttributeName"].as_str() {
-        client
-            .update_time_to_live()
-            .table_name(name)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .attribute_name(attribute)
-                    .enabled(true)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-}
 
 #[tokio::test]
 async fn the_three_documented_examples_end_to_end() {
