@@ -174,6 +174,9 @@ pub trait RequestLog: Send + Sync {
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     async fn enqueue(&self, jobs: Vec<Job>, delay: Duration) -> Result<(), StoreError>;
+
+    /// Keep `job` as dead (the dead-letter queue), with why, without running it.
+    async fn bury(&self, job: Job, reason: &str) -> Result<(), StoreError>;
 }
 
 /// One action for one user.

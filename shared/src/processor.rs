@@ -3,7 +3,8 @@
 //! `deliver`: skip users that already have a final outcome in this request (redelivery),
 //! look the rest up (unknown users are `not_found`, never created), write `last_request`
 //! monotonically, run the event's action through the [`Deliverer`], re-enqueue the users
-//! whose failure is retryable — alone, with backoff — and record every final outcome.
+//! whose failure is retryable — alone, with backoff — and record every final outcome. Users
+//! still failing at the attempt limit are counted `failed` and kept as a dead job.
 //! `expand`: read one page of a shard of the bot's users, enqueue their `deliver` jobs and
 //! the next page, then advance the shard's cursor (a repeated page is recognised and
 //! skipped). Store failures surface as [`StoreError`] so the queue retries the whole job.
@@ -154,6 +155,8 @@ async fn deliver(
         .await;
 
     let mut retry_users = Vec::new();
+    let mut exhausted = Vec::new();
+    let mut last_reason = String::new();
     let mut retry_after: Option<Duration> = None;
     for (l, result) in results {
         match result {
@@ -173,6 +176,8 @@ async fn deliver(
                     retry_users.push(l.entry);
                 } else {
                     let message = format!("gave up after {} attempts: {message}", attempt + 1);
+                    last_reason = format!("{reason}: {message}");
+                    exhausted.push(l.entry);
                     outcomes.push((l.key, Outcome::Failed { reason, message }));
                 }
             }
@@ -183,6 +188,11 @@ async fn deliver(
         let delay = backoff(app, attempt).max(retry_after.unwrap_or_default());
         let retry = Job::deliver(&record.id, attempt + 1, retry_users);
         app.queue.enqueue(vec![retry], delay).await?;
+    }
+    if !exhausted.is_empty() {
+        // Kept as a dead job with its reason, for an operator to look at and redrive.
+        let dead = Job::deliver(&record.id, attempt + 1, exhausted);
+        app.queue.bury(dead, &last_reason).await?;
     }
     for (_, outcome) in &outcomes {
         match outcome {

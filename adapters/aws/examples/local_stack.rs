@@ -32,6 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         events_table: format!("{prefix}-events"),
         requests_table: format!("{prefix}-requests"),
         queue_url: String::new(),
+        dlq_url: String::new(),
         user_shards: 16,
         region: Some("us-east-1".into()),
         dynamodb_endpoint: Some(dynamodb.clone()),
@@ -63,6 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("export HERALD_EVENTS_TABLE={}", s.events_table);
     println!("export HERALD_REQUESTS_TABLE={}", s.requests_table);
     println!("export HERALD_QUEUE_URL={}", s.queue_url);
+    println!("export HERALD_DLQ_URL={}", s.dlq_url);
     println!("export HERALD_DYNAMODB_ENDPOINT={dynamodb}");
     println!("export HERALD_SQS_ENDPOINT={sqs}");
     println!("export HERALD_FIXTURE_SECRET={FIXTURE_SECRET}");

@@ -17,14 +17,13 @@ fn bad(what: &str) -> StoreError {
 
 /// Create the three tables (named as `aws.settings` says) from `template` (the text of
 /// template.yaml), and a job queue `{prefix}-jobs` whose messages move to `{prefix}-dlq`
-/// after `max_receive` receives; `aws.settings.queue_url` is set to it. Returns the
-/// dead-letter queue's URL.
+/// after `max_receive` receives; `aws.settings.queue_url` and `dlq_url` are set to them.
 pub async fn provision(
     aws: &mut Aws,
     template: &str,
     prefix: &str,
     max_receive: u32,
-) -> Result<String, StoreError> {
+) -> Result<(), StoreError> {
     let docs = YamlLoader::load_from_str(template).map_err(StoreError::new)?;
     let resources = &docs.first().ok_or_else(|| bad("empty"))?["Resources"];
     for (resource, table) in [
@@ -67,7 +66,8 @@ pub async fn provision(
         .await
         .map_err(store_error)?;
     aws.settings.queue_url = queue.queue_url().unwrap_or_default().to_string();
-    Ok(dlq_url)
+    aws.settings.dlq_url = dlq_url;
+    Ok(())
 }
 
 fn text<'a>(yaml: &'a Yaml, what: &str) -> Result<&'a str, StoreError> {

@@ -9,6 +9,9 @@ pub struct AwsSettings {
     pub events_table: String,
     pub requests_table: String,
     pub queue_url: String,
+    /// The dead-letter queue: the queue's redrive target, and where jobs whose users
+    /// exhausted their attempts are kept.
+    pub dlq_url: String,
     /// Shards of each bot's users (`UserShards` in template.yaml).
     pub user_shards: u32,
     pub region: Option<String>,
@@ -20,7 +23,7 @@ pub struct AwsSettings {
 
 impl AwsSettings {
     /// From `HERALD_USERS_TABLE`, `HERALD_EVENTS_TABLE`, `HERALD_REQUESTS_TABLE`,
-    /// `HERALD_QUEUE_URL`, `HERALD_USER_SHARDS` (default 16) and, for local runs,
+    /// `HERALD_QUEUE_URL`, `HERALD_DLQ_URL`, `HERALD_USER_SHARDS` (default 16) and, for local runs,
     /// `HERALD_DYNAMODB_ENDPOINT` and `HERALD_SQS_ENDPOINT`.
     pub fn from_env() -> Result<AwsSettings, String> {
         let required = |name: &str| env::var(name).map_err(|_| format!("{name} is not set"));
@@ -29,6 +32,7 @@ impl AwsSettings {
             events_table: required("HERALD_EVENTS_TABLE")?,
             requests_table: required("HERALD_REQUESTS_TABLE")?,
             queue_url: required("HERALD_QUEUE_URL")?,
+            dlq_url: required("HERALD_DLQ_URL")?,
             user_shards: match env::var("HERALD_USER_SHARDS") {
                 Ok(v) => v
                     .parse()

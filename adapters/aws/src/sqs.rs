@@ -173,4 +173,21 @@ impl JobQueue for Aws {
             .await?;
         Ok(())
     }
+
+    async fn bury(&self, job: Job, reason: &str) -> Result<(), StoreError> {
+        let reason = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(reason)
+            .build()
+            .map_err(StoreError::new)?;
+        self.sqs
+            .send_message()
+            .queue_url(&self.settings.dlq_url)
+            .message_body(self.body(&job).await?)
+            .message_attributes("reason", reason)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
 }

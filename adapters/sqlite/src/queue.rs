@@ -62,6 +62,19 @@ impl JobQueue for Sqlite {
         self.notify_jobs();
         Ok(())
     }
+
+    async fn bury(&self, job: Job, reason: &str) -> Result<(), StoreError> {
+        let reason = reason.to_string();
+        self.transaction(move |tx| {
+            insert_jobs(tx, std::slice::from_ref(&job), Duration::ZERO)?;
+            tx.execute(
+                "UPDATE jobs SET state = 'dead', last_error = ?2 WHERE id = ?1",
+                params![job.id, reason],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
 }
 
 impl Sqlite {

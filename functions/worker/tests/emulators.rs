@@ -7,8 +7,10 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use aws_sdk_sqs::types::QueueAttributeName;
 use herald_aws::{Aws, AwsSettings};
+use herald_core::domain::DeliveryResult;
 use herald_core::domain::Job;
 use herald_core::log_deliverer::LogDeliverer;
+use herald_core::ports::{Deliverer, Delivery};
 use herald_core::{App, Config};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -40,32 +42,36 @@ struct Stack {
 
 impl Stack {
     async fn new() -> Stack {
-        Stack::with(Config {
-            base_backoff: Duration::ZERO,
-            max_backoff: Duration::ZERO,
-            ..Config::default()
-        })
+        Stack::with(
+            Config {
+                base_backoff: Duration::ZERO,
+                max_backoff: Duration::ZERO,
+                ..Config::default()
+            },
+            Arc::new(LogDeliverer::default()),
+        )
         .await
     }
 
-    async fn with(config: Config) -> Stack {
+    async fn with(config: Config, deliverer: Arc<dyn Deliverer>) -> Stack {
         let suffix = ulid::Ulid::new().to_string().to_lowercase();
         let settings = AwsSettings {
             users_table: format!("users-{suffix}"),
             events_table: format!("events-{suffix}"),
             requests_table: format!("requests-{suffix}"),
             queue_url: String::new(),
+            dlq_url: String::new(),
             user_shards: 16,
             region: Some("us-east-1".into()),
             dynamodb_endpoint: Some(endpoint("HERALD_TEST_DYNAMODB_ENDPOINT")),
             sqs_endpoint: Some(endpoint("HERALD_TEST_SQS_ENDPOINT")),
         };
         let mut aws = Aws::connect(settings).await;
-        let dlq_url =
-            herald_aws::local::provision(&mut aws, &repo_file("template.yaml"), &suffix, 3)
-                .await
-                .unwrap();
-        let app = aws.app(config, Arc::new(LogDeliverer::default()));
+        herald_aws::local::provision(&mut aws, &repo_file("template.yaml"), &suffix, 3)
+            .await
+            .unwrap();
+        let dlq_url = aws.settings.dlq_url.clone();
+        let app = aws.app(config, deliverer);
         Stack { aws, app, dlq_url }
     }
 
@@ -631,4 +637,70 @@ async fn a_job_too_large_for_a_message_travels_by_claim_check() {
             .len(),
         120 * 1024
     );
+}
+
+/// A platform that is down for one chat id and fine for the others.
+struct DownFor(&'static str);
+
+#[async_trait::async_trait]
+impl Deliverer for DownFor {
+    async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryResult {
+        if delivery.user.platform_id == self.0 {
+            DeliveryResult::Retry {
+                reason: "unavailable".into(),
+                message: "502 from the platform".into(),
+                after: None,
+            }
+        } else {
+            DeliveryResult::Delivered { detail: None }
+        }
+    }
+}
+
+#[tokio::test]
+async fn users_failing_past_the_attempt_limit_are_failed_and_their_job_is_dead_lettered() {
+    let config = Config {
+        base_backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+        max_attempts: 3,
+        ..Config::default()
+    };
+    let stack = Stack::with(config, Arc::new(DownFor("234567"))).await;
+    stack.fixture_event("demo").await;
+    stack.demo_users("demo").await;
+    let (_, body) = stack
+        .api_body(json!({"platform": "tg", "users": ["123456", "234567"]}))
+        .await;
+    let id = body["request_id"].as_str().unwrap().to_string();
+    stack.drain(1).await;
+    let s = stack.status(&id).await;
+    assert_eq!(
+        (
+            s["state"].as_str(),
+            s["delivered"].as_u64(),
+            s["failed"].as_u64()
+        ),
+        (Some("done"), Some(1), Some(1)),
+        "{s}"
+    );
+    assert_eq!(s["errors"][0]["user"], "tg:234567");
+    // Only the failing user, retried alone, ends in the dead-letter queue.
+    let dead = stack.receive(&stack.dlq_url).await;
+    assert_eq!(dead.len(), 1);
+    let job: Job = serde_json::from_str(dead[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(job.request_id, id);
+    assert_eq!(job.attempt, 3);
+    match job.kind {
+        herald_core::domain::JobKind::Deliver { users } => {
+            assert_eq!(users.len(), 1);
+            assert_eq!(
+                users[0].user,
+                herald_core::domain::UserRef::Platform {
+                    platform: "tg".into(),
+                    id: "234567".into()
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
