@@ -243,9 +243,11 @@ async fn retries_stop_at_the_attempt_limit_with_the_reason() {
     // The user's last job is kept dead, with the reason, for an operator.
     let (payload, error): (String, String) = h
         .sql()
-        .query_row("SELECT payload, last_error FROM jobs WHERE state = 'dead'", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT payload, last_error FROM jobs WHERE state = 'dead'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     let dead: Job = serde_json::from_str(&payload).unwrap();
     assert_eq!(dead.attempt, 3);

@@ -14,6 +14,56 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
+pub enum BotsCommand {
+    /// Set a bot's connections (registering it if new). Omitted options stay as they are;
+    /// an empty value clears one. Secrets are stored and never printed.
+    Set {
+        #[arg(long, env = "HERALD_DB", default_value = "herald.db")]
+        db: PathBuf,
+        #[arg(long)]
+        bot: String,
+        /// Telegram Bot API token (for `message` actions to `tg` users).
+        #[arg(long, env = "HERALD_TELEGRAM_TOKEN", hide_env_values = true)]
+        telegram_token: Option<String>,
+        /// The bot engine's endpoint for `screen` actions.
+        #[arg(long)]
+        screen_url: Option<String>,
+        /// Key of the HMAC-SHA256 signature on screen webhooks.
+        #[arg(long, env = "HERALD_SIGNING_SECRET", hide_env_values = true)]
+        signing_secret: Option<String>,
+    },
+}
+
+impl BotsCommand {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let BotsCommand::Set {
+            db,
+            bot,
+            telegram_token,
+            screen_url,
+            signing_secret,
+        } = self;
+        if let Some(url) = screen_url.as_deref().filter(|u| !u.is_empty()) {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                bail!("--screen-url must be an http(s) URL");
+            }
+        }
+        let store = open(&db)?;
+        store
+            .set_bot(&bot, telegram_token, screen_url, signing_secret)
+            .await?;
+        let configured = herald_core::ports::EventDirectory::bot(&store, &bot).await?;
+        print(&json!({
+            "bot_id": bot,
+            "telegram": configured.telegram_token.is_some(),
+            "screen_url": configured.screen_url,
+            "signed": configured.signing_secret.is_some(),
+        }))?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Subcommand)]
 pub enum EventsCommand {
     /// Create an event; prints its id, URL and secret (shown only this once).
     Create {
@@ -105,6 +155,9 @@ impl EventsCommand {
             (ActionKind::Message, _, Some(template)) => Action::Message { template },
             _ => bail!("--action screen needs --screen; --action message needs --template"),
         };
+        if let Err(e) = action.validate() {
+            bail!("the event's action is not valid: {e}");
+        }
         let created = open(&db)?.create_event(&bot, &name, action).await?;
         let path = format!("/v1/events/{}/{}", created.event_id, created.secret);
         let url = match public_url {

@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run the HTTP API and the worker pool on one SQLite file (the default).
     Serve(serve::ServeArgs),
+    /// Manage bots' connections (Telegram token, bot engine URL and signing secret).
+    #[command(subcommand)]
+    Bots(commands::BotsCommand),
     /// Manage events.
     #[command(subcommand)]
     Events(commands::EventsCommand),
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         match cli.command {
             None => serve::run(serve::ServeArgs::parse_from(["herald"])).await,
             Some(Command::Serve(args)) => serve::run(args).await,
+            Some(Command::Bots(command)) => command.run().await,
             Some(Command::Events(command)) => command.run().await,
             Some(Command::Users(command)) => command.run().await,
             Some(Command::Requests(command)) => command.run().await,

@@ -2,7 +2,8 @@
 //! both on one SQLite file.
 //!
 //! It only wires: open the store, seed the demo on an empty one, build the [`App`] from
-//! the SQLite adapters and the log deliverer, start the workers, serve until SIGINT or
+//! the SQLite adapters and the delivery dispatcher (Telegram, bot engine, or the log
+//! deliverer for bots with no connection), start the workers, serve until SIGINT or
 //! SIGTERM, then stop accepting, let in-flight jobs finish (or release them) and exit.
 
 use crate::demo;
@@ -10,7 +11,10 @@ use crate::logging::{self, LogFormat};
 use anyhow::Context;
 use clap::Parser;
 use herald_core::log_deliverer::LogDeliverer;
+use herald_core::ports::Deliverer;
 use herald_core::Config;
+use herald_delivery::dispatch::Dispatcher;
+use herald_delivery::DeliveryConfig;
 use herald_sqlite::worker_pool::{PoolOptions, WorkerPool};
 use herald_sqlite::Sqlite;
 use std::path::PathBuf;
@@ -50,6 +54,20 @@ pub struct ServeArgs {
     /// Make the log deliverer take this long per user, to watch a fan-out progress.
     #[arg(long, env = "HERALD_SIMULATE_DELIVERY_MS", default_value_t = 0)]
     simulate_delivery_ms: u64,
+    /// Base URL of the Telegram Bot API.
+    #[arg(
+        long,
+        env = "HERALD_TELEGRAM_API",
+        default_value = "https://api.telegram.org"
+    )]
+    telegram_api: String,
+    /// Telegram messages per second per bot (evenly spaced).
+    #[arg(long, env = "HERALD_TELEGRAM_RATE", default_value_t = 30)]
+    telegram_rate: u32,
+    /// First retry delay of a user whose delivery failed for now, in milliseconds
+    /// (doubled per attempt, with jitter, up to 5 minutes).
+    #[arg(long, env = "HERALD_RETRY_BASE_MS", default_value_t = 2000)]
+    retry_base_ms: u64,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -68,10 +86,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         deliver_batch: args.deliver_batch.max(1),
         expand_page: args.expand_page.max(1),
         public_base_url: args.public_url.clone(),
+        base_backoff: Duration::from_millis(args.retry_base_ms),
         ..Config::default()
     };
-    let deliverer = LogDeliverer::with_delay(Duration::from_millis(args.simulate_delivery_ms));
-    let app = Arc::new(herald_sqlite::app(&store, config, Arc::new(deliverer)));
+    let deliverer: Arc<dyn Deliverer> = if args.simulate_delivery_ms > 0 {
+        Arc::new(LogDeliverer::with_delay(Duration::from_millis(
+            args.simulate_delivery_ms,
+        )))
+    } else {
+        let delivery = DeliveryConfig {
+            telegram_api: args.telegram_api.clone(),
+            telegram_rate: args.telegram_rate,
+            ..DeliveryConfig::default()
+        };
+        Arc::new(Dispatcher::new(Arc::new(store.clone()), &delivery))
+    };
+    let app = Arc::new(herald_sqlite::app(&store, config, deliverer));
 
     println!(
         "herald listening on http://{local} (database {})",

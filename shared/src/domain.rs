@@ -20,6 +20,21 @@ pub enum Action {
     Message { template: String },
 }
 
+impl Action {
+    /// Whether the action can run: a screen id is set, a template compiles.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Action::Screen { screen_id } if screen_id.trim().is_empty() => {
+                Err("the screen id is empty".into())
+            }
+            Action::Screen { .. } => Ok(()),
+            Action::Message { template } => {
+                crate::template::check(template).map_err(|e| format!("template: {e}"))
+            }
+        }
+    }
+}
+
 /// An event: the URL a CRM calls and what happens then.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -30,6 +45,31 @@ pub struct Event {
     pub secret_hash: [u8; 32],
     pub action: Action,
     pub enabled: bool,
+}
+
+/// A bot's connections: where its actions go. Tokens and secrets never appear in logs
+/// (the `Debug` form hides them) nor in any answer.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Bot {
+    pub id: String,
+    /// Telegram Bot API token, for `message` actions to `tg` users.
+    pub telegram_token: Option<String>,
+    /// The bot engine's endpoint for `screen` actions.
+    pub screen_url: Option<String>,
+    /// Key of the HMAC-SHA256 signature on screen webhooks.
+    pub signing_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Bot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<hidden>");
+        f.debug_struct("Bot")
+            .field("id", &self.id)
+            .field("telegram_token", &hidden(&self.telegram_token))
+            .field("screen_url", &self.screen_url)
+            .field("signing_secret", &hidden(&self.signing_secret))
+            .finish()
+    }
 }
 
 /// One bot user's state as Herald sees it (the bot engine may keep more on the same record).

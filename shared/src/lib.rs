@@ -18,6 +18,7 @@ pub mod request;
 pub mod router;
 pub mod secret;
 pub mod status;
+pub mod template;
 
 pub use config::{Config, Limits};
 pub use error::StoreError;

@@ -7,8 +7,8 @@
 
 use crate::config::Config;
 use crate::domain::{
-    DeliveryResult, Event, Job, LastRequestWrite, Object, Outcome, PlatformFilter, RequestRecord,
-    RequestState, UserRef, UserState, WriteResult,
+    Bot, DeliveryResult, Event, Job, LastRequestWrite, Object, Outcome, PlatformFilter,
+    RequestRecord, RequestState, UserRef, UserState, WriteResult,
 };
 use crate::error::StoreError;
 use async_trait::async_trait;
@@ -17,10 +17,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Looks events up by id.
+/// Looks events and bots up by id.
 #[async_trait]
 pub trait EventDirectory: Send + Sync {
     async fn event(&self, event_id: &str) -> Result<Option<Event>, StoreError>;
+
+    /// A bot's connections; a bot never configured has none (`Bot::default` with its id).
+    async fn bot(&self, bot_id: &str) -> Result<Bot, StoreError>;
 }
 
 /// Which request a `last_request` write comes from; newer means a greater `request_id`.

@@ -1,11 +1,12 @@
 //! Events in DynamoDB: one item per event, `pk` = event id, with `bot_id`, `name`,
-//! `secret_hash` (binary SHA-256), `action` (map) and `enabled`.
+//! `secret_hash` (binary SHA-256), `action` (map) and `enabled`; and one item per
+//! configured bot, `pk` = `bot#{bot_id}`, with its connections.
 
 use crate::{get_s, s, store_error, Aws};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use herald_core::domain::{Action, Event};
+use herald_core::domain::{Action, Bot, Event};
 use herald_core::ports::EventDirectory;
 use herald_core::{secret, StoreError};
 
@@ -39,8 +40,49 @@ impl Aws {
     }
 }
 
+impl Aws {
+    /// Store a bot's connections (item `bot#{id}` of the events table).
+    pub async fn put_bot(&self, bot: &Bot) -> Result<(), StoreError> {
+        let mut put = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.settings.events_table)
+            .item("pk", s(format!("bot#{}", bot.id)));
+        for (name, value) in [
+            ("telegram_token", &bot.telegram_token),
+            ("screen_url", &bot.screen_url),
+            ("signing_secret", &bot.signing_secret),
+        ] {
+            if let Some(value) = value {
+                put = put.item(name, s(value));
+            }
+        }
+        put.send().await.map_err(store_error)?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl EventDirectory for Aws {
+    async fn bot(&self, bot_id: &str) -> Result<Bot, StoreError> {
+        let found = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.settings.events_table)
+            .key("pk", s(format!("bot#{bot_id}")))
+            .send()
+            .await
+            .map_err(store_error)?;
+        let item = found.item.unwrap_or_default();
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        Ok(Bot {
+            id: bot_id.to_string(),
+            telegram_token: text("telegram_token"),
+            screen_url: text("screen_url"),
+            signing_secret: text("signing_secret"),
+        })
+    }
+
     async fn event(&self, event_id: &str) -> Result<Option<Event>, StoreError> {
         let found = self
             .dynamodb

@@ -3,7 +3,7 @@
 
 use crate::{from_json, now_ms, to_json, Sqlite};
 use async_trait::async_trait;
-use herald_core::domain::{new_id, Action, Event};
+use herald_core::domain::{new_id, Action, Bot, Event};
 use herald_core::ports::EventDirectory;
 use herald_core::{secret, StoreError};
 use rusqlite::{params, OptionalExtension};
@@ -87,6 +87,39 @@ impl Sqlite {
         .await
     }
 
+    /// Set a bot's connections (registering the bot if new); `None` leaves a field as it
+    /// is, `Some("")` clears it.
+    pub async fn set_bot(
+        &self,
+        bot_id: &str,
+        telegram_token: Option<String>,
+        screen_url: Option<String>,
+        signing_secret: Option<String>,
+    ) -> Result<(), StoreError> {
+        let bot_id = bot_id.to_string();
+        self.durable_transaction(move |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO bots (id, created_at) VALUES (?1, ?2)",
+                params![bot_id, now_ms()],
+            )?;
+            for (column, value) in [
+                ("telegram_token", telegram_token),
+                ("screen_url", screen_url),
+                ("signing_secret", signing_secret),
+            ] {
+                if let Some(value) = value {
+                    let value = (!value.is_empty()).then_some(value);
+                    tx.execute(
+                        &format!("UPDATE bots SET {column} = ?2 WHERE id = ?1"),
+                        params![bot_id, value],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Number of events stored (the demo is created only when there are none).
     pub async fn event_count(&self) -> Result<u64, StoreError> {
         self.read(|conn| conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)))
@@ -96,6 +129,31 @@ impl Sqlite {
 
 #[async_trait]
 impl EventDirectory for Sqlite {
+    async fn bot(&self, bot_id: &str) -> Result<Bot, StoreError> {
+        let bot_id = bot_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT telegram_token, screen_url, signing_secret FROM bots WHERE id = ?1",
+            )?
+            .query_row([&bot_id], |row| {
+                Ok(Bot {
+                    id: bot_id.clone(),
+                    telegram_token: row.get(0)?,
+                    screen_url: row.get(1)?,
+                    signing_secret: row.get(2)?,
+                })
+            })
+            .optional()
+            .map(|found| {
+                found.unwrap_or(Bot {
+                    id: bot_id.clone(),
+                    ..Bot::default()
+                })
+            })
+        })
+        .await
+    }
+
     async fn event(&self, event_id: &str) -> Result<Option<Event>, StoreError> {
         let event_id = event_id.to_string();
         self.read(move |conn| {

@@ -88,6 +88,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX jobs_by_visibility ON jobs (state, visible_at);
     "#,
+    // 2: bots' connections; users who blocked the bot.
+    r#"
+    ALTER TABLE bots ADD COLUMN telegram_token TEXT;
+    ALTER TABLE bots ADD COLUMN screen_url TEXT;
+    ALTER TABLE bots ADD COLUMN signing_secret TEXT;
+    ALTER TABLE users ADD COLUMN blocked_at INTEGER;
+    "#,
 ];
 
 /// Bring `conn`'s schema up to date.

@@ -15,8 +15,39 @@ use futures::FutureExt;
 use herald_aws::Aws;
 use herald_core::processor;
 use herald_core::App;
+use herald_delivery::DeliveryConfig;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+/// Delivery settings from the function's environment: `HERALD_TELEGRAM_API`, and the
+/// per-bot rate `HERALD_TELEGRAM_RATE` (default 30/s) shared by the at most
+/// `HERALD_WORKER_MAX_CONCURRENCY` (default 2) instances the event source runs at once:
+/// each instance paces every bot at rate ÷ instances, so together they stay under the
+/// platform's limit whatever the number of instances alive.
+pub fn delivery_config_from_env() -> Result<DeliveryConfig, String> {
+    let number = |name: &str, default: u32| -> Result<u32, String> {
+        match std::env::var(name) {
+            Ok(v) => v
+                .parse()
+                .map_err(|_| format!("{name} is not a number: {v}")),
+            Err(_) => Ok(default),
+        }
+    };
+    let mut config = DeliveryConfig::default();
+    if let Ok(api) = std::env::var("HERALD_TELEGRAM_API") {
+        config.telegram_api = api;
+    }
+    config.telegram_rate = per_instance_rate(
+        number("HERALD_TELEGRAM_RATE", 30)?,
+        number("HERALD_WORKER_MAX_CONCURRENCY", 2)?,
+    );
+    Ok(config)
+}
+
+/// One instance's share of a per-bot rate (at least one message per second).
+pub fn per_instance_rate(rate: u32, instances: u32) -> u32 {
+    (rate / instances.max(1)).max(1)
+}
 
 /// Handle one SQS batch; the answer lists the messages to retry.
 pub async fn handle(app: &App, aws: &Aws, event: SqsEvent) -> SqsBatchResponse {

@@ -1,8 +1,8 @@
 //! Lambda `worker`: set up once, then hand every SQS batch to [`herald_worker::handle`].
 
 use herald_aws::{Aws, AwsSettings};
-use herald_core::log_deliverer::LogDeliverer;
 use herald_core::Config;
+use herald_delivery::dispatch::Dispatcher;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 
@@ -10,7 +10,9 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let aws = Aws::connect(AwsSettings::from_env()?).await;
-    let app = aws.app(Config::default(), Arc::new(LogDeliverer::default()));
+    let delivery = herald_worker::delivery_config_from_env()?;
+    let deliverer = Arc::new(Dispatcher::new(Arc::new(aws.clone()), &delivery));
+    let app = aws.app(Config::default(), deliverer);
     let (app, aws) = (&app, &aws);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, Error>(herald_worker::handle(app, aws, event.payload).await)

@@ -1,0 +1,192 @@
+//! `message` actions through the Telegram Bot API (`sendMessage`).
+//!
+//! Answers are classified as Telegram documents them: `ok: true` is delivered; 429 waits
+//! `parameters.retry_after` and retries; 5xx, connection errors and timeouts retry with
+//! backoff; 403 "bot was blocked by the user", 400 "chat not found" and "user is
+//! deactivated" (400 or 403) are permanent (reasons `blocked`, `chat_not_found`, `deactivated`), as is
+//! any other 4xx (`rejected`). The token is part of the URL and never logged.
+
+use herald_core::domain::DeliveryResult;
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Telegram {
+    http: reqwest::Client,
+    api: String,
+}
+
+#[derive(Deserialize, Default)]
+struct Answer {
+    #[serde(default)]
+    ok: bool,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+}
+
+#[derive(Deserialize, Default)]
+struct Parameters {
+    retry_after: Option<u64>,
+}
+
+impl Telegram {
+    pub fn new(http: reqwest::Client, api: &str) -> Telegram {
+        Telegram {
+            http,
+            api: api.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// Send `text` to `chat_id` as the bot whose token is `token`.
+    pub async fn send(&self, token: &str, chat_id: &str, text: &str) -> DeliveryResult {
+        let url = format!("{}/bot{token}/sendMessage", self.api);
+        let response = match self
+            .http
+            .post(url)
+            .json(&json!({"chat_id": chat_id, "text": text}))
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "unreachable"
+                };
+                // Without the URL: it holds the token.
+                return retry(what, format!("Telegram {what}: {}", e.without_url()), None);
+            }
+        };
+        let status = response.status().as_u16();
+        let header_wait = crate::retry_after(response.headers());
+        let answer: Answer = response.json().await.unwrap_or_default();
+        classify(status, answer, header_wait)
+    }
+}
+
+fn classify(status: u16, answer: Answer, header_wait: Option<Duration>) -> DeliveryResult {
+    let description = answer.description.to_lowercase();
+    match status {
+        200..=299 if answer.ok => DeliveryResult::Delivered { detail: None },
+        429 => {
+            let wait = answer
+                .parameters
+                .and_then(|p| p.retry_after)
+                .map(Duration::from_secs)
+                .or(header_wait)
+                .unwrap_or(Duration::from_secs(1));
+            retry(
+                "rate_limited",
+                format!("Telegram 429: {}", answer.description),
+                Some(wait),
+            )
+        }
+        400 | 403 if description.contains("deactivated") => {
+            permanent("deactivated", answer.description)
+        }
+        403 if description.contains("blocked") => permanent("blocked", answer.description),
+        400 if description.contains("chat not found") => {
+            permanent("chat_not_found", answer.description)
+        }
+        500..=599 => retry(
+            "unavailable",
+            format!("Telegram {status}: {}", answer.description),
+            header_wait,
+        ),
+        _ => permanent(
+            "rejected",
+            format!("Telegram {status}: {}", answer.description),
+        ),
+    }
+}
+
+fn retry(reason: &str, message: String, after: Option<Duration>) -> DeliveryResult {
+    DeliveryResult::Retry {
+        reason: reason.into(),
+        message,
+        after,
+    }
+}
+
+fn permanent(reason: &str, message: String) -> DeliveryResult {
+    DeliveryResult::Permanent {
+        reason: reason.into(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(ok: bool, description: &str, retry_after: Option<u64>) -> Answer {
+        Answer {
+            ok,
+            description: description.into(),
+            parameters: retry_after.map(|r| Parameters {
+                retry_after: Some(r),
+            }),
+        }
+    }
+
+    fn reason(result: &DeliveryResult) -> (&'static str, &str) {
+        match result {
+            DeliveryResult::Delivered { .. } => ("delivered", ""),
+            DeliveryResult::Retry { reason, .. } => ("retry", reason),
+            DeliveryResult::Permanent { reason, .. } => ("permanent", reason),
+        }
+    }
+
+    #[test]
+    fn answers_are_classified_as_telegram_documents_them() {
+        assert_eq!(
+            reason(&classify(200, answer(true, "", None), None)),
+            ("delivered", "")
+        );
+        let limited = classify(
+            429,
+            answer(false, "Too Many Requests: retry after 7", Some(7)),
+            None,
+        );
+        assert_eq!(reason(&limited), ("retry", "rate_limited"));
+        assert!(
+            matches!(limited, DeliveryResult::Retry { after: Some(d), .. } if d == Duration::from_secs(7))
+        );
+        let blocked = classify(
+            403,
+            answer(false, "Forbidden: bot was blocked by the user", None),
+            None,
+        );
+        assert_eq!(reason(&blocked), ("permanent", "blocked"));
+        let missing = classify(
+            400,
+            answer(false, "Bad Request: chat not found", None),
+            None,
+        );
+        assert_eq!(reason(&missing), ("permanent", "chat_not_found"));
+        let gone = classify(
+            403,
+            answer(false, "Forbidden: user is deactivated", None),
+            None,
+        );
+        assert_eq!(reason(&gone), ("permanent", "deactivated"));
+        let gone = classify(
+            400,
+            answer(false, "Bad Request: user is deactivated", None),
+            None,
+        );
+        assert_eq!(reason(&gone), ("permanent", "deactivated"));
+        assert_eq!(
+            reason(&classify(502, Answer::default(), None)),
+            ("retry", "unavailable")
+        );
+        assert_eq!(
+            reason(&classify(401, answer(false, "Unauthorized", None), None)),
+            ("permanent", "rejected")
+        );
+    }
+}
