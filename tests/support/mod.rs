@@ -2,6 +2,8 @@
 //! fail on demand, and a handle on the real `herald` binary for end-to-end tests.
 #![allow(dead_code)]
 
+pub mod fakes;
+
 use async_trait::async_trait;
 use herald_core::domain::{Action, DeliveryResult};
 use herald_core::log_deliverer::LogDeliverer;

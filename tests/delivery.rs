@@ -1,0 +1,375 @@
+//! Delivery end to end: the real `herald serve` sending through a fake Telegram Bot API
+//! that enforces a rate limit, and showing screens through a fake bot engine that checks
+//! signatures.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::fakes::{FakeEngine, FakeTelegram, TelegramScript};
+use support::{herald, herald_json, Server};
+
+const TOKEN: &str = "123456:TEST-TOKEN";
+
+struct Event {
+    id: String,
+    secret: String,
+}
+
+fn db_arg(db: &Path) -> &str {
+    db.to_str().unwrap()
+}
+
+fn message_event(db: &Path, bot: &str, template: &str) -> Event {
+    let created = herald_json(&[
+        "events",
+        "create",
+        "--db",
+        db_arg(db),
+        "--bot",
+        bot,
+        "--name",
+        "order-ready",
+        "--action",
+        "message",
+        "--template",
+        template,
+    ]);
+    Event {
+        id: created["event_id"].as_str().unwrap().into(),
+        secret: created["secret"].as_str().unwrap().into(),
+    }
+}
+
+fn screen_event(db: &Path, bot: &str) -> Event {
+    let created = herald_json(&[
+        "events",
+        "create",
+        "--db",
+        db_arg(db),
+        "--bot",
+        bot,
+        "--name",
+        "paid",
+        "--action",
+        "screen",
+        "--screen",
+        "thanks",
+    ]);
+    Event {
+        id: created["event_id"].as_str().unwrap().into(),
+        secret: created["secret"].as_str().unwrap().into(),
+    }
+}
+
+fn import(db: &Path, bot: &str, users: &[(&str, String)]) {
+    let file = db.with_extension("users.jsonl");
+    let mut out = std::fs::File::create(&file).unwrap();
+    for (platform, id) in users {
+        writeln!(
+            out,
+            "{}",
+            json!({"platform": platform, "platform_id": id, "bm_id": format!("bm-{platform}-{id}")})
+        )
+        .unwrap();
+    }
+    drop(out);
+    herald_json(&[
+        "users",
+        "import",
+        "--db",
+        db_arg(db),
+        "--bot",
+        bot,
+        file.to_str().unwrap(),
+    ]);
+}
+
+async fn accept(server: &Server, event: &Event, body: Value) -> String {
+    let response = reqwest::Client::new()
+        .post(server.url(&format!("/v1/events/{}/{}", event.id, event.secret)))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let answer: Value = response.json().await.unwrap();
+    answer["request_id"].as_str().unwrap().to_string()
+}
+
+async fn wait_done(server: &Server, event: &Event, request_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status: Value = reqwest::Client::new()
+            .get(server.url(&format!("/v1/requests/{request_id}/{}", event.secret)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["state"] == "done" {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "not done: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn serve(db: &Path, telegram: &FakeTelegram, rate: u32) -> Server {
+    let rate = rate.to_string();
+    Server::start(
+        db,
+        &[
+            "--no-demo",
+            "--telegram-api",
+            &telegram.url,
+            "--telegram-rate",
+            &rate,
+            "--retry-base-ms",
+            "50",
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_to_a_thousand_users_stays_under_the_platform_rate_limit() {
+    // The fake allows 100 messages per second per token; Herald is set to 95.
+    let telegram = FakeTelegram::start(TelegramScript {
+        limit_per_second: 100,
+        ..TelegramScript::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = message_event(
+        &db,
+        "shop",
+        "Order {{ last_request.order }} is ready, chat {{ user.platform_id }}",
+    );
+    herald_json(&[
+        "bots",
+        "set",
+        "--db",
+        db_arg(&db),
+        "--bot",
+        "shop",
+        "--telegram-token",
+        TOKEN,
+    ]);
+    let users: Vec<(&str, String)> = (0..1000)
+        .map(|i| ("tg", (100_000 + i).to_string()))
+        .collect();
+    import(&db, "shop", &users);
+    let server = serve(&db, &telegram, 95);
+    let id = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": "everyone", "data": {"order": 42}}),
+    )
+    .await;
+    let status = wait_done(&server, &event, &id).await;
+    assert_eq!(
+        (status["delivered"].as_u64(), status["failed"].as_u64()),
+        (Some(1000), Some(0)),
+        "{status}"
+    );
+    let log = telegram.log.lock().unwrap();
+    // Unpaced, 1000 messages would hit the limit many times over.
+    assert_eq!(log.rate_limited, 0, "Herald kept under the limit");
+    assert_eq!(log.delivered.len(), 1000);
+    for (chat, texts) in &log.delivered {
+        assert_eq!(
+            texts,
+            &[format!("Order 42 is ready, chat {chat}")],
+            "one message per user, rendered for them"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failures_are_final_and_transient_ones_retried_until_success() {
+    let telegram = FakeTelegram::start(TelegramScript {
+        blocked: vec!["2".into()],
+        missing: vec!["3".into()],
+        flaky: [("4".to_string(), 2)].into(),
+        ..TelegramScript::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = message_event(&db, "shop", "Hi {{ last_request.name }}");
+    herald_json(&[
+        "bots",
+        "set",
+        "--db",
+        db_arg(&db),
+        "--bot",
+        "shop",
+        "--telegram-token",
+        TOKEN,
+    ]);
+    import(
+        &db,
+        "shop",
+        &[
+            ("tg", "1".into()),
+            ("tg", "2".into()),
+            ("tg", "3".into()),
+            ("tg", "4".into()),
+            ("tg", "5".into()),
+            ("vk", "6".into()),
+        ],
+    );
+    let server = serve(&db, &telegram, 30);
+    let id = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": ["1", "2", "3", "4", {"id": "5", "data": {"name": null}}], "data": {"name": "Ann"}}),
+    )
+    .await;
+    let status = wait_done(&server, &event, &id).await;
+    assert_eq!(
+        (status["delivered"].as_u64(), status["failed"].as_u64()),
+        (Some(2), Some(3)),
+        "{status}"
+    );
+    let reasons: std::collections::HashMap<String, String> = status["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["user"].as_str().unwrap().to_string(),
+                e["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons["tg:2"], "blocked");
+    assert_eq!(reasons["tg:3"], "chat_not_found");
+    assert_eq!(
+        reasons["tg:5"], "template",
+        "a value missing for a user fails that user"
+    );
+    let log = telegram.log.lock().unwrap();
+    assert_eq!(
+        (log.calls["2"], log.calls["3"]),
+        (1, 1),
+        "permanent failures are not retried"
+    );
+    assert_eq!(log.calls["4"], 3, "two 502s, then success");
+    assert_eq!(log.delivered["4"], ["Hi Ann"]);
+    assert!(
+        !log.calls.contains_key("5"),
+        "nothing sent when the template fails"
+    );
+    drop(log);
+
+    // A user on a platform the bot has no connection for fails with a reason.
+    let vk = accept(
+        &server,
+        &event,
+        json!({"platform": "vk", "users": ["6"], "data": {"name": "Bo"}}),
+    )
+    .await;
+    let status = wait_done(&server, &event, &vk).await;
+    assert_eq!(status["errors"][0]["reason"], "no_connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screens_reach_the_bot_engine_signed() {
+    let engine = FakeEngine::start("engine-secret").await;
+    let wrong = FakeEngine::start("another-secret").await;
+    let telegram = FakeTelegram::start(TelegramScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = screen_event(&db, "shop");
+    let other = screen_event(&db, "other");
+    herald_json(&[
+        "bots",
+        "set",
+        "--db",
+        db_arg(&db),
+        "--bot",
+        "shop",
+        "--screen-url",
+        &engine.url,
+        "--signing-secret",
+        "engine-secret",
+    ]);
+    herald_json(&[
+        "bots",
+        "set",
+        "--db",
+        db_arg(&db),
+        "--bot",
+        "other",
+        "--screen-url",
+        &wrong.url,
+        "--signing-secret",
+        "engine-secret",
+    ]);
+    import(&db, "shop", &[("tg", "1".into()), ("vk", "2".into())]);
+    import(&db, "other", &[("tg", "1".into())]);
+    let server = serve(&db, &telegram, 30);
+
+    let id = accept(
+        &server,
+        &event,
+        json!({"platform": "any", "users": "everyone", "data": {"order": 7}}),
+    )
+    .await;
+    let status = wait_done(&server, &event, &id).await;
+    assert_eq!(status["delivered"], 2, "{status}");
+    let log = engine.log.lock().unwrap();
+    assert_eq!(log.bad_signatures, 0);
+    let mut bodies = log.accepted.clone();
+    bodies.sort_by_key(|b| b["user"]["platform"].as_str().unwrap().to_string());
+    assert_eq!(
+        bodies[0],
+        json!({"bot_id": "shop", "screen_id": "thanks",
+               "user": {"platform": "tg", "platform_id": "1", "bm_id": "bm-tg-1"},
+               "last_request": {"order": 7}, "request_id": id, "event_id": event.id})
+    );
+    drop(log);
+
+    // An engine that does not share the secret refuses: a permanent failure.
+    let refused = accept(&server, &other, json!({"platform": "tg", "users": ["1"]})).await;
+    let status = wait_done(&server, &other, &refused).await;
+    assert_eq!(
+        (
+            status["failed"].as_u64(),
+            status["errors"][0]["reason"].as_str()
+        ),
+        (Some(1), Some("rejected"))
+    );
+    assert_eq!(wrong.log.lock().unwrap().bad_signatures, 1);
+}
+
+#[test]
+fn a_template_that_does_not_compile_is_refused_when_the_event_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let output = herald()
+        .args([
+            "events",
+            "create",
+            "--db",
+            db_arg(&db),
+            "--bot",
+            "b",
+            "--name",
+            "n",
+            "--action",
+            "message",
+            "--template",
+            "Hi {{ last_request.name",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("template"), "{stderr}");
+}

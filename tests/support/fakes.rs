@@ -1,0 +1,185 @@
+//! Fake Telegram Bot API and bot engine, on free local ports, that behave like the real
+//! ones where Herald depends on it: Telegram enforces a per-token rate (sliding second)
+//! with 429 and `retry_after`, answers 403 blocked / 400 chat not found for chosen chats,
+//! fails with 502 or answers slowly on demand; the engine checks HMAC signatures and
+//! timestamps.
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the fake Telegram does for particular chats.
+#[derive(Default)]
+pub struct TelegramScript {
+    /// Messages per second per token before 429.
+    pub limit_per_second: usize,
+    pub blocked: Vec<String>,
+    pub missing: Vec<String>,
+    /// chat id → number of 502 answers before it succeeds.
+    pub flaky: HashMap<String, u32>,
+    pub delay: Duration,
+}
+
+#[derive(Default)]
+pub struct TelegramLog {
+    /// chat id → texts received and accepted.
+    pub delivered: HashMap<String, Vec<String>>,
+    /// chat id → calls of any outcome.
+    pub calls: HashMap<String, u32>,
+    pub rate_limited: u32,
+    sent: HashMap<String, VecDeque<Instant>>,
+}
+
+pub struct FakeTelegram {
+    pub url: String,
+    pub log: Arc<Mutex<TelegramLog>>,
+}
+
+type TelegramState = (Arc<TelegramScript>, Arc<Mutex<TelegramLog>>);
+
+impl FakeTelegram {
+    pub async fn start(script: TelegramScript) -> FakeTelegram {
+        let log = Arc::new(Mutex::new(TelegramLog::default()));
+        let state: TelegramState = (Arc::new(script), log.clone());
+        let app = axum::Router::new().fallback(telegram).with_state(state);
+        FakeTelegram {
+            url: serve(app).await,
+            log,
+        }
+    }
+}
+
+async fn telegram(State((script, log)): State<TelegramState>, uri: Uri, body: Bytes) -> Response {
+    // /bot{token}/sendMessage
+    let path = uri.path().trim_start_matches('/');
+    let Some((token, "sendMessage")) = path.strip_prefix("bot").and_then(|p| p.split_once('/'))
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"ok": false, "description": "Not Found"})),
+        )
+            .into_response();
+    };
+    let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let chat = match &message["chat_id"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if !script.delay.is_zero() {
+        tokio::time::sleep(script.delay).await;
+    }
+    let mut log = log.lock().unwrap();
+    *log.calls.entry(chat.clone()).or_default() += 1;
+    let now = Instant::now();
+    let window = log.sent.entry(token.to_string()).or_default();
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+    {
+        window.pop_front();
+    }
+    if script.limit_per_second > 0 && window.len() >= script.limit_per_second {
+        log.rate_limited += 1;
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1",
+                        "parameters": {"retry_after": 1}})),
+        )
+            .into_response();
+    }
+    window.push_back(now);
+    if script.blocked.contains(&chat) {
+        return (StatusCode::FORBIDDEN, Json(json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}))).into_response();
+    }
+    if script.missing.contains(&chat) {
+        return (StatusCode::BAD_REQUEST, Json(json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}))).into_response();
+    }
+    let calls = log.calls[&chat];
+    if script.flaky.get(&chat).is_some_and(|fails| calls <= *fails) {
+        return (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({"ok": false, "error_code": 502, "description": "Bad Gateway"})),
+        )
+            .into_response();
+    }
+    let text = message["text"].as_str().unwrap_or_default().to_string();
+    log.delivered.entry(chat).or_default().push(text);
+    Json(json!({"ok": true, "result": {"message_id": calls}})).into_response()
+}
+
+/// A bot engine that accepts only correctly signed, fresh webhooks.
+pub struct FakeEngine {
+    pub url: String,
+    pub log: Arc<Mutex<EngineLog>>,
+}
+
+#[derive(Default)]
+pub struct EngineLog {
+    pub accepted: Vec<Value>,
+    pub bad_signatures: u32,
+}
+
+type EngineState = (String, Arc<Mutex<EngineLog>>);
+
+impl FakeEngine {
+    pub async fn start(secret: &str) -> FakeEngine {
+        let log = Arc::new(Mutex::new(EngineLog::default()));
+        let state: EngineState = (secret.to_string(), log.clone());
+        let app = axum::Router::new()
+            .route("/screen", axum::routing::post(engine))
+            .with_state(state);
+        FakeEngine {
+            url: format!("{}/screen", serve(app).await),
+            log,
+        }
+    }
+}
+
+async fn engine(
+    State((secret, log)): State<EngineState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let valid = herald_delivery::bot_engine::verify(
+        &secret,
+        &header(herald_delivery::bot_engine::TIMESTAMP_HEADER),
+        &header(herald_delivery::bot_engine::SIGNATURE_HEADER),
+        &body,
+        now,
+        300,
+    );
+    let mut log = log.lock().unwrap();
+    if !valid {
+        log.bad_signatures += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    log.accepted
+        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+    StatusCode::NO_CONTENT
+}
+
+/// Serve `app` on a free loopback port in the background; its base URL.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
