@@ -323,17 +323,18 @@ async fn screens_reach_the_bot_engine_signed() {
     .await;
     let status = wait_done(&server, &event, &id).await;
     assert_eq!(status["delivered"], 2, "{status}");
-    let log = engine.log.lock().unwrap();
-    assert_eq!(log.bad_signatures, 0);
-    let mut bodies = log.accepted.clone();
-    bodies.sort_by_key(|b| b["user"]["platform"].as_str().unwrap().to_string());
-    assert_eq!(
-        bodies[0],
-        json!({"bot_id": "shop", "screen_id": "thanks",
-               "user": {"platform": "tg", "platform_id": "1", "bm_id": "bm-tg-1"},
-               "last_request": {"order": 7}, "request_id": id, "event_id": event.id})
-    );
-    drop(log);
+    {
+        let log = engine.log.lock().unwrap();
+        assert_eq!(log.bad_signatures, 0);
+        let mut bodies = log.accepted.clone();
+        bodies.sort_by_key(|b| b["user"]["platform"].as_str().unwrap().to_string());
+        assert_eq!(
+            bodies[0],
+            json!({"bot_id": "shop", "screen_id": "thanks",
+                   "user": {"platform": "tg", "platform_id": "1", "bm_id": "bm-tg-1"},
+                   "last_request": {"order": 7}, "request_id": id, "event_id": event.id})
+        );
+    }
 
     // An engine that does not share the secret refuses: a permanent failure.
     let refused = accept(&server, &other, json!({"platform": "tg", "users": ["1"]})).await;
