@@ -253,19 +253,20 @@ async fn permanent_failures_are_final_and_transient_ones_retried_until_success()
         reasons["tg:5"], "template",
         "a value missing for a user fails that user"
     );
-    let log = telegram.log.lock().unwrap();
-    assert_eq!(
-        (log.calls["2"], log.calls["3"]),
-        (1, 1),
-        "permanent failures are not retried"
-    );
-    assert_eq!(log.calls["4"], 3, "two 502s, then success");
-    assert_eq!(log.delivered["4"], ["Hi Ann"]);
-    assert!(
-        !log.calls.contains_key("5"),
-        "nothing sent when the template fails"
-    );
-    drop(log);
+    {
+        let log = telegram.log.lock().unwrap();
+        assert_eq!(
+            (log.calls["2"], log.calls["3"]),
+            (1, 1),
+            "permanent failures are not retried"
+        );
+        assert_eq!(log.calls["4"], 3, "two 502s, then success");
+        assert_eq!(log.delivered["4"], ["Hi Ann"]);
+        assert!(
+            !log.calls.contains_key("5"),
+            "nothing sent when the template fails"
+        );
+    }
 
     // A user on a platform the bot has no connection for fails with a reason.
     let vk = accept(
