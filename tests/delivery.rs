@@ -268,6 +268,38 @@ async fn permanent_failures_are_final_and_transient_ones_retried_until_success()
         );
     }
 
+    assert_eq!(
+        status["failed_by_reason"],
+        json!({"blocked": 1, "chat_not_found": 1, "template": 1})
+    );
+
+    // The user who blocked the bot is marked: a later message skips them and says so.
+    let again = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": ["1", "2"], "data": {"name": "Cy"}}),
+    )
+    .await;
+    let status = wait_done(&server, &event, &again).await;
+    assert_eq!(
+        (status["delivered"].as_u64(), status["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{status}"
+    );
+    assert_eq!(status["errors"][0]["reason"], "blocked");
+    assert!(
+        status["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("skipped"),
+        "{status}"
+    );
+    assert_eq!(
+        telegram.log.lock().unwrap().calls["2"],
+        1,
+        "not sent to again"
+    );
+
     // A user on a platform the bot has no connection for fails with a reason.
     let vk = accept(
         &server,

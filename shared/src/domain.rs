@@ -79,6 +79,10 @@ pub struct UserState {
     pub platform_id: String,
     /// Platform-independent id of the user's state; unique within a bot.
     pub bm_id: String,
+    /// The user blocked the bot (a platform said so); messages to them are skipped until
+    /// the bot engine clears the mark.
+    #[serde(default)]
+    pub blocked: bool,
 }
 
 /// How a job names a user: by platform id or by state id.
@@ -236,6 +240,10 @@ pub enum Outcome {
     /// The action failed for good: `reason` is a short class, `message` the details.
     Failed { reason: String, message: String },
 }
+
+/// The failure reason of a user who blocked the bot: deliverers report it, the processor
+/// then marks the user and skips them in later messages.
+pub const BLOCKED: &str = "blocked";
 
 /// What a deliverer says about one attempt.
 #[derive(Debug, Clone, PartialEq)]

@@ -65,6 +65,9 @@ pub trait UserStore: Send + Sync {
         writes: &[LastRequestWrite],
     ) -> Result<Vec<WriteResult>, StoreError>;
 
+    /// Mark these users as having blocked the bot (a platform answered so).
+    async fn mark_blocked(&self, bot_id: &str, bm_ids: &[String]) -> Result<(), StoreError>;
+
     /// How many users `everyone` means right now.
     async fn count(&self, bot_id: &str, platform: &PlatformFilter) -> Result<u64, StoreError>;
 
@@ -118,6 +121,8 @@ pub struct RequestProgress {
     pub delivered: u64,
     pub not_found: u64,
     pub failed: u64,
+    /// `failed` by reason class (`blocked`, `chat_not_found`, `template`, …).
+    pub failed_by_reason: std::collections::BTreeMap<String, u64>,
     pub error_samples: Vec<ErrorSample>,
     /// What the deliverer reported for the first few users (e.g. the log deliverer's record).
     pub delivery_samples: Vec<serde_json::Value>,

@@ -12,8 +12,8 @@
 //! [`Deliverer`]: crate::ports::Deliverer
 
 use crate::domain::{
-    now_ms, DeliveryResult, Job, JobKind, JobUser, LastRequestWrite, Object, Outcome,
-    RequestRecord, RequestState, UserRef, UserState, WriteResult,
+    now_ms, Action, DeliveryResult, Job, JobKind, JobUser, LastRequestWrite, Object, Outcome,
+    RequestRecord, RequestState, UserRef, UserState, WriteResult, BLOCKED,
 };
 use crate::error::StoreError;
 use crate::merge::merge_patch;
@@ -129,11 +129,21 @@ async fn deliver(
         .users
         .write_last_request(&record.bot_id, &stamp, &record.data, &writes)
         .await?;
+    let messages = matches!(record.action, Action::Message { .. });
     let mut acting = Vec::with_capacity(live.len());
     for (l, result) in live.into_iter().zip(written) {
         match result {
             // A user deleted since the lookup.
             WriteResult::NotFound => outcomes.push((l.key, Outcome::NotFound)),
+            // They blocked the bot before: a message cannot reach them.
+            WriteResult::Applied | WriteResult::Stale if messages && l.state.blocked => outcomes
+                .push((
+                    l.key,
+                    Outcome::Failed {
+                        reason: BLOCKED.into(),
+                        message: "skipped: this user blocked the bot earlier".into(),
+                    },
+                )),
             // Stale: a newer request's data stays; this event still happened, so act on it.
             WriteResult::Applied | WriteResult::Stale => acting.push(l),
         }
@@ -156,6 +166,7 @@ async fn deliver(
 
     let mut retry_users = Vec::new();
     let mut exhausted = Vec::new();
+    let mut newly_blocked = Vec::new();
     let mut last_reason = String::new();
     let mut retry_after: Option<Duration> = None;
     for (l, result) in results {
@@ -164,6 +175,9 @@ async fn deliver(
                 outcomes.push((l.key, Outcome::Delivered { detail }))
             }
             DeliveryResult::Permanent { reason, message } => {
+                if reason == BLOCKED {
+                    newly_blocked.push(l.state.bm_id.clone());
+                }
                 outcomes.push((l.key, Outcome::Failed { reason, message }))
             }
             DeliveryResult::Retry {
@@ -188,6 +202,11 @@ async fn deliver(
         let delay = backoff(app, attempt).max(retry_after.unwrap_or_default());
         let retry = Job::deliver(&record.id, attempt + 1, retry_users);
         app.queue.enqueue(vec![retry], delay).await?;
+    }
+    if !newly_blocked.is_empty() {
+        app.users
+            .mark_blocked(&record.bot_id, &newly_blocked)
+            .await?;
     }
     if !exhausted.is_empty() {
         // Kept as a dead job with its reason, for an operator to look at and redrive.

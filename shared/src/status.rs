@@ -21,11 +21,13 @@ pub struct RequestStatus {
     pub delivered: u64,
     pub not_found: u64,
     pub failed: u64,
+    /// `failed` by reason class, e.g. `{"blocked": 3, "chat_not_found": 1}`.
+    pub failed_by_reason: std::collections::BTreeMap<String, u64>,
     /// Users known and not yet final.
     pub pending: u64,
     pub created_at: String,
     pub updated_at: Option<String>,
-    /// A few per-user failures, first ones first.
+    /// A few per-user failures, first ones first, a few of each reason.
     pub errors: Vec<ErrorSample>,
     /// What was delivered to the first few users (the log deliverer records what it would send).
     pub deliveries: Vec<serde_json::Value>,
@@ -55,6 +57,7 @@ impl From<RequestProgress> for RequestStatus {
             delivered: p.delivered,
             not_found: p.not_found,
             failed: p.failed,
+            failed_by_reason: p.failed_by_reason,
             pending,
             created_at: rfc3339(p.record.created_at),
             updated_at: p.updated_at.map(rfc3339),
@@ -100,6 +103,7 @@ mod tests {
             delivered: finished,
             not_found: 0,
             failed: 0,
+            failed_by_reason: Default::default(),
             error_samples: vec![],
             delivery_samples: vec![],
             updated_at: None,

@@ -70,6 +70,7 @@ mod tests {
             platform: "tg".into(),
             platform_id: "42".into(),
             bm_id: "b1".into(),
+            blocked: false,
         }
     }
 

@@ -39,6 +39,7 @@ impl Aws {
         for counter in ["delivered", "not_found", "failed"] {
             item.insert(counter.into(), n(0));
         }
+        item.insert("reasons".into(), AttributeValue::M(Default::default()));
         item.insert("errors".into(), AttributeValue::L(vec![]));
         item.insert("deliveries".into(), AttributeValue::L(vec![]));
         item.insert("created_at".into(), n(record.created_at));

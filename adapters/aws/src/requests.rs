@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWr
 use herald_core::domain::{Outcome, RequestRecord, RequestState};
 use herald_core::ports::{ErrorSample, Expansion, RequestLog, RequestProgress};
 use herald_core::StoreError;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Failures kept per request for the status document.
 pub const ERROR_SAMPLES: usize = 20;
@@ -93,15 +93,32 @@ impl Aws {
         delivered: i64,
         not_found: i64,
         failed: i64,
+        reasons: &BTreeMap<String, i64>,
     ) -> Result<Update, StoreError> {
-        Update::builder()
+        let mut set = vec!["updated_at = :now".to_string()];
+        let mut update = Update::builder()
             .table_name(&self.settings.requests_table)
             .set_key(Some(self.request_key(request_id, REQUEST_SK)))
-            .update_expression("ADD delivered :d, not_found :n, failed :f SET updated_at = :now")
             .expression_attribute_values(":d", n(delivered))
             .expression_attribute_values(":n", n(not_found))
             .expression_attribute_values(":f", n(failed))
-            .expression_attribute_values(":now", n(herald_core::domain::now_ms()))
+            .expression_attribute_values(":now", n(herald_core::domain::now_ms()));
+        for (i, (reason, count)) in reasons.iter().enumerate() {
+            set.push(format!(
+                "reasons.#r{i} = if_not_exists(reasons.#r{i}, :zero) + :c{i}"
+            ));
+            update = update
+                .expression_attribute_names(format!("#r{i}"), reason)
+                .expression_attribute_values(format!(":c{i}"), n(count));
+        }
+        if !reasons.is_empty() {
+            update = update.expression_attribute_values(":zero", n(0));
+        }
+        update
+            .update_expression(format!(
+                "ADD delivered :d, not_found :n, failed :f SET {}",
+                set.join(", ")
+            ))
             .build()
             .map_err(StoreError::new)
     }
@@ -141,12 +158,16 @@ impl Aws {
         expires: &AttributeValue,
     ) -> Result<bool, StoreError> {
         let (mut d, mut nf, mut f) = (0, 0, 0);
+        let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
         let mut items = Vec::with_capacity(outcomes.len() + 1);
         for (key, outcome) in outcomes {
             match outcome {
                 Outcome::Delivered { .. } => d += 1,
                 Outcome::NotFound => nf += 1,
-                Outcome::Failed { .. } => f += 1,
+                Outcome::Failed { reason, .. } => {
+                    f += 1;
+                    *reasons.entry(reason.clone()).or_default() += 1;
+                }
             }
             items.push(
                 TransactWriteItem::builder()
@@ -156,7 +177,7 @@ impl Aws {
         }
         items.push(
             TransactWriteItem::builder()
-                .update(self.counters_update(request_id, d, nf, f)?)
+                .update(self.counters_update(request_id, d, nf, f, &reasons)?)
                 .build(),
         );
         match self
@@ -252,6 +273,15 @@ impl RequestLog for Aws {
             delivered: get_n(&item, "delivered").max(0) as u64,
             not_found: get_n(&item, "not_found").max(0) as u64,
             failed: get_n(&item, "failed").max(0) as u64,
+            failed_by_reason: item
+                .get("reasons")
+                .and_then(|v| v.as_m().ok())
+                .map(|m| {
+                    m.keys()
+                        .map(|k| (k.clone(), get_n(m, k).max(0) as u64))
+                        .collect()
+                })
+                .unwrap_or_default(),
             error_samples: errors,
             delivery_samples: deliveries,
             updated_at: item.get("updated_at").map(|_| get_n(&item, "updated_at")),

@@ -8,6 +8,7 @@
 //! | attribute | value | index |
 //! |---|---|---|
 //! | `platform_key` | `{bot_id}#{platform}#{platform_id}` | `by_platform_id`: O(1) lookup by platform id |
+//! | `blocked_at` | set when a platform said the user blocked the bot | (projected into `by_platform_id`) |
 //! | `shard_key` | `{bot_id}#{shard}` | `by_shard` (range `bm_id`): `everyone` on any platform |
 //! | `platform_shard_key` | `{bot_id}#{platform}#{shard}` | `by_platform_shard` (range `bm_id`): `everyone` on one platform |
 //!
@@ -101,7 +102,7 @@ impl Aws {
                 .collect();
             let mut request = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
-                .projection_expression("bm_id, platform, platform_id")
+                .projection_expression("bm_id, platform, platform_id, blocked_at")
                 .consistent_read(true)
                 .build()
                 .map_err(StoreError::new)?;
@@ -199,6 +200,7 @@ fn state_of(item: &Item) -> UserState {
         platform: get_s(item, "platform").to_string(),
         platform_id: get_s(item, "platform_id").to_string(),
         bm_id: get_s(item, "bm_id").to_string(),
+        blocked: item.contains_key("blocked_at"),
     }
 }
 
@@ -262,6 +264,42 @@ impl UserStore for Aws {
             .buffered(CONCURRENCY)
             .try_collect()
             .await
+    }
+
+    async fn mark_blocked(&self, bot_id: &str, bm_ids: &[String]) -> Result<(), StoreError> {
+        let now = AttributeValue::N(herald_core::domain::now_ms().to_string());
+        stream::iter(bm_ids.iter().cloned())
+            .map(|bm_id: String| {
+                let now = now.clone();
+                async move {
+                    let result = self
+                        .dynamodb
+                        .update_item()
+                        .table_name(&self.settings.users_table)
+                        .key("pk", s(Self::user_pk(bot_id, &bm_id)))
+                        .update_expression("SET blocked_at = :now")
+                        .condition_expression("attribute_exists(pk)")
+                        .expression_attribute_values(":now", now)
+                        .send()
+                        .await;
+                    match result {
+                        Ok(_) => Ok(()),
+                        Err(e)
+                            if matches!(
+                                e.as_service_error(),
+                                Some(UpdateItemError::ConditionalCheckFailedException(_))
+                            ) =>
+                        {
+                            Ok(())
+                        }
+                        Err(e) => Err(store_error(e)),
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
     }
 
     async fn count(&self, bot_id: &str, platform: &PlatformFilter) -> Result<u64, StoreError> {

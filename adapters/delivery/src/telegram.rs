@@ -6,7 +6,7 @@
 //! deactivated" (400 or 403) are permanent (reasons `blocked`, `chat_not_found`, `deactivated`), as is
 //! any other 4xx (`rejected`). The token is part of the URL and never logged.
 
-use herald_core::domain::DeliveryResult;
+use herald_core::domain::{DeliveryResult, BLOCKED};
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
@@ -88,7 +88,7 @@ fn classify(status: u16, answer: Answer, header_wait: Option<Duration>) -> Deliv
         400 | 403 if description.contains("deactivated") => {
             permanent("deactivated", answer.description)
         }
-        403 if description.contains("blocked") => permanent("blocked", answer.description),
+        403 if description.contains("blocked") => permanent(BLOCKED, answer.description),
         400 if description.contains("chat not found") => {
             permanent("chat_not_found", answer.description)
         }

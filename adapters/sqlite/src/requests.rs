@@ -13,11 +13,13 @@ use herald_core::domain::{Audience, Job, Outcome, RequestRecord, RequestState};
 use herald_core::ports::{ErrorSample, Expansion, Intake, RequestLog, RequestProgress};
 use herald_core::StoreError;
 use rusqlite::{params, OptionalExtension};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-/// Failures kept per request for the status document.
+/// Failures kept per request for the status document…
 pub const ERROR_SAMPLES: usize = 20;
+/// …and at most this many of one reason, so that every reason shows.
+pub const ERROR_SAMPLES_PER_REASON: usize = 5;
 /// Deliveries kept per request for the status document.
 pub const DELIVERY_SAMPLES: usize = 5;
 
@@ -83,7 +85,7 @@ impl RequestLog for Sqlite {
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT record, state, targeted, expansions_pending, delivered, not_found, failed,
-                        error_samples, delivery_samples, updated_at
+                        error_samples, delivery_samples, updated_at, failure_reasons
                  FROM requests WHERE id = ?1",
             )?
             .query_row([&request_id], |row| {
@@ -110,6 +112,7 @@ impl RequestLog for Sqlite {
                         .collect(),
                     delivery_samples: from_json(&deliveries)?,
                     updated_at: row.get(9)?,
+                    failed_by_reason: from_json(&row.get::<_, String>(10)?)?,
                 })
             })
             .optional()
@@ -167,12 +170,13 @@ impl RequestLog for Sqlite {
         let outcomes = outcomes.to_vec();
         self.transaction(move |tx| {
             let now = now_ms();
-            let (errors, deliveries): (String, String) = tx
+            let (errors, deliveries, reasons): (String, String, String) = tx
                 .prepare_cached(
-                    "SELECT error_samples, delivery_samples FROM requests WHERE id = ?1",
+                    "SELECT error_samples, delivery_samples, failure_reasons FROM requests WHERE id = ?1",
                 )?
-                .query_row([&request_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                .query_row([&request_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             let mut errors: Vec<(String, String, String)> = from_json(&errors)?;
+            let mut reasons: BTreeMap<String, u64> = from_json(&reasons)?;
             let mut deliveries: Vec<serde_json::Value> = from_json(&deliveries)?;
             let (errors_before, deliveries_before) = (errors.len(), deliveries.len());
             let mut insert = tx.prepare_cached(
@@ -200,7 +204,9 @@ impl RequestLog for Sqlite {
                     Outcome::NotFound => not_found += 1,
                     Outcome::Failed { reason, message } => {
                         failed += 1;
-                        if errors.len() < ERROR_SAMPLES {
+                        *reasons.entry(reason.clone()).or_default() += 1;
+                        let of_reason = errors.iter().filter(|(_, r, _)| *r == reason).count();
+                        if errors.len() < ERROR_SAMPLES && of_reason < ERROR_SAMPLES_PER_REASON {
                             errors.push((key, reason, message));
                         }
                     }
@@ -212,7 +218,8 @@ impl RequestLog for Sqlite {
                 "UPDATE requests SET delivered = delivered + ?2, not_found = not_found + ?3,
                         failed = failed + ?4, updated_at = ?5,
                         error_samples = CASE WHEN ?6 THEN ?7 ELSE error_samples END,
-                        delivery_samples = CASE WHEN ?6 THEN ?8 ELSE delivery_samples END
+                        delivery_samples = CASE WHEN ?6 THEN ?8 ELSE delivery_samples END,
+                        failure_reasons = CASE WHEN ?4 > 0 THEN ?9 ELSE failure_reasons END
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -223,7 +230,8 @@ impl RequestLog for Sqlite {
                 now,
                 samples_changed,
                 to_json(&errors)?,
-                to_json(&deliveries)?
+                to_json(&deliveries)?,
+                to_json(&reasons)?
             ])?;
             Ok(())
         })

@@ -88,8 +88,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX jobs_by_visibility ON jobs (state, visible_at);
     "#,
-    // 2: bots' connections; users who blocked the bot.
+    // 2: bots' connections; users who blocked the bot; failures counted by reason.
     r#"
+    ALTER TABLE requests ADD COLUMN failure_reasons TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE bots ADD COLUMN telegram_token TEXT;
     ALTER TABLE bots ADD COLUMN screen_url TEXT;
     ALTER TABLE bots ADD COLUMN signing_secret TEXT;

@@ -133,32 +133,40 @@ impl UserStore for Sqlite {
         let users = users.to_vec();
         self.read(move |conn| {
             let mut by_platform = conn.prepare_cached(
-                "SELECT bm_id FROM users WHERE bot_id = ?1 AND platform = ?2 AND platform_id = ?3",
+                "SELECT bm_id, blocked_at IS NOT NULL FROM users
+                 WHERE bot_id = ?1 AND platform = ?2 AND platform_id = ?3",
             )?;
             let mut by_bm = conn.prepare_cached(
-                "SELECT platform, platform_id FROM users WHERE bot_id = ?1 AND bm_id = ?2",
+                "SELECT platform, platform_id, blocked_at IS NOT NULL FROM users
+                 WHERE bot_id = ?1 AND bm_id = ?2",
             )?;
             users
                 .into_iter()
                 .map(|user| match user {
                     UserRef::Platform { platform, id } => by_platform
-                        .query_row(params![bot_id, platform, id], |r| r.get::<_, String>(0))
+                        .query_row(params![bot_id, platform, id], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+                        })
                         .optional()
-                        .map(|bm| {
-                            bm.map(|bm_id| UserState {
+                        .map(|found| {
+                            found.map(|(bm_id, blocked)| UserState {
                                 platform,
                                 platform_id: id,
                                 bm_id,
+                                blocked,
                             })
                         }),
                     UserRef::Bm { id } => by_bm
-                        .query_row(params![bot_id, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .query_row(params![bot_id, id], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
                         .optional()
                         .map(|found| {
-                            found.map(|(platform, platform_id)| UserState {
+                            found.map(|(platform, platform_id, blocked)| UserState {
                                 platform,
                                 platform_id,
                                 bm_id: id,
+                                blocked,
                             })
                         }),
                 })
@@ -219,6 +227,24 @@ impl UserStore for Sqlite {
         .await
     }
 
+    async fn mark_blocked(&self, bot_id: &str, bm_ids: &[String]) -> Result<(), StoreError> {
+        if bm_ids.is_empty() {
+            return Ok(());
+        }
+        let (bot_id, bm_ids) = (bot_id.to_string(), bm_ids.to_vec());
+        self.transaction(move |tx| {
+            let mut mark = tx.prepare_cached(
+                "UPDATE users SET blocked_at = ?3 WHERE bot_id = ?1 AND bm_id = ?2 AND blocked_at IS NULL",
+            )?;
+            let now = now_ms();
+            for bm_id in bm_ids {
+                mark.execute(params![bot_id, bm_id, now])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn count(&self, bot_id: &str, platform: &PlatformFilter) -> Result<u64, StoreError> {
         let bot_id = bot_id.to_string();
         let platform = platform.clone();
@@ -259,20 +285,21 @@ impl UserStore for Sqlite {
                         platform: r.get(1)?,
                         platform_id: r.get(2)?,
                         bm_id: r.get(3)?,
+                        blocked: r.get(4)?,
                     },
                 ))
             };
             let rows: Vec<(i64, UserState)> = match &platform {
                 PlatformFilter::Any => conn
                     .prepare_cached(
-                        "SELECT id, platform, platform_id, bm_id FROM users
+                        "SELECT id, platform, platform_id, bm_id, blocked_at IS NOT NULL FROM users
                          WHERE bot_id = ?1 AND shard = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
                     )?
                     .query_map(params![bot_id, shard, after, limit as i64], map)?
                     .collect::<rusqlite::Result<_>>()?,
                 PlatformFilter::Only(p) => conn
                     .prepare_cached(
-                        "SELECT id, platform, platform_id, bm_id FROM users
+                        "SELECT id, platform, platform_id, bm_id, blocked_at IS NOT NULL FROM users
                          WHERE bot_id = ?1 AND platform = ?2 AND shard = ?3 AND id > ?4
                          ORDER BY id LIMIT ?5",
                     )?

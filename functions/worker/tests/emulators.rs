@@ -684,6 +684,7 @@ async fn users_failing_past_the_attempt_limit_are_failed_and_their_job_is_dead_l
         "{s}"
     );
     assert_eq!(s["errors"][0]["user"], "tg:234567");
+    assert_eq!(s["failed_by_reason"], json!({"unavailable": 1}));
     // Only the failing user, retried alone, ends in the dead-letter queue.
     let dead = stack.receive(&stack.dlq_url).await;
     assert_eq!(dead.len(), 1);
