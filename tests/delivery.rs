@@ -4,11 +4,11 @@
 
 mod support;
 
+use herald_fakes::{FakeEngine, FakeTelegram, TelegramScript};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::fakes::{FakeEngine, FakeTelegram, TelegramScript};
 use support::{herald, herald_json, Server};
 
 const TOKEN: &str = "123456:TEST-TOKEN";

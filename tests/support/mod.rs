@@ -2,8 +2,6 @@
 //! fail on demand, and a handle on the real `herald` binary for end-to-end tests.
 #![allow(dead_code)]
 
-pub mod fakes;
-
 use async_trait::async_trait;
 use herald_core::domain::{Action, DeliveryResult};
 use herald_core::log_deliverer::LogDeliverer;

@@ -12,6 +12,9 @@ use herald_core::domain::Job;
 use herald_core::log_deliverer::LogDeliverer;
 use herald_core::ports::{Deliverer, Delivery};
 use herald_core::{App, Config};
+use herald_delivery::dispatch::Dispatcher;
+use herald_delivery::DeliveryConfig;
+use herald_fakes::{FakeEngine, FakeTelegram, TelegramScript};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -38,6 +41,9 @@ struct Stack {
     aws: Aws,
     app: App,
     dlq_url: String,
+    /// Worker instances for `drain`, each with its own deliverer, as separate Lambda
+    /// instances have; `[app]` unless a test adds more.
+    instances: Vec<App>,
 }
 
 impl Stack {
@@ -72,7 +78,32 @@ impl Stack {
             .unwrap();
         let dlq_url = aws.settings.dlq_url.clone();
         let app = aws.app(config, deliverer);
-        Stack { aws, app, dlq_url }
+        Stack {
+            instances: vec![app.clone()],
+            aws,
+            app,
+            dlq_url,
+        }
+    }
+
+    /// Run `instances` worker instances that deliver through real HTTP per `delivery`.
+    async fn with_delivery(delivery: DeliveryConfig, instances: usize) -> Stack {
+        let mut stack = Stack::new().await;
+        let dispatcher = || -> Arc<dyn Deliverer> {
+            Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery))
+        };
+        stack.instances = (0..instances)
+            .map(|_| stack.aws.app(stack.app.config.clone(), dispatcher()))
+            .collect();
+        stack.app = stack.instances[0].clone();
+        stack
+    }
+
+    async fn event_with(&self, bot: &str, action: herald_core::domain::Action) {
+        self.aws
+            .put_event(FIXTURE_EVENT, bot, "fixture", FIXTURE_SECRET, &action)
+            .await
+            .unwrap();
     }
 
     async fn fixture_event(&self, bot: &str) {
@@ -209,9 +240,13 @@ impl Stack {
     /// One worker invocation on `messages`, settled as the event source does: successes
     /// deleted, failures made visible again. Returns the failed message ids.
     async fn invoke_worker(&self, messages: Vec<SqsMessage>) -> Vec<String> {
+        self.invoke_instance(&self.app, messages).await
+    }
+
+    async fn invoke_instance(&self, app: &App, messages: Vec<SqsMessage>) -> Vec<String> {
         let mut event = SqsEvent::default();
         event.records = messages.clone();
-        let response = herald_worker::handle(&self.app, &self.aws, event).await;
+        let response = herald_worker::handle(app, &self.aws, event).await;
         let failed: Vec<String> = response
             .batch_item_failures
             .iter()
@@ -262,7 +297,12 @@ impl Stack {
                 continue;
             }
             idle = 0;
-            futures::future::join_all(batches.into_iter().map(|b| self.invoke_worker(b))).await;
+            futures::future::join_all(
+                batches.into_iter().enumerate().map(|(i, b)| {
+                    self.invoke_instance(&self.instances[i % self.instances.len()], b)
+                }),
+            )
+            .await;
         }
     }
 
@@ -704,4 +744,82 @@ async fn users_failing_past_the_attempt_limit_are_failed_and_their_job_is_dead_l
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_through_two_worker_instances_stays_under_the_rate_limit() {
+    // The fake allows 100 messages per second per token; the two instances share 95.
+    let telegram = FakeTelegram::start(TelegramScript {
+        limit_per_second: 100,
+        ..TelegramScript::default()
+    })
+    .await;
+    let delivery = DeliveryConfig {
+        telegram_api: telegram.url.clone(),
+        telegram_rate: herald_worker::per_instance_rate(95, 2),
+        ..DeliveryConfig::default()
+    };
+    let stack = Stack::with_delivery(delivery, 2).await;
+    let template = "Order {{ last_request.order }} for {{ user.platform_id }}".to_string();
+    stack
+        .event_with("shop", herald_core::domain::Action::Message { template })
+        .await;
+    let bot = herald_core::domain::Bot {
+        id: "shop".into(),
+        telegram_token: Some("42:TOKEN".into()),
+        ..Default::default()
+    };
+    stack.aws.put_bot(&bot).await.unwrap();
+    stack
+        .users(
+            "shop",
+            (0..1000).map(|i| ("tg".to_string(), (5000 + i).to_string(), format!("u{i}"))),
+        )
+        .await;
+    let (status, body) = stack
+        .api_body(json!({"platform": "tg", "users": "everyone", "data": {"order": 9}}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    stack.drain(2).await;
+    let s = stack.status(body["request_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (s["delivered"].as_u64(), s["failed"].as_u64()),
+        (Some(1000), Some(0)),
+        "{s}"
+    );
+    let log = telegram.log.lock().unwrap();
+    assert_eq!(
+        log.rate_limited, 0,
+        "two instances together kept under the limit"
+    );
+    assert_eq!(log.delivered.len(), 1000);
+    assert!(log
+        .delivered
+        .iter()
+        .all(|(chat, texts)| texts == &[format!("Order 9 for {chat}")]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screens_from_the_worker_reach_the_engine_signed() {
+    let engine = FakeEngine::start("engine-secret").await;
+    let stack = Stack::with_delivery(DeliveryConfig::default(), 1).await;
+    stack.fixture_event("demo").await;
+    stack.demo_users("demo").await;
+    let bot = herald_core::domain::Bot {
+        id: "demo".into(),
+        screen_url: Some(engine.url.clone()),
+        signing_secret: Some("engine-secret".into()),
+        ..Default::default()
+    };
+    stack.aws.put_bot(&bot).await.unwrap();
+    let (_, body) = stack.api_fixture("apigw-v2-everyone.json").await;
+    stack.drain(1).await;
+    let s = stack.status(body["request_id"].as_str().unwrap()).await;
+    assert_eq!(s["delivered"], 3, "{s}");
+    let log = engine.log.lock().unwrap();
+    assert_eq!((log.accepted.len(), log.bad_signatures), (3, 0));
+    assert!(log
+        .accepted
+        .iter()
+        .all(|b| b["screen_id"] == "welcome" && b["bot_id"] == "demo"));
 }

@@ -3,7 +3,6 @@
 //! with 429 and `retry_after`, answers 403 blocked / 400 chat not found for chosen chats,
 //! fails with 502 or answers slowly on demand; the engine checks HMAC signatures and
 //! timestamps.
-#![allow(dead_code)]
 
 use axum::body::Bytes;
 use axum::extract::State;
