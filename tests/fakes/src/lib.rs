@@ -33,6 +33,8 @@ pub struct TelegramLog {
     /// chat id → calls of any outcome.
     pub calls: HashMap<String, u32>,
     pub rate_limited: u32,
+    /// When each accepted message arrived, in order.
+    pub accepted_at: Vec<Instant>,
     sent: HashMap<String, VecDeque<Instant>>,
 }
 
@@ -110,6 +112,7 @@ async fn telegram(State((script, log)): State<TelegramState>, uri: Uri, body: By
     }
     let text = message["text"].as_str().unwrap_or_default().to_string();
     log.delivered.entry(chat).or_default().push(text);
+    log.accepted_at.push(now);
     Json(json!({"ok": true, "result": {"message_id": calls}})).into_response()
 }
 

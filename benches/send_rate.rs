@@ -1,0 +1,194 @@
+//! Benchmark: how close `herald serve` sends to Telegram's per-bot limit without a 429.
+//!
+//! A fake Telegram Bot API enforcing 30 messages per second per token (a sliding second,
+//! 429 with `retry_after` beyond it) receives a broadcast to USERS users (default 300) from
+//! the real `herald` binary with its default settings. The figure is the accepted send
+//! rate between the first and the last message, as a ratio of the limit; the goal is at
+//! least 0.95 with no 429.
+//!
+//!     cargo bench --bench send_rate            # USERS=600 cargo bench --bench send_rate
+
+use herald_fakes::{FakeTelegram, TelegramScript};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LIMIT: usize = 30;
+
+fn herald() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+}
+
+fn json_of(command: &mut Command) -> Value {
+    let output = command.output().expect("herald runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{} cores, {cpu}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let users: usize = std::env::var("USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let telegram = FakeTelegram::start(TelegramScript {
+        limit_per_second: LIMIT,
+        ..TelegramScript::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    let db_arg = db.to_str().unwrap();
+    let event = json_of(herald().args([
+        "events",
+        "create",
+        "--db",
+        db_arg,
+        "--bot",
+        "bench",
+        "--name",
+        "bench",
+        "--action",
+        "message",
+        "--template",
+        "Hello {{ user.platform_id }}",
+    ]));
+    json_of(herald().args([
+        "bots",
+        "set",
+        "--db",
+        db_arg,
+        "--bot",
+        "bench",
+        "--telegram-token",
+        "1:BENCH",
+    ]));
+    let file = dir.path().join("users.jsonl");
+    let mut out = std::fs::File::create(&file).unwrap();
+    for i in 0..users {
+        writeln!(
+            out,
+            "{}",
+            json!({"platform": "tg", "platform_id": (1_000_000 + i).to_string()})
+        )
+        .unwrap();
+    }
+    drop(out);
+    json_of(herald().args([
+        "users",
+        "import",
+        "--db",
+        db_arg,
+        "--bot",
+        "bench",
+        file.to_str().unwrap(),
+    ]));
+
+    let mut server = herald()
+        .args([
+            "serve",
+            "--no-demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db_arg,
+            "--telegram-api",
+            &telegram.url,
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let client = reqwest::Client::new();
+    let url = format!("{base}{}", event["url"].as_str().unwrap());
+    let accepted: Value = client
+        .post(&url)
+        .json(&json!({"platform": "tg", "users": "everyone", "data": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status_url = format!(
+        "{base}{}/{}",
+        accepted["status_url"].as_str().unwrap(),
+        event["secret"].as_str().unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(users as u64 / 10 + 120);
+    loop {
+        let status: Value = client
+            .get(&status_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["state"] == "done" {
+            assert_eq!(status["delivered"].as_u64(), Some(users as u64), "{status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broadcast did not finish: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let log = telegram.log.lock().unwrap();
+    let span = log
+        .accepted_at
+        .last()
+        .unwrap()
+        .duration_since(log.accepted_at[0]);
+    let rate = (log.accepted_at.len() - 1) as f64 / span.as_secs_f64();
+    println!("machine: {}", machine());
+    println!(
+        "send_rate: {users} users, {:.2} s from first to last message",
+        span.as_secs_f64()
+    );
+    println!(
+        "send_rate: {rate:.2} messages/s against a limit of {LIMIT}/s: ratio {:.3} (goal >= 0.95)",
+        rate / LIMIT as f64
+    );
+    println!(
+        "send_rate: 429 answers received: {} (goal 0)",
+        log.rate_limited
+    );
+}
