@@ -407,3 +407,104 @@ fn a_template_that_does_not_compile_is_refused_when_the_event_is_created() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("template"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_token_never_reaches_logs_or_status() {
+    // Nothing listens on this port: every send fails, with the token in the URL.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = message_event(&db, "shop", "Hi");
+    let token = "987654:SECRET-TOKEN-VALUE";
+    herald_json(&[
+        "bots",
+        "set",
+        "--db",
+        db_arg(&db),
+        "--bot",
+        "shop",
+        "--telegram-token",
+        token,
+    ]);
+    import(&db, "shop", &[("tg", "1".into())]);
+    let log_file = dir.path().join("log.jsonl");
+    let api = format!("http://{closed}");
+    let mut child = herald()
+        .args([
+            "serve",
+            "--no-demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--retry-base-ms",
+            "10",
+            "--telegram-api",
+            &api,
+            "--db",
+        ])
+        .arg(&db)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log_file).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let response: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/events/{}/{}", event.id, event.secret))
+        .json(&json!({"platform": "tg", "users": ["1"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status_url = format!(
+        "{base}/v1/requests/{}/{}",
+        response["request_id"].as_str().unwrap(),
+        event.secret
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status: Value = reqwest::Client::new()
+            .get(&status_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["state"] == "done" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    Server::signal_term(&child);
+    child.wait().unwrap();
+    assert_eq!(
+        status["failed_by_reason"],
+        json!({"unreachable": 1}),
+        "{status}"
+    );
+    assert!(
+        !status.to_string().contains("SECRET-TOKEN"),
+        "token in status: {status}"
+    );
+    let logs = std::fs::read_to_string(&log_file).unwrap();
+    assert!(!logs.is_empty());
+    assert!(!logs.contains("SECRET-TOKEN"), "token in logs");
+}

@@ -823,3 +823,44 @@ async fn screens_from_the_worker_reach_the_engine_signed() {
         .iter()
         .all(|b| b["screen_id"] == "welcome" && b["bot_id"] == "demo"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_message_does_not_send_twice() {
+    let telegram = FakeTelegram::start(TelegramScript::default()).await;
+    let delivery = DeliveryConfig {
+        telegram_api: telegram.url.clone(),
+        ..DeliveryConfig::default()
+    };
+    let stack = Stack::with_delivery(delivery, 1).await;
+    stack
+        .event_with(
+            "demo",
+            herald_core::domain::Action::Message {
+                template: "Hi {{ user.platform_id }}".into(),
+            },
+        )
+        .await;
+    let bot = herald_core::domain::Bot {
+        id: "demo".into(),
+        telegram_token: Some("42:TOKEN".into()),
+        ..Default::default()
+    };
+    stack.aws.put_bot(&bot).await.unwrap();
+    stack.demo_users("demo").await;
+    stack
+        .api_body(json!({"platform": "tg", "users": ["123456", "234567"]}))
+        .await;
+    let messages = stack.receive(&stack.aws.settings.queue_url).await;
+    let mut event = SqsEvent::default();
+    event.records = messages;
+    for _ in 0..2 {
+        let response = herald_worker::handle(&stack.app, &stack.aws, event.clone()).await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let log = telegram.log.lock().unwrap();
+    assert_eq!(
+        (log.calls["123456"], log.calls["234567"]),
+        (1, 1),
+        "each user got one message"
+    );
+}
