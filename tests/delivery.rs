@@ -508,3 +508,61 @@ async fn the_bot_token_never_reaches_logs_or_status() {
     assert!(!logs.is_empty());
     assert!(!logs.contains("SECRET-TOKEN"), "token in logs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_engine_holds_up_only_its_own_bot() {
+    // Bot "slow": 2 s per webhook, 16 users, at most 8 in flight: several seconds of work.
+    let slow = FakeEngine::slow("k", Duration::from_secs(2)).await;
+    let fast = FakeEngine::start("k").await;
+    let telegram = FakeTelegram::start(TelegramScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let slow_event = screen_event(&db, "slow");
+    let fast_event = screen_event(&db, "fast");
+    for (bot, engine) in [("slow", &slow), ("fast", &fast)] {
+        herald_json(&[
+            "bots",
+            "set",
+            "--db",
+            db_arg(&db),
+            "--bot",
+            bot,
+            "--screen-url",
+            &engine.url,
+            "--signing-secret",
+            "k",
+        ]);
+    }
+    let users: Vec<(&str, String)> = (0..16).map(|i| ("tg", i.to_string())).collect();
+    import(&db, "slow", &users);
+    import(&db, "fast", &users);
+    let server = serve(&db, &telegram, 30);
+    let slow_id = accept(
+        &server,
+        &slow_event,
+        json!({"platform": "tg", "users": "everyone"}),
+    )
+    .await;
+    let fast_id = accept(
+        &server,
+        &fast_event,
+        json!({"platform": "tg", "users": "everyone"}),
+    )
+    .await;
+    let fast_status = wait_done(&server, &fast_event, &fast_id).await;
+    assert_eq!(fast_status["delivered"], 16);
+    let slow_status: Value = reqwest::Client::new()
+        .get(server.url(&format!("/v1/requests/{slow_id}/{}", slow_event.secret)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(
+        slow_status["state"], "done",
+        "the fast bot finished while the slow one was still at work"
+    );
+    let slow_status = wait_done(&server, &slow_event, &slow_id).await;
+    assert_eq!(slow_status["delivered"], 16);
+}

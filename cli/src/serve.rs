@@ -39,8 +39,9 @@ pub struct ServeArgs {
     /// Public base URL used in printed and returned URLs (e.g. https://herald.example.com).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Worker tasks draining the job queue (0: accept only, leave jobs queued).
-    #[arg(long, env = "HERALD_WORKERS", default_value_t = 4)]
+    /// Worker tasks draining the job queue (0: accept only, leave jobs queued). One bot's
+    /// deliver jobs use at most half of them, so a slow bot never holds them all.
+    #[arg(long, env = "HERALD_WORKERS", default_value_t = 8)]
     workers: usize,
     /// Users per deliver job.
     #[arg(long, env = "HERALD_DELIVER_BATCH", default_value_t = 100)]
@@ -87,6 +88,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         expand_page: args.expand_page.max(1),
         public_base_url: args.public_url.clone(),
         base_backoff: Duration::from_millis(args.retry_base_ms),
+        jobs_per_bot: (args.workers / 2).max(1),
         ..Config::default()
     };
     let deliverer: Arc<dyn Deliverer> = if args.simulate_delivery_ms > 0 {

@@ -47,6 +47,9 @@ pub struct Config {
     pub max_backoff: Duration,
     /// Deliveries in flight at once within one job.
     pub delivery_concurrency: usize,
+    /// Deliver jobs of one bot in flight at once in one process: a slow bot holds at most
+    /// this many workers.
+    pub jobs_per_bot: usize,
     /// Public base URL (`https://herald.example.com`); URLs are paths when absent.
     pub public_base_url: Option<String>,
 }
@@ -61,6 +64,7 @@ impl Default for Config {
             base_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(300),
             delivery_concurrency: 16,
+            jobs_per_bot: 4,
             public_base_url: None,
         }
     }

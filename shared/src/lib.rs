@@ -17,6 +17,7 @@ pub mod processor;
 pub mod request;
 pub mod router;
 pub mod secret;
+pub mod slots;
 pub mod status;
 pub mod template;
 

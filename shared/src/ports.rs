@@ -212,4 +212,30 @@ pub struct App {
     pub intake: Arc<dyn Intake>,
     pub queue: Arc<dyn JobQueue>,
     pub deliverer: Arc<dyn Deliverer>,
+    /// Deliver jobs in flight per bot in this process (`config.jobs_per_bot`).
+    pub slots: Arc<crate::slots::BotSlots>,
+}
+
+impl App {
+    /// An App over these ports, its per-bot slots sized from `config`.
+    pub fn new(
+        config: Config,
+        events: Arc<dyn EventDirectory>,
+        users: Arc<dyn UserStore>,
+        requests: Arc<dyn RequestLog>,
+        intake: Arc<dyn Intake>,
+        queue: Arc<dyn JobQueue>,
+        deliverer: Arc<dyn Deliverer>,
+    ) -> App {
+        App {
+            slots: Arc::new(crate::slots::BotSlots::new(config.jobs_per_bot)),
+            config,
+            events,
+            users,
+            requests,
+            intake,
+            queue,
+            deliverer,
+        }
+    }
 }

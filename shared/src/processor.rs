@@ -37,6 +37,9 @@ pub struct JobReport {
     pub run_again_after: Option<Duration>,
 }
 
+/// How long a job waits when its bot already has `jobs_per_bot` jobs in flight here.
+const BOT_BUSY_WAIT: Duration = Duration::from_millis(200);
+
 /// How long a job waits for a request that is still being accepted.
 const ACCEPTING_WAIT: Duration = Duration::from_secs(1);
 
@@ -65,7 +68,16 @@ pub async fn process(app: &App, job: &Job) -> Result<JobReport, StoreError> {
         RequestState::Accepted => {}
     }
     match &job.kind {
-        JobKind::Deliver { users } => deliver(app, &record, job.attempt, users).await,
+        JobKind::Deliver { users } => {
+            // A bot with all its slots in use waits its turn without holding this worker.
+            let Some(_slot) = app.slots.try_take(&record.bot_id) else {
+                return Ok(JobReport {
+                    run_again_after: Some(BOT_BUSY_WAIT),
+                    ..JobReport::default()
+                });
+            };
+            deliver(app, &record, job.attempt, users).await
+        }
         JobKind::Expand { shard, cursor } => expand(app, &record, *shard, cursor.as_deref()).await,
     }
 }

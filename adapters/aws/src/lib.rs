@@ -58,15 +58,15 @@ impl Aws {
     /// The core's [`App`] over these adapters.
     pub fn app(&self, config: Config, deliverer: Arc<dyn Deliverer>) -> App {
         let shared = Arc::new(self.clone());
-        App {
+        App::new(
             config,
-            events: shared.clone(),
-            users: shared.clone(),
-            requests: shared.clone(),
-            intake: shared.clone(),
-            queue: shared,
+            shared.clone(),
+            shared.clone(),
+            shared.clone(),
+            shared.clone(),
+            shared,
             deliverer,
-        }
+        )
     }
 }
 

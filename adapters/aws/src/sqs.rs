@@ -138,7 +138,8 @@ impl Aws {
 #[async_trait]
 impl JobQueue for Aws {
     async fn enqueue(&self, jobs: Vec<Job>, delay: Duration) -> Result<(), StoreError> {
-        let delay = delay.min(MAX_DELAY).as_secs() as i32;
+        // Whole seconds, rounded up: a wait asked for is never cut to nothing.
+        let delay = delay.min(MAX_DELAY).as_millis().div_ceil(1000) as i32;
         let bodies: Vec<String> = stream::iter(jobs)
             .map(|job: Job| async move { self.body(&job).await })
             .buffered(CONCURRENCY)

@@ -150,15 +150,16 @@ impl Sqlite {
 
 /// The [`App`] of the embedded runtime: every port on `store`, actions through `deliverer`.
 pub fn app(store: &Sqlite, config: Config, deliverer: Arc<dyn Deliverer>) -> App {
-    App {
+    let shared = Arc::new(store.clone());
+    App::new(
         config,
-        events: Arc::new(store.clone()),
-        users: Arc::new(store.clone()),
-        requests: Arc::new(store.clone()),
-        intake: Arc::new(store.clone()),
-        queue: Arc::new(store.clone()),
+        shared.clone(),
+        shared.clone(),
+        shared.clone(),
+        shared.clone(),
+        shared,
         deliverer,
-    }
+    )
 }
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {

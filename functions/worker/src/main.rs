@@ -12,7 +12,13 @@ async fn main() -> Result<(), Error> {
     let aws = Aws::connect(AwsSettings::from_env()?).await;
     let delivery = herald_worker::delivery_config_from_env()?;
     let deliverer = Arc::new(Dispatcher::new(Arc::new(aws.clone()), &delivery));
-    let app = aws.app(Config::default(), deliverer);
+    // An invocation holds at most one batch (10 messages): let all of them run, whatever
+    // their bot, rather than bounce jobs between invocations.
+    let config = Config {
+        jobs_per_bot: 10,
+        ..Config::default()
+    };
+    let app = aws.app(config, deliverer);
     let (app, aws) = (&app, &aws);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, Error>(herald_worker::handle(app, aws, event.payload).await)

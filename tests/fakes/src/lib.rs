@@ -128,12 +128,17 @@ pub struct EngineLog {
     pub bad_signatures: u32,
 }
 
-type EngineState = (String, Arc<Mutex<EngineLog>>);
+type EngineState = (String, Duration, Arc<Mutex<EngineLog>>);
 
 impl FakeEngine {
     pub async fn start(secret: &str) -> FakeEngine {
+        FakeEngine::slow(secret, Duration::ZERO).await
+    }
+
+    /// An engine that takes `delay` to answer each webhook.
+    pub async fn slow(secret: &str, delay: Duration) -> FakeEngine {
         let log = Arc::new(Mutex::new(EngineLog::default()));
-        let state: EngineState = (secret.to_string(), log.clone());
+        let state: EngineState = (secret.to_string(), delay, log.clone());
         let app = axum::Router::new()
             .route("/screen", axum::routing::post(engine))
             .with_state(state);
@@ -145,10 +150,13 @@ impl FakeEngine {
 }
 
 async fn engine(
-    State((secret, log)): State<EngineState>,
+    State((secret, delay, log)): State<EngineState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let header = |name: &str| {
         headers
             .get(name)
