@@ -9,14 +9,9 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{herald, herald_json, Server};
+use support::{accept, herald, herald_json, wait_done, Event, Server};
 
 const TOKEN: &str = "123456:TEST-TOKEN";
-
-struct Event {
-    id: String,
-    secret: String,
-}
 
 fn db_arg(db: &Path) -> &str {
     db.to_str().unwrap()
@@ -85,37 +80,6 @@ fn import(db: &Path, bot: &str, users: &[(&str, String)]) {
         bot,
         file.to_str().unwrap(),
     ]);
-}
-
-async fn accept(server: &Server, event: &Event, body: Value) -> String {
-    let response = reqwest::Client::new()
-        .post(server.url(&format!("/v1/events/{}/{}", event.id, event.secret)))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let answer: Value = response.json().await.unwrap();
-    answer["request_id"].as_str().unwrap().to_string()
-}
-
-async fn wait_done(server: &Server, event: &Event, request_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let status: Value = reqwest::Client::new()
-            .get(server.url(&format!("/v1/requests/{request_id}/{}", event.secret)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["state"] == "done" {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "not done: {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn serve(db: &Path, telegram: &FakeTelegram, rate: u32) -> Server {

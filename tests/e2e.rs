@@ -7,12 +7,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{herald, herald_json, Server};
-
-struct Event {
-    id: String,
-    secret: String,
-}
+use support::{accept, client, herald, herald_json, post, status, wait_done, Event, Server};
 
 fn create_event(db: &Path, bot: &str) -> Event {
     let created = herald_json(&[
@@ -58,51 +53,6 @@ fn import(db: &Path, bot: &str, platform: &str, prefix: &str, count: usize) -> V
         bot,
         file.to_str().unwrap(),
     ])
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn post(server: &Server, event: &Event, body: Value) -> (u16, Value) {
-    let response = client()
-        .post(server.url(&format!("/v1/events/{}/{}", event.id, event.secret)))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-async fn accept(server: &Server, event: &Event, body: Value) -> String {
-    let (status, answer) = post(server, event, body).await;
-    assert_eq!(status, 202, "{answer}");
-    answer["request_id"].as_str().unwrap().to_string()
-}
-
-async fn status(server: &Server, event: &Event, request_id: &str) -> Value {
-    client()
-        .get(server.url(&format!("/v1/requests/{request_id}")))
-        .bearer_auth(&event.secret)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn wait_done(server: &Server, event: &Event, request_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let s = status(server, event, request_id).await;
-        if s["state"] == "done" {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "request did not finish: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn user(db: &Path, bot: &str, platform: &str, platform_id: &str) -> Value {

@@ -225,6 +225,26 @@ pub enum RequestState {
     Aborted,
 }
 
+impl RequestState {
+    /// The stored name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Accepting => "accepting",
+            RequestState::Accepted => "accepted",
+            RequestState::Aborted => "aborted",
+        }
+    }
+
+    /// The state a stored name stands for (anything unknown reads as accepted).
+    pub fn from_name(name: &str) -> RequestState {
+        match name {
+            "accepting" => RequestState::Accepting,
+            "aborted" => RequestState::Aborted,
+            _ => RequestState::Accepted,
+        }
+    }
+}
+
 /// The final outcome for one user of one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]

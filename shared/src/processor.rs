@@ -37,6 +37,26 @@ pub struct JobReport {
     pub run_again_after: Option<Duration>,
 }
 
+impl JobReport {
+    /// The one log line of a finished job (counts only: never data or user ids).
+    pub fn log(&self, job: &Job, elapsed: Duration) {
+        tracing::info!(
+            job_id = %job.id,
+            request_id = %job.request_id,
+            kind = job.kind_name(),
+            attempt = job.attempt,
+            delivered = self.delivered,
+            not_found = self.not_found,
+            failed = self.failed,
+            retried = self.retried,
+            skipped = self.skipped,
+            enqueued = self.enqueued,
+            ms = elapsed.as_millis() as u64,
+            "job done"
+        );
+    }
+}
+
 /// How long a job waits when its bot already has `jobs_per_bot` jobs in flight here.
 const BOT_BUSY_WAIT: Duration = Duration::from_millis(200);
 

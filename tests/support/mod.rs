@@ -271,3 +271,62 @@ pub fn herald_json(args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_slice(&output.stdout).unwrap()
 }
+
+/// An event as a CRM knows it: its id and secret.
+pub struct Event {
+    pub id: String,
+    pub secret: String,
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// POST `body` to the event's URL (secret in the path); status and JSON answer.
+pub async fn post(
+    server: &Server,
+    event: &Event,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = client()
+        .post(server.url(&format!("/v1/events/{}/{}", event.id, event.secret)))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// POST `body`, expect 202, return the request id.
+pub async fn accept(server: &Server, event: &Event, body: serde_json::Value) -> String {
+    let (status, answer) = post(server, event, body).await;
+    assert_eq!(status, 202, "{answer}");
+    answer["request_id"].as_str().unwrap().to_string()
+}
+
+/// The status document, asked with the event's secret as a bearer token.
+pub async fn status(server: &Server, event: &Event, request_id: &str) -> serde_json::Value {
+    client()
+        .get(server.url(&format!("/v1/requests/{request_id}")))
+        .bearer_auth(&event.secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Poll the status until the request is done (at most three minutes).
+pub async fn wait_done(server: &Server, event: &Event, request_id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = status(server, event, request_id).await;
+        if s["state"] == "done" {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "request did not finish: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

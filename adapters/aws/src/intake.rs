@@ -7,7 +7,7 @@
 //! request is marked `aborted` (best effort) and the caller answers 503: nothing is
 //! visible as accepted, and jobs already sent do nothing.
 
-use crate::requests::{expires_at, state_name, REQUEST_SK};
+use crate::requests::{expires_at, REQUEST_SK};
 use crate::{n, s, store_error, Aws};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
@@ -32,7 +32,7 @@ impl Aws {
             "record".into(),
             serde_dynamo::to_attribute_value(record).map_err(StoreError::new)?,
         );
-        item.insert("state".into(), s(state_name(RequestState::Accepting)));
+        item.insert("state".into(), s(RequestState::Accepting.as_str()));
         item.insert("event_id".into(), s(&record.event_id));
         item.insert("targeted".into(), n(targeted.unwrap_or(0)));
         item.insert("expansions_pending".into(), n(shards));

@@ -16,7 +16,7 @@ pub mod settings;
 pub mod sqs;
 pub mod users;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use herald_core::ports::Deliverer;
 use herald_core::{App, Config, StoreError};
 pub use settings::AwsSettings;
@@ -67,6 +67,48 @@ impl Aws {
             shared,
             deliverer,
         )
+    }
+}
+
+impl Aws {
+    /// Every item of `table` with these keys (strongly consistent, `projection` only), in
+    /// `BatchGetItem` calls of 100 keys, retrying unprocessed keys.
+    pub(crate) async fn batch_get(
+        &self,
+        table: &str,
+        keys: Vec<Item>,
+        projection: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .projection_expression(projection)
+                .consistent_read(true)
+                .build()
+                .map_err(StoreError::new)?;
+            loop {
+                let out = self
+                    .dynamodb
+                    .batch_get_item()
+                    .request_items(table, request)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                found.extend(
+                    out.responses()
+                        .and_then(|r| r.get(table))
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
+                match out.unprocessed_keys().and_then(|u| u.get(table)) {
+                    Some(rest) if !rest.keys().is_empty() => request = rest.clone(),
+                    _ => break,
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

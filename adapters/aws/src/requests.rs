@@ -10,7 +10,7 @@
 use crate::{get_n, get_s, n, s, store_error, Aws, Item};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use herald_core::domain::{Outcome, RequestRecord, RequestState};
 use herald_core::ports::{ErrorSample, Expansion, RequestLog, RequestProgress};
 use herald_core::StoreError;
@@ -24,22 +24,6 @@ pub const DELIVERY_SAMPLES: usize = 5;
 pub const RETENTION_SECS: i64 = 30 * 24 * 3600;
 
 pub(crate) const REQUEST_SK: &str = "request";
-
-pub(crate) fn state_name(state: RequestState) -> &'static str {
-    match state {
-        RequestState::Accepting => "accepting",
-        RequestState::Accepted => "accepted",
-        RequestState::Aborted => "aborted",
-    }
-}
-
-fn parse_state(name: &str) -> RequestState {
-    match name {
-        "accepting" => RequestState::Accepting,
-        "aborted" => RequestState::Aborted,
-        _ => RequestState::Accepted,
-    }
-}
 
 /// TTL of a request's items, from its creation time in milliseconds.
 pub(crate) fn expires_at(created_at_ms: i64) -> AttributeValue {
@@ -80,7 +64,7 @@ impl Aws {
             .set_key(Some(self.request_key(request_id, REQUEST_SK)))
             .update_expression("SET #state = :s")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":s", s(state_name(state)))
+            .expression_attribute_values(":s", s(state.as_str()))
             .send()
             .await
             .map_err(store_error)?;
@@ -267,7 +251,7 @@ impl RequestLog for Aws {
             .collect();
         Ok(Some(RequestProgress {
             record: record_of(&item)?,
-            state: parse_state(get_s(&item, "state")),
+            state: RequestState::from_name(get_s(&item, "state")),
             targeted: get_n(&item, "targeted").max(0) as u64,
             expansions_pending: get_n(&item, "expansions_pending").max(0) as u32,
             delivered: get_n(&item, "delivered").max(0) as u64,
@@ -295,7 +279,7 @@ impl RequestLog for Aws {
         match self.request_item(request_id, None).await? {
             Some(item) => Ok(Some((
                 record_of(&item)?,
-                parse_state(get_s(&item, "state")),
+                RequestState::from_name(get_s(&item, "state")),
             ))),
             None => Ok(None),
         }
@@ -306,46 +290,17 @@ impl RequestLog for Aws {
         request_id: &str,
         user_keys: &[String],
     ) -> Result<HashSet<String>, StoreError> {
-        let mut done = HashSet::new();
-        for chunk in user_keys.chunks(100) {
-            let keys: Vec<Item> = chunk
-                .iter()
-                .map(|k| self.request_key(request_id, &format!("u#{k}")))
-                .collect();
-            let mut request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .projection_expression("sk")
-                .consistent_read(true)
-                .build()
-                .map_err(StoreError::new)?;
-            loop {
-                let out = self
-                    .dynamodb
-                    .batch_get_item()
-                    .request_items(&self.settings.requests_table, request)
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.settings.requests_table))
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(key) = get_s(item, "sk").strip_prefix("u#") {
-                        done.insert(key.to_string());
-                    }
-                }
-                match out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.settings.requests_table))
-                {
-                    Some(rest) if !rest.keys().is_empty() => request = rest.clone(),
-                    _ => break,
-                }
-            }
-        }
-        Ok(done)
+        let keys = user_keys
+            .iter()
+            .map(|k| self.request_key(request_id, &format!("u#{k}")))
+            .collect();
+        let items = self
+            .batch_get(&self.settings.requests_table, keys, "sk")
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| get_s(item, "sk").strip_prefix("u#").map(String::from))
+            .collect())
     }
 
     async fn record_outcomes(

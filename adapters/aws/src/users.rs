@@ -18,7 +18,7 @@
 use crate::{get_s, s, store_error, Aws, Item};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Select};
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use herald_core::domain::{
     shard_of, LastRequestWrite, Object, PlatformFilter, UserRef, UserState, WriteResult,
@@ -94,45 +94,22 @@ impl Aws {
         bot_id: &str,
         ids: &[&str],
     ) -> Result<HashMap<String, UserState>, StoreError> {
-        let mut found = HashMap::new();
-        for chunk in ids.chunks(100) {
-            let keys: Vec<Item> = chunk
-                .iter()
-                .map(|id| HashMap::from([("pk".to_string(), s(Self::user_pk(bot_id, id)))]))
-                .collect();
-            let mut request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .projection_expression("bm_id, platform, platform_id, blocked_at")
-                .consistent_read(true)
-                .build()
-                .map_err(StoreError::new)?;
-            loop {
-                let out = self
-                    .dynamodb
-                    .batch_get_item()
-                    .request_items(&self.settings.users_table, request)
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.settings.users_table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let state = state_of(item);
-                    found.insert(state.bm_id.clone(), state);
-                }
-                match out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.settings.users_table))
-                {
-                    Some(rest) if !rest.keys().is_empty() => request = rest.clone(),
-                    _ => break,
-                }
-            }
-        }
-        Ok(found)
+        let keys = ids
+            .iter()
+            .map(|id| HashMap::from([("pk".to_string(), s(Self::user_pk(bot_id, id)))]))
+            .collect();
+        let items = self
+            .batch_get(
+                &self.settings.users_table,
+                keys,
+                "bm_id, platform, platform_id, blocked_at",
+            )
+            .await?;
+        Ok(items
+            .iter()
+            .map(state_of)
+            .map(|u| (u.bm_id.clone(), u))
+            .collect())
     }
 
     async fn write_one(

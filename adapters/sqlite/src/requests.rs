@@ -23,22 +23,6 @@ pub const ERROR_SAMPLES_PER_REASON: usize = 5;
 /// Deliveries kept per request for the status document.
 pub const DELIVERY_SAMPLES: usize = 5;
 
-fn state_name(state: RequestState) -> &'static str {
-    match state {
-        RequestState::Accepting => "accepting",
-        RequestState::Accepted => "accepted",
-        RequestState::Aborted => "aborted",
-    }
-}
-
-fn parse_state(name: &str) -> RequestState {
-    match name {
-        "accepting" => RequestState::Accepting,
-        "aborted" => RequestState::Aborted,
-        _ => RequestState::Accepted,
-    }
-}
-
 #[async_trait]
 impl Intake for Sqlite {
     async fn accept(
@@ -96,7 +80,7 @@ impl RequestLog for Sqlite {
                 let errors: Vec<(String, String, String)> = from_json(&errors)?;
                 Ok(RequestProgress {
                     record: from_json(&record)?,
-                    state: parse_state(&state),
+                    state: RequestState::from_name(&state),
                     targeted: row.get::<_, i64>(2)? as u64,
                     expansions_pending: row.get(3)?,
                     delivered: row.get::<_, i64>(4)? as u64,
@@ -130,7 +114,7 @@ impl RequestLog for Sqlite {
                 .query_row([&request_id], |row| {
                     let record: String = row.get(0)?;
                     let state: String = row.get(1)?;
-                    Ok((from_json(&record)?, parse_state(&state)))
+                    Ok((from_json(&record)?, RequestState::from_name(&state)))
                 })
                 .optional()
         })
@@ -308,7 +292,7 @@ impl Sqlite {
         self.write(move |conn| {
             conn.execute(
                 "UPDATE requests SET state = ?2 WHERE id = ?1",
-                params![request_id, state_name(state)],
+                params![request_id, state.as_str()],
             )
             .map(|_| ())
         })

@@ -170,20 +170,7 @@ async fn settle(app: &App, store: &Sqlite, options: &PoolOptions, leased: Leased
             ..
         }) => store.release(&job.id, after, None, false).await,
         Ok(report) => {
-            tracing::info!(
-                job_id = %job.id,
-                request_id = %job.request_id,
-                kind = job.kind_name(),
-                attempt = job.attempt,
-                delivered = report.delivered,
-                not_found = report.not_found,
-                failed = report.failed,
-                retried = report.retried,
-                skipped = report.skipped,
-                enqueued = report.enqueued,
-                ms = started.elapsed().as_millis() as u64,
-                "job done"
-            );
+            report.log(job, started.elapsed());
             store.ack(&job.id).await
         }
         Err(e) => {

@@ -101,19 +101,6 @@ async fn handle_message(app: &App, aws: &Aws, message: &SqsMessage) -> Result<()
             .await
             .map_err(|e| e.to_string())?;
     }
-    tracing::info!(
-        job_id = %job.id,
-        request_id = %job.request_id,
-        kind = job.kind_name(),
-        attempt = job.attempt,
-        delivered = report.delivered,
-        not_found = report.not_found,
-        failed = report.failed,
-        retried = report.retried,
-        skipped = report.skipped,
-        enqueued = report.enqueued,
-        ms = started.elapsed().as_millis() as u64,
-        "job done"
-    );
+    report.log(&job, started.elapsed());
     Ok(())
 }
