@@ -14,10 +14,20 @@ use futures::future::join_all;
 use futures::FutureExt;
 use herald_aws::Aws;
 use herald_core::processor;
-use herald_core::App;
+use herald_core::{App, Config};
 use herald_delivery::DeliveryConfig;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+/// The processor's configuration in the worker. An invocation holds at most one batch (10
+/// messages): all of them run, whatever their bot, rather than bounce jobs between
+/// invocations (`jobs_per_bot` = 10).
+pub fn config() -> Config {
+    Config {
+        jobs_per_bot: 10,
+        ..Config::default()
+    }
+}
 
 /// Delivery settings from the function's environment: `HERALD_TELEGRAM_API`, and the
 /// per-bot rate `HERALD_TELEGRAM_RATE` (default 30/s) shared by the at most

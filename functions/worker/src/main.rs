@@ -1,7 +1,6 @@
 //! Lambda `worker`: set up once, then hand every SQS batch to [`herald_worker::handle`].
 
 use herald_aws::{Aws, AwsSettings};
-use herald_core::Config;
 use herald_delivery::dispatch::Dispatcher;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
@@ -12,13 +11,7 @@ async fn main() -> Result<(), Error> {
     let aws = Aws::connect(AwsSettings::from_env()?).await;
     let delivery = herald_worker::delivery_config_from_env()?;
     let deliverer = Arc::new(Dispatcher::new(Arc::new(aws.clone()), &delivery));
-    // An invocation holds at most one batch (10 messages): let all of them run, whatever
-    // their bot, rather than bounce jobs between invocations.
-    let config = Config {
-        jobs_per_bot: 10,
-        ..Config::default()
-    };
-    let app = aws.app(config, deliverer);
+    let app = aws.app(herald_worker::config(), deliverer);
     let (app, aws) = (&app, &aws);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, Error>(herald_worker::handle(app, aws, event.payload).await)

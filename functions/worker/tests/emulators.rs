@@ -52,7 +52,7 @@ impl Stack {
             Config {
                 base_backoff: Duration::ZERO,
                 max_backoff: Duration::ZERO,
-                ..Config::default()
+                ..herald_worker::config()
             },
             Arc::new(LogDeliverer::default()),
         )
@@ -78,8 +78,15 @@ impl Stack {
             .unwrap();
         let dlq_url = aws.settings.dlq_url.clone();
         let app = aws.app(config, deliverer);
+        // Four Lambda instances, each with its own per-bot slots, sharing the deliverer.
+        let instances = (0..4)
+            .map(|_| App {
+                slots: Arc::new(herald_core::slots::BotSlots::new(app.config.jobs_per_bot)),
+                ..app.clone()
+            })
+            .collect();
         Stack {
-            instances: vec![app.clone()],
+            instances,
             aws,
             app,
             dlq_url,
@@ -292,7 +299,10 @@ impl Stack {
             let batches: Vec<Vec<SqsMessage>> =
                 batches.into_iter().filter(|b| !b.is_empty()).collect();
             if batches.is_empty() {
-                idle += 1;
+                // Nothing visible: done only when nothing is delayed or in flight either.
+                if self.queue_count(&self.aws.settings.queue_url).await == 0 {
+                    idle += 1;
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -333,6 +343,7 @@ impl Stack {
             .queue_url(url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             .send()
             .await
             .unwrap();
@@ -703,7 +714,7 @@ async fn users_failing_past_the_attempt_limit_are_failed_and_their_job_is_dead_l
         base_backoff: Duration::ZERO,
         max_backoff: Duration::ZERO,
         max_attempts: 3,
-        ..Config::default()
+        ..herald_worker::config()
     };
     let stack = Stack::with(config, Arc::new(DownFor("234567"))).await;
     stack.fixture_event("demo").await;
