@@ -441,3 +441,27 @@ async fn a_job_that_keeps_failing_on_the_store_is_kept_dead() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_postponed_job_does_not_use_up_an_attempt() {
+    let h = Harness::new();
+    let event = h.event("bot").await;
+    accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1"]}),
+    )
+    .await;
+    let lease = std::time::Duration::from_secs(60);
+    let first = h.store.lease(lease).await.unwrap().unwrap();
+    assert_eq!(first.attempts, 1);
+    h.store
+        .postpone(&first.job.id, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let again = h.store.lease(lease).await.unwrap().unwrap();
+    assert_eq!(
+        (again.job.id.as_str(), again.attempts),
+        (first.job.id.as_str(), 1)
+    );
+}

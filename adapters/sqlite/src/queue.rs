@@ -142,6 +142,23 @@ impl Sqlite {
         Ok(())
     }
 
+    /// Put a leased job back for `delay` without counting the attempt (it did not run: its
+    /// request or its bot was busy).
+    pub async fn postpone(&self, job_id: &str, delay: Duration) -> Result<(), StoreError> {
+        let job_id = job_id.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE jobs SET visible_at = ?2, leased = 0, attempts = max(attempts - 1, 0)
+                 WHERE id = ?1",
+                params![job_id, now_ms() + delay.as_millis() as i64],
+            )
+            .map(|_| ())
+        })
+        .await?;
+        self.notify_jobs();
+        Ok(())
+    }
+
     /// Make jobs leased by a previous run of this server visible at once; returns how many.
     /// Only one `herald serve` works on a database file, so at start-up every lease is a
     /// dead worker's.

@@ -168,7 +168,7 @@ async fn settle(app: &App, store: &Sqlite, options: &PoolOptions, leased: Leased
         Ok(JobReport {
             run_again_after: Some(after),
             ..
-        }) => store.release(&job.id, after, None, false).await,
+        }) => store.postpone(&job.id, after).await,
         Ok(report) => {
             report.log(job, started.elapsed());
             store.ack(&job.id).await
