@@ -8,7 +8,7 @@ use herald_fakes::{FakeEngine, FakeTelegram, TelegramScript};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{accept, herald, herald_json, wait_done, Event, Server};
 
 const TOKEN: &str = "123456:TEST-TOKEN";
@@ -396,69 +396,11 @@ async fn the_bot_token_never_reaches_logs_or_status() {
     import(&db, "shop", &[("tg", "1".into())]);
     let log_file = dir.path().join("log.jsonl");
     let api = format!("http://{closed}");
-    let mut child = herald()
-        .args([
-            "serve",
-            "--no-demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--retry-base-ms",
-            "10",
-            "--telegram-api",
-            &api,
-            "--db",
-        ])
-        .arg(&db)
-        .env("RUST_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log_file).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
-    let base = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
-    let response: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/events/{}/{}", event.id, event.secret))
-        .json(&json!({"platform": "tg", "users": ["1"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let status_url = format!(
-        "{base}/v1/requests/{}/{}",
-        response["request_id"].as_str().unwrap(),
-        event.secret
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        let status: Value = reqwest::Client::new()
-            .get(&status_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["state"] == "done" {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    Server::signal_term(&child);
-    child.wait().unwrap();
+    let extra = ["--no-demo", "--retry-base-ms", "10", "--telegram-api", &api];
+    let server = Server::start_logging(&db, &extra, &log_file);
+    let id = accept(&server, &event, json!({"platform": "tg", "users": ["1"]})).await;
+    let status = wait_done(&server, &event, &id).await;
+    assert!(server.terminate().success());
     assert_eq!(
         status["failed_by_reason"],
         json!({"unreachable": 1}),

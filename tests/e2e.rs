@@ -430,48 +430,12 @@ async fn json_logs_carry_request_ids_but_never_data_or_secrets() {
     let event = create_event(&db, "shop");
     import(&db, "shop", "tg", "", 2);
     let log = dir.path().join("log.jsonl");
-    let mut child = herald()
-        .args([
-            "serve",
-            "--no-demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--db",
-        ])
-        .arg(&db)
-        .env("RUST_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
-    let base = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let server = Server::start_logging(&db, &["--no-demo"], &log);
     let body =
         json!({"platform": "tg", "users": ["0", "1"], "data": {"card": "SENTINEL-4111-1111"}});
-    let answer: Value = client()
-        .post(format!("{base}/v1/events/{}/{}", event.id, event.secret))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let request_id = answer["request_id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    Server::signal_term(&child);
-    child.wait().unwrap();
+    let request_id = accept(&server, &event, body).await;
+    wait_done(&server, &event, &request_id).await;
+    assert!(server.terminate().success());
 
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<Value> = text

@@ -164,14 +164,26 @@ pub fn herald() -> Command {
 
 impl Server {
     pub fn start(db: &Path, extra: &[&str]) -> Server {
+        Server::spawn(db, extra, "warn", Stdio::inherit())
+    }
+
+    /// Like [`Server::start`], with every log line (debug level, JSON) written to `log`.
+    pub fn start_logging(db: &Path, extra: &[&str], log: &Path) -> Server {
+        let file = std::fs::File::create(log).unwrap();
+        let mut args = vec!["--log-format", "json"];
+        args.extend_from_slice(extra);
+        Server::spawn(db, &args, "debug", Stdio::from(file))
+    }
+
+    fn spawn(db: &Path, extra: &[&str], level: &str, stderr: Stdio) -> Server {
         let mut child = herald()
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("herald starts");
         let stdout = child.stdout.take().unwrap();
