@@ -465,3 +465,24 @@ async fn a_postponed_job_does_not_use_up_an_attempt() {
         (first.job.id.as_str(), 1)
     );
 }
+
+#[tokio::test]
+async fn the_log_deliverer_records_the_rendered_message_and_fails_a_missing_value() {
+    let h = Harness::new();
+    let action = herald_core::domain::Action::Message {
+        template: "Hi {{ last_request.name }}".into(),
+    };
+    let event = h.store.create_event("bot", "greet", action).await.unwrap();
+    h.users("bot", "tg", ids(1..3)).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": [{"id": "1", "data": {"name": "Ann"}}, "2"]}),
+    )
+    .await;
+    h.run_jobs().await;
+    let s = status(&h, &id).await;
+    assert_eq!((s.delivered, s.failed), (1, 1));
+    assert_eq!(s.deliveries[0]["text"], "Hi Ann");
+    assert_eq!(s.errors[0].reason, "template");
+}

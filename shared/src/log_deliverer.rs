@@ -1,7 +1,8 @@
 //! The `log` deliverer: records what would be sent instead of sending it.
 //!
 //! The default when a bot has no platform connection, so that a newcomer sees the whole
-//! flow with no accounts: every user's outcome is `delivered`, and the record of what would
+//! flow with no accounts: every user's outcome is `delivered` (a message whose template
+//! fails for the user is failed, as it would be for real), and the record of what would
 //! have been sent appears in the request's status (`deliveries`) and in the logs (without
 //! the user's data).
 
@@ -40,12 +41,16 @@ impl Deliverer for LogDeliverer {
                 "screen_id": screen_id,
                 "user": user,
             }),
-            Action::Message { template } => json!({
-                "deliverer": "log",
-                "action": "message",
-                "template": template,
-                "user": user,
-            }),
+            Action::Message { template } => match crate::template::for_delivery(template, delivery)
+            {
+                Ok(text) => json!({
+                    "deliverer": "log",
+                    "action": "message",
+                    "text": text,
+                    "user": user,
+                }),
+                Err(failure) => return failure,
+            },
         };
         tracing::debug!(
             request_id = %delivery.request.id,

@@ -4,11 +4,18 @@
 //! A template sees `last_request` (the user's data for this request), `user.platform`,
 //! `user.platform_id`, `user.bm_id` and `event.name`: `Order {{ last_request.order }} is
 //! ready, {{ last_request.name }}!`. Rendering is strict: a value missing for a user is an
-//! error for that user (counted, with its reason), never a silent blank.
+//! error for that user (counted, with its reason), never a silent blank. A template is
+//! compiled once per process and reused for every user (see [`compiled`]).
 
-use crate::domain::{Object, UserState};
+use crate::domain::{DeliveryResult, Object, UserState};
+use crate::ports::Delivery;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Compiled templates kept at most; past it the cache starts over.
+const CACHED: usize = 256;
 
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
@@ -39,13 +46,50 @@ pub fn render(
         "user": {"platform": user.platform, "platform_id": user.platform_id, "bm_id": user.bm_id},
         "event": {"name": event_name},
     });
-    let env = environment();
-    let compiled = env.template_from_str(template).map_err(|e| describe(&e))?;
-    let text = compiled.render(context).map_err(|e| describe(&e))?;
+    let env = compiled(template)?;
+    let text = env
+        .get_template("message")
+        .and_then(|t| t.render(context))
+        .map_err(|e| describe(&e))?;
     if text.trim().is_empty() {
         return Err("the message rendered empty".into());
     }
     Ok(text)
+}
+
+/// The message of `template` for a delivery's user, or the failure to count for them
+/// (reason `template`).
+pub fn for_delivery(template: &str, delivery: &Delivery<'_>) -> Result<String, DeliveryResult> {
+    render(
+        template,
+        &delivery.request.event_name,
+        delivery.user,
+        delivery.data,
+    )
+    .map_err(|message| DeliveryResult::Permanent {
+        reason: "template".into(),
+        message,
+    })
+}
+
+/// `source` compiled, from the process-wide cache: a broadcast compiles its template once,
+/// not once per user.
+fn compiled(source: &str) -> Result<Arc<Environment<'static>>, String> {
+    static CACHE: Mutex<Option<HashMap<String, Arc<Environment<'static>>>>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if let Some(env) = cache.get(source) {
+        return Ok(env.clone());
+    }
+    let mut env = environment();
+    env.add_template_owned("message", source.to_string())
+        .map_err(|e| describe(&e))?;
+    let env = Arc::new(env);
+    if cache.len() >= CACHED {
+        cache.clear();
+    }
+    cache.insert(source.to_string(), env.clone());
+    Ok(env)
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -93,6 +137,17 @@ mod tests {
     fn a_missing_value_is_an_error_not_a_blank() {
         let err = render("Hi {{ last_request.name }}", "e", &user(), &data(json!({}))).unwrap_err();
         assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn a_template_is_compiled_once_for_every_user() {
+        let source = "Hello {{ user.bm_id }} (compiled once)";
+        let first = compiled(source).unwrap();
+        assert!(Arc::ptr_eq(&first, &compiled(source).unwrap()));
+        assert_eq!(
+            render(source, "e", &user(), &Object::new()).unwrap(),
+            "Hello b1 (compiled once)"
+        );
     }
 
     #[test]

@@ -90,34 +90,21 @@ impl Dispatcher {
 
     async fn message(&self, bot: &Bot, delivery: &Delivery<'_>, template: &str) -> DeliveryResult {
         let user = delivery.user;
-        let text =
-            match template::render(template, &delivery.request.event_name, user, delivery.data) {
-                Ok(text) => text,
-                Err(e) => {
-                    return DeliveryResult::Permanent {
-                        reason: "template".into(),
-                        message: e,
-                    }
-                }
-            };
-        match (&bot.telegram_token, user.platform.as_str()) {
-            (Some(token), "tg") => {
-                self.telegram_pace.until_key_ready(&bot.id).await;
-                self.telegram.send(token, &user.platform_id, &text).await
-            }
-            _ if !has_connection(bot) => DeliveryResult::Delivered {
-                detail: Some(json!({
-                    "deliverer": "log",
-                    "action": "message",
-                    "text": text,
-                    "user": {"platform": user.platform, "platform_id": user.platform_id, "bm_id": user.bm_id},
-                })),
-            },
-            _ => no_connection(format!(
+        if !has_connection(bot) {
+            return LogDeliverer::default().deliver(delivery).await;
+        }
+        let (Some(token), "tg") = (&bot.telegram_token, user.platform.as_str()) else {
+            return no_connection(format!(
                 "bot {} cannot send messages on {}",
                 bot.id, user.platform
-            )),
-        }
+            ));
+        };
+        let text = match template::for_delivery(template, delivery) {
+            Ok(text) => text,
+            Err(failure) => return failure,
+        };
+        self.telegram_pace.until_key_ready(&bot.id).await;
+        self.telegram.send(token, &user.platform_id, &text).await
     }
 
     async fn screen(&self, bot: &Bot, delivery: &Delivery<'_>, screen_id: &str) -> DeliveryResult {
