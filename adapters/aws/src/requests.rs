@@ -25,6 +25,13 @@ pub const RETENTION_SECS: i64 = 30 * 24 * 3600;
 
 pub(crate) const REQUEST_SK: &str = "request";
 
+/// When a request was created, from its id (a ULID); now for an id that is not one.
+pub(crate) fn created_at_of(request_id: &str) -> i64 {
+    ulid::Ulid::from_string(request_id)
+        .map(|id| id.timestamp_ms() as i64)
+        .unwrap_or_else(|_| herald_core::domain::now_ms())
+}
+
 /// TTL of a request's items, from its creation time in milliseconds.
 pub(crate) fn expires_at(created_at_ms: i64) -> AttributeValue {
     n(created_at_ms / 1000 + RETENTION_SECS)
@@ -35,16 +42,12 @@ impl Aws {
         HashMap::from([("pk".to_string(), s(request_id)), ("sk".to_string(), s(sk))])
     }
 
-    async fn request_item(
-        &self,
-        request_id: &str,
-        projection: Option<&str>,
-    ) -> Result<Option<Item>, StoreError> {
+    /// The `request` item (strongly consistent).
+    async fn request_item(&self, request_id: &str) -> Result<Option<Item>, StoreError> {
         self.dynamodb
             .get_item()
             .table_name(&self.settings.requests_table)
             .set_key(Some(self.request_key(request_id, REQUEST_SK)))
-            .set_projection_expression(projection.map(String::from))
             .consistent_read(true)
             .send()
             .await
@@ -225,7 +228,7 @@ fn record_of(item: &Item) -> Result<RequestRecord, StoreError> {
 #[async_trait]
 impl RequestLog for Aws {
     async fn progress(&self, request_id: &str) -> Result<Option<RequestProgress>, StoreError> {
-        let Some(item) = self.request_item(request_id, None).await? else {
+        let Some(item) = self.request_item(request_id).await? else {
             return Ok(None);
         };
         let list = |name: &str| -> Vec<AttributeValue> {
@@ -276,7 +279,7 @@ impl RequestLog for Aws {
         &self,
         request_id: &str,
     ) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
-        match self.request_item(request_id, None).await? {
+        match self.request_item(request_id).await? {
             Some(item) => Ok(Some((
                 record_of(&item)?,
                 RequestState::from_name(get_s(&item, "state")),
@@ -311,13 +314,8 @@ impl RequestLog for Aws {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let expires = match self.request_item(request_id, Some("expires_at")).await? {
-            Some(item) => item
-                .get("expires_at")
-                .cloned()
-                .unwrap_or_else(|| expires_at(herald_core::domain::now_ms())),
-            None => return Err(StoreError::new(format!("request {request_id} is gone"))),
-        };
+        // The request id is a ULID: its creation time, hence its TTL, needs no read.
+        let expires = expires_at(created_at_of(request_id));
         // A transaction holds at most 100 items: 99 markers and the counters.
         for chunk in outcomes.chunks(99) {
             if !self.write_outcomes(request_id, chunk, &expires).await? {
@@ -439,5 +437,22 @@ impl RequestLog for Aws {
             }
             Err(e) => Err(store_error(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_ids_creation_time_is_read_from_the_id() {
+        let before = herald_core::domain::now_ms();
+        let id = herald_core::domain::new_id();
+        let at = created_at_of(&id);
+        assert!(
+            at >= before - 1 && at <= herald_core::domain::now_ms(),
+            "{at} vs {before}"
+        );
+        assert!(created_at_of("not-a-ulid") >= before);
     }
 }
