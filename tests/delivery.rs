@@ -17,8 +17,9 @@ fn db_arg(db: &Path) -> &str {
     db.to_str().unwrap()
 }
 
-fn message_event(db: &Path, bot: &str, template: &str) -> Event {
-    let created = herald_json(&[
+/// Create an event with the CLI; `action` is its `--action …` arguments.
+fn create_event(db: &Path, bot: &str, action: &[&str]) -> Event {
+    let mut args = vec![
         "events",
         "create",
         "--db",
@@ -26,37 +27,22 @@ fn message_event(db: &Path, bot: &str, template: &str) -> Event {
         "--bot",
         bot,
         "--name",
-        "order-ready",
-        "--action",
-        "message",
-        "--template",
-        template,
-    ]);
+        "e",
+    ];
+    args.extend_from_slice(action);
+    let created = herald_json(&args);
     Event {
         id: created["event_id"].as_str().unwrap().into(),
         secret: created["secret"].as_str().unwrap().into(),
     }
 }
 
+fn message_event(db: &Path, bot: &str, template: &str) -> Event {
+    create_event(db, bot, &["--action", "message", "--template", template])
+}
+
 fn screen_event(db: &Path, bot: &str) -> Event {
-    let created = herald_json(&[
-        "events",
-        "create",
-        "--db",
-        db_arg(db),
-        "--bot",
-        bot,
-        "--name",
-        "paid",
-        "--action",
-        "screen",
-        "--screen",
-        "thanks",
-    ]);
-    Event {
-        id: created["event_id"].as_str().unwrap().into(),
-        secret: created["secret"].as_str().unwrap().into(),
-    }
+    create_event(db, bot, &["--action", "screen", "--screen", "thanks"])
 }
 
 fn import(db: &Path, bot: &str, users: &[(&str, String)]) {

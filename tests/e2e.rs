@@ -510,3 +510,34 @@ fn import_reports_bad_lines_and_keeps_the_good_ones() {
         "{generated}"
     );
 }
+
+#[test]
+fn import_reads_standard_input_given_a_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let mut child = herald()
+        .args([
+            "users",
+            "import",
+            "--db",
+            db.to_str().unwrap(),
+            "--bot",
+            "shop",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"platform\":\"tg\",\"platform_id\":\"7\"}\n{\"platform\":\"vk\",\"platform_id\":8}\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report, json!({"inserted": 2, "existing": 0, "invalid": 0}));
+    assert_eq!(user(&db, "shop", "vk", "8")["platform_id"], "8");
+}

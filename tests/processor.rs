@@ -486,3 +486,86 @@ async fn the_log_deliverer_records_the_rendered_message_and_fails_a_missing_valu
     assert_eq!(s.deliveries[0]["text"], "Hi Ann");
     assert_eq!(s.errors[0].reason, "template");
 }
+
+#[tokio::test]
+async fn error_samples_keep_a_few_of_each_reason_and_deliveries_a_few_in_all() {
+    let deliverer = Arc::new(ScriptedDeliverer::default());
+    for i in 1..=8 {
+        deliverer.fail(&i.to_string(), vec![blocked()]);
+        deliverer.fail(
+            &(i + 8).to_string(),
+            vec![herald_core::domain::DeliveryResult::Permanent {
+                reason: "chat_not_found".into(),
+                message: "Bad Request: chat not found".into(),
+            }],
+        );
+    }
+    let h = Harness::with(quick_retries(), deliverer);
+    let event = h.event("bot").await;
+    h.users("bot", "tg", ids(1..31)).await;
+    let users: Vec<String> = ids(1..31).collect();
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": users}),
+    )
+    .await;
+    h.run_jobs().await;
+    let s = status(&h, &id).await;
+    assert_eq!((s.failed, s.delivered), (16, 14));
+    assert_eq!(s.failed_by_reason.get("blocked"), Some(&8));
+    assert_eq!(s.failed_by_reason.get("chat_not_found"), Some(&8));
+    let of = |reason: &str| s.errors.iter().filter(|e| e.reason == reason).count();
+    assert_eq!(
+        (of("blocked"), of("chat_not_found")),
+        (5, 5),
+        "five of each, so every reason shows"
+    );
+
+    let logged = Harness::new();
+    let event = logged.event("bot").await;
+    logged.users("bot", "tg", ids(1..11)).await;
+    let users: Vec<String> = ids(1..11).collect();
+    let id = accept(
+        &logged,
+        &event.event_id,
+        json!({"platform": "tg", "users": users}),
+    )
+    .await;
+    logged.run_jobs().await;
+    let s = status(&logged, &id).await;
+    assert_eq!((s.delivered, s.deliveries.len()), (10, 5));
+}
+
+#[tokio::test]
+async fn jobs_of_a_request_left_accepting_for_minutes_are_dropped() {
+    let deliverer = Arc::new(ScriptedDeliverer::default());
+    let h = Harness::with(Config::default(), deliverer.clone());
+    let event = h.event("bot").await;
+    h.users("bot", "tg", ids(1..2)).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1"]}),
+    )
+    .await;
+    // The accept call that recorded it never came back (the client was answered 503).
+    h.store
+        .set_request_state(&id, RequestState::Accepting)
+        .await
+        .unwrap();
+    h.sql()
+        .execute(
+            "UPDATE requests SET record = json_set(record, '$.created_at', 0) WHERE id = ?1",
+            [&id],
+        )
+        .unwrap();
+    let payload: String = h
+        .sql()
+        .query_row("SELECT payload FROM jobs", [], |r| r.get(0))
+        .unwrap();
+    let job: Job = serde_json::from_str(&payload).unwrap();
+    let report = processor::process(&h.app, &job).await.unwrap();
+    assert_eq!(report.run_again_after, None, "dropped, not waited for");
+    assert_eq!(deliverer.total_calls(), 0);
+}

@@ -433,3 +433,26 @@ async fn health_answers_ok() {
     let answer = call(&h, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(answer.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn urls_carry_the_public_base_url_when_one_is_set() {
+    let config = herald_core::Config {
+        public_base_url: Some("https://herald.example.com/".into()),
+        ..herald_core::Config::default()
+    };
+    let h = Harness::with(
+        config,
+        std::sync::Arc::new(herald_core::log_deliverer::LogDeliverer::default()),
+    );
+    let event = h.event("shop").await;
+    let url = format!("/v1/events/{}/{}", event.event_id, event.secret);
+    let answer = call(
+        &h,
+        post_json(&url, json!({"platform": "tg", "users": ["1"]})),
+    )
+    .await;
+    let id = answer.body["request_id"].as_str().unwrap();
+    let expected = format!("https://herald.example.com/v1/requests/{id}");
+    assert_eq!(answer.body["status_url"], expected.as_str());
+    assert_eq!(answer.headers[header::LOCATION], expected.as_str());
+}
