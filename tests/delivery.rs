@@ -32,7 +32,7 @@ fn create_event(db: &Path, bot: &str, action: &[&str]) -> Event {
     args.extend_from_slice(action);
     let created = herald_json(&args);
     Event {
-        id: created["event_id"].as_str().unwrap().into(),
+        id: created["event"]["id"].as_str().unwrap().into(),
         secret: created["secret"].as_str().unwrap().into(),
     }
 }

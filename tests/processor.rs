@@ -16,9 +16,9 @@ use support::{blocked, quick_retries, transient, Harness, ScriptedDeliverer};
 
 async fn accept(h: &Harness, event_id: &str, body: Value) -> String {
     let event = h.app.events.event(event_id).await.unwrap().unwrap();
-    match intake::accept(&h.app, &event, body.to_string().as_bytes()).await {
+    match intake::accept(&h.app, &event, body.to_string().as_bytes(), None).await {
         Ok(Answer::Accepted(a)) => a.request_id,
-        Ok(Answer::DryRun(_)) => panic!("dry run"),
+        Ok(Answer::DryRun(_) | Answer::Replay(_)) => panic!("not accepted"),
         Err(e) => panic!("refused: {e:?}"),
     }
 }
@@ -472,7 +472,7 @@ async fn the_log_deliverer_records_the_rendered_message_and_fails_a_missing_valu
     let action = herald_core::domain::Action::Message {
         template: "Hi {{ last_request.name }}".into(),
     };
-    let event = h.store.create_event("bot", "greet", action).await.unwrap();
+    let event = h.store.new_event("bot", "greet", action).await.unwrap();
     h.users("bot", "tg", ids(1..3)).await;
     let id = accept(
         &h,

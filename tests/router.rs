@@ -2,6 +2,8 @@
 
 mod support;
 
+use herald_core::admin::AdminStore;
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -199,7 +201,11 @@ async fn unknown_event_and_wrong_secret_are_both_404() {
 async fn a_disabled_event_answers_403_and_does_nothing() {
     let (h, url, _) = setup().await;
     let event_id = url.split('/').nth(3).unwrap();
-    assert!(h.store.set_event_enabled(event_id, false).await.unwrap());
+    let off = herald_core::admin::EventChanges {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    assert!(h.store.update_event(event_id, &off).await.unwrap());
     let answer = call(
         &h,
         post_json(&url, json!({"platform": "tg", "users": ["1"]})),

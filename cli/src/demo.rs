@@ -3,9 +3,9 @@
 //! The demo users include the state id from the External Event documentation's `users_bm`
 //! example, so all three documented example requests work against the demo as they are.
 
+use herald_core::admin::{AdminStore, NewUser};
 use herald_core::domain::Action;
 use herald_sqlite::events::CreatedEvent;
-use herald_sqlite::users::ImportUser;
 use herald_sqlite::Sqlite;
 
 pub const BOT: &str = "demo";
@@ -20,17 +20,17 @@ const USERS: &[(&str, &str, &str)] = &[
 
 /// Create the demo bot, users and event.
 pub async fn create(store: &Sqlite) -> anyhow::Result<CreatedEvent> {
-    let users = USERS
+    let users: Vec<NewUser> = USERS
         .iter()
-        .map(|(platform, platform_id, bm_id)| ImportUser {
+        .map(|(platform, platform_id, bm_id)| NewUser {
             platform: platform.to_string(),
             platform_id: platform_id.to_string(),
             bm_id: Some(bm_id.to_string()),
         })
         .collect();
-    store.import_users(BOT, users).await?;
+    store.import_users(BOT, &users).await?;
     let event = store
-        .create_event(
+        .new_event(
             BOT,
             "demo",
             Action::Screen {

@@ -1,11 +1,16 @@
 //! `herald`: the embedded server and the local operations on its database.
 //!
 //! `herald` with no subcommand is `herald serve`, so `cargo run --release` starts the whole
-//! flow on one machine. The other subcommands work directly on the SQLite file (`--db`).
+//! flow on one machine. The other subcommands operate Herald through its admin API: a
+//! running server or deployment with `--url` and `--admin-token`, or a local database file
+//! with `--db` (the same API, in process).
 
+mod client;
 mod commands;
 mod demo;
+mod import;
 mod logging;
+mod output;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -23,17 +28,15 @@ enum Command {
     /// Run the HTTP API and the worker pool on one SQLite file (the default).
     Serve(serve::ServeArgs),
     /// Manage bots' connections (Telegram token, bot engine URL and signing secret).
-    #[command(subcommand)]
-    Bots(commands::BotsCommand),
-    /// Manage events.
-    #[command(subcommand)]
-    Events(commands::EventsCommand),
-    /// Manage bot users.
-    #[command(subcommand)]
-    Users(commands::UsersCommand),
-    /// Inspect requests.
-    #[command(subcommand)]
-    Requests(commands::RequestsCommand),
+    Bots(commands::BotsArgs),
+    /// Manage events: create, enable/disable, rate limits, secret rotation.
+    Events(commands::EventsArgs),
+    /// Import, show and delete bot users.
+    Users(commands::UsersArgs),
+    /// Inspect, watch and cancel requests.
+    Requests(commands::RequestsArgs),
+    /// Dead letters: list, redrive, purge.
+    Dlq(commands::DlqArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
             Some(Command::Events(command)) => command.run().await,
             Some(Command::Users(command)) => command.run().await,
             Some(Command::Requests(command)) => command.run().await,
+            Some(Command::Dlq(command)) => command.run().await,
         }
     });
     match result {

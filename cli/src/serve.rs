@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// (doubled per attempt, with jitter, up to 5 minutes).
     #[arg(long, env = "HERALD_RETRY_BASE_MS", default_value_t = 2000)]
     retry_base_ms: u64,
+    /// Admin token for /v1/admin and /metrics (only its hash is stored). Without it, the
+    /// token stored before is kept; on a database with none, one is made and shown once.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -83,7 +87,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
 
+    let (admin_token_hash, new_admin_token) =
+        admin_token(&store, args.admin_token.as_deref()).await?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    herald_core::metrics::describe();
     let config = Config {
+        admin_token_hash: Some(admin_token_hash),
         deliver_batch: args.deliver_batch.max(1),
         expand_page: args.expand_page.max(1),
         public_base_url: args.public_url.clone(),
@@ -109,6 +124,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "herald listening on http://{local} (database {})",
         args.db.display()
     );
+    if let Some(token) = new_admin_token {
+        println!(
+            "\nAdmin token for /v1/admin, /metrics and the CLI's --url (shown only now; only its hash is kept):\n\n\
+             export HERALD_ADMIN_TOKEN={token}\n"
+        );
+    }
     if !args.no_demo && store.event_count().await? == 0 {
         let event = demo::create(&store).await?;
         println!("{}", demo::banner(&event, &base_url));
@@ -132,7 +153,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )
     });
     tracing::info!(listen = %local, db = %args.db.display(), workers = args.workers, "herald serving");
-    axum::serve(listener, herald_core::router::router(app))
+    let router = herald_core::router::router(app.clone()).merge(metrics_route(
+        app.clone(),
+        store.clone(),
+        metrics,
+    ));
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("no longer accepting requests; finishing in-flight jobs");
@@ -142,6 +168,61 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The admin token's hash: from `--admin-token` (stored), else the stored one, else a new
+/// token (stored; returned to be shown once).
+async fn admin_token(
+    store: &Sqlite,
+    given: Option<&str>,
+) -> anyhow::Result<([u8; 32], Option<String>)> {
+    if let Some(token) = given {
+        if token.len() < 16 {
+            anyhow::bail!("--admin-token must be at least 16 characters");
+        }
+        let hash = herald_core::secret::hash(token);
+        store.set_admin_token_hash(hash).await?;
+        return Ok((hash, None));
+    }
+    if let Some(hash) = store.admin_token_hash().await? {
+        return Ok((hash, None));
+    }
+    let token = herald_core::secret::generate();
+    let hash = herald_core::secret::hash(&token);
+    store.set_admin_token_hash(hash).await?;
+    Ok((hash, Some(token)))
+}
+
+/// `GET /metrics`: Prometheus text, queue gauges read at scrape time; admin token needed.
+fn metrics_route(
+    app: Arc<herald_core::App>,
+    store: Sqlite,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) -> axum::Router {
+    use axum::http::{header, HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    let scrape = move |headers: HeaderMap| {
+        let (app, store, handle) = (app.clone(), store.clone(), handle.clone());
+        async move {
+            if !herald_core::admin_api::has_admin_token(&app.config, &headers) {
+                return herald_core::problem::ApiError::Unauthorized.into_response();
+            }
+            if let Ok(depth) = store.queue_depth().await {
+                metrics::gauge!(herald_core::metrics::QUEUE_DEPTH).set(depth.ready as f64);
+                metrics::gauge!(herald_core::metrics::DEAD_LETTERS).set(depth.dead as f64);
+                metrics::gauge!(herald_core::metrics::QUEUE_OLDEST_AGE)
+                    .set(depth.oldest_ready_ms as f64 / 1000.0);
+            }
+            handle.run_upkeep();
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                handle.render(),
+            )
+                .into_response()
+        }
+    };
+    axum::Router::new().route("/metrics", axum::routing::get(scrape))
 }
 
 async fn shutdown_signal() {

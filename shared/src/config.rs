@@ -52,6 +52,8 @@ pub struct Config {
     pub jobs_per_bot: usize,
     /// Public base URL (`https://herald.example.com`); URLs are paths when absent.
     pub public_base_url: Option<String>,
+    /// SHA-256 of the admin token; the admin API answers 401 to everyone when absent.
+    pub admin_token_hash: Option<[u8; 32]>,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             delivery_concurrency: 16,
             jobs_per_bot: 4,
             public_base_url: None,
+            admin_token_hash: None,
         }
     }
 }

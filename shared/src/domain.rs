@@ -43,8 +43,45 @@ pub struct Event {
     pub name: String,
     /// SHA-256 of the event secret; the secret itself is never stored.
     pub secret_hash: [u8; 32],
+    /// The secret before the last rotation, accepted until its deadline.
+    pub previous_secret: Option<PreviousSecret>,
     pub action: Action,
     pub enabled: bool,
+    /// Requests/s and burst the public endpoint accepts for this event; None: no limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// A rotated-out event secret that keeps working for a grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub hash: [u8; 32],
+    /// Milliseconds since the Unix epoch after which the old secret stops working.
+    pub valid_until: i64,
+}
+
+/// A per-event limit on accepted requests: a steady rate with a burst on top.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second (may be fractional: 0.5 is one every two seconds).
+    pub per_second: f64,
+    /// Requests that may arrive at once after a quiet spell (at least 1).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// Whether the limit can be enforced: a positive finite rate, a burst of at least 1.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.per_second.is_finite() && self.per_second > 0.0 && self.per_second <= 1e6) {
+            return Err("per_second must be a number above 0 and at most 1000000".into());
+        }
+        if self.burst == 0 || self.burst > 1_000_000 {
+            return Err("burst must be between 1 and 1000000".into());
+        }
+        Ok(())
+    }
 }
 
 /// A bot's connections: where its actions go. Tokens and secrets never appear in logs
@@ -223,6 +260,8 @@ pub enum RequestState {
     Accepted,
     /// Accepting failed; its jobs are no-ops.
     Aborted,
+    /// An operator cancelled it; its remaining users are counted `cancelled`.
+    Cancelled,
 }
 
 impl RequestState {
@@ -232,6 +271,7 @@ impl RequestState {
             RequestState::Accepting => "accepting",
             RequestState::Accepted => "accepted",
             RequestState::Aborted => "aborted",
+            RequestState::Cancelled => "cancelled",
         }
     }
 
@@ -240,6 +280,7 @@ impl RequestState {
         match name {
             "accepting" => RequestState::Accepting,
             "aborted" => RequestState::Aborted,
+            "cancelled" => RequestState::Cancelled,
             _ => RequestState::Accepted,
         }
     }
@@ -259,6 +300,8 @@ pub enum Outcome {
     NotFound,
     /// The action failed for good: `reason` is a short class, `message` the details.
     Failed { reason: String, message: String },
+    /// The request was cancelled before this user's turn.
+    Cancelled,
 }
 
 /// The failure reason of a user who blocked the bot: deliverers report it, the processor

@@ -8,8 +8,8 @@
 //!
 //! [`Intake`]: crate::ports::Intake
 
-use crate::domain::{new_id, now_ms, Audience, Event, Job, JobUser, RequestRecord};
-use crate::ports::App;
+use crate::domain::{new_id, now_ms, Audience, Event, Job, JobUser, RequestRecord, RequestState};
+use crate::ports::{App, Recorded, Remember, Remembered};
 use crate::problem::ApiError;
 use crate::request::{self, EventRequest, Targets};
 use crate::secret;
@@ -37,15 +37,28 @@ pub struct DryRun {
 pub enum Answer {
     Accepted(Accepted),
     DryRun(DryRun),
+    /// The first answer to this `Idempotency-Key`, given again; nothing was enqueued.
+    Replay(Remembered),
 }
+
+/// How long a duplicate waits for the first request with its key to finish accepting.
+const DUPLICATE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+const DUPLICATE_POLLS: usize = 50;
 
 /// The event `event_id` if `secret` is its secret; [`ApiError::NotFound`] for an unknown
 /// event and a wrong secret alike.
 pub async fn authenticate(app: &App, event_id: &str, secret: &str) -> Result<Event, ApiError> {
     let event = app.events.event(event_id).await?;
-    // Hash even when the event is unknown, so that both cases take the same time.
+    // Hash even when the event is unknown, and check the previous secret even when there
+    // is none, so that every case takes the same time.
     let stored = event.as_ref().map(|e| e.secret_hash).unwrap_or([0u8; 32]);
-    let matches = secret::verify(secret, &stored);
+    let previous = event
+        .as_ref()
+        .and_then(|e| e.previous_secret)
+        .filter(|p| p.valid_until > now_ms());
+    let current = secret::verify(secret, &stored);
+    let old = secret::verify(secret, &previous.map(|p| p.hash).unwrap_or([0u8; 32]));
+    let matches = current | (old & previous.is_some());
     match event {
         Some(event) if matches => {
             if event.enabled {
@@ -59,7 +72,26 @@ pub async fn authenticate(app: &App, event_id: &str, secret: &str) -> Result<Eve
 }
 
 /// Validate `body` for `event`, then record and enqueue it (or count it, for a dry run).
-pub async fn accept(app: &App, event: &Event, body: &[u8]) -> Result<Answer, ApiError> {
+/// With an idempotency key, a key already used in the last 24 hours answers what it
+/// answered then (or 422 for a different body) and records nothing; over the event's rate
+/// limit nothing is recorded either.
+pub async fn accept(
+    app: &App,
+    event: &Event,
+    body: &[u8],
+    idempotency_key: Option<&str>,
+) -> Result<Answer, ApiError> {
+    let body_hash = secret::hash_bytes(body);
+    if let Some(key) = idempotency_key {
+        if let Some(first) = app.intake.remembered(&event.id, key).await? {
+            return replay(app, first, &body_hash).await;
+        }
+    }
+    if let Some(limit) = &event.rate_limit {
+        if let Err(wait) = app.throttle.admit(&event.id, limit).await? {
+            return Err(ApiError::RateLimited { wait });
+        }
+    }
     let request = request::parse(body, &app.config.limits)?;
     if request.dry_run {
         return dry_run(app, event, &request).await.map(Answer::DryRun);
@@ -93,12 +125,50 @@ pub async fn accept(app: &App, event: &Event, body: &[u8]) -> Result<Answer, Api
         audience,
         created_at: now_ms(),
     };
-    app.intake.accept(&record, targeted, jobs).await?;
-    Ok(Answer::Accepted(Accepted {
+    let accepted = Accepted {
         status_url: app.config.url(&format!("/v1/requests/{id}")),
         request_id: id,
         targeted,
-    }))
+    };
+    let remember = idempotency_key.map(|key| Remember {
+        event_id: event.id.clone(),
+        key: key.to_string(),
+        answer: Remembered {
+            request_id: accepted.request_id.clone(),
+            body_hash,
+            status: 202,
+            answer: serde_json::to_string(&accepted).unwrap_or_default(),
+            at: now_ms(),
+        },
+    });
+    match app
+        .intake
+        .accept(&record, targeted, jobs, remember.as_ref())
+        .await?
+    {
+        Recorded::New => Ok(Answer::Accepted(accepted)),
+        Recorded::Duplicate(first) => replay(app, first, &body_hash).await,
+    }
+}
+
+/// An idempotency key's first answer, once its request is accepted; 422 for another body.
+async fn replay(app: &App, first: Remembered, body_hash: &[u8; 32]) -> Result<Answer, ApiError> {
+    if !secret::equal(&first.body_hash, body_hash) {
+        return Err(ApiError::IdempotencyConflict);
+    }
+    // A concurrent first request may still be accepting; it may yet fail.
+    for _ in 0..DUPLICATE_POLLS {
+        match app.requests.record(&first.request_id).await? {
+            Some((_, RequestState::Accepting)) => tokio::time::sleep(DUPLICATE_WAIT).await,
+            Some((_, RequestState::Aborted)) | None => {
+                return Err(ApiError::Unavailable(crate::StoreError::new(
+                    "the first request with this idempotency key was not accepted",
+                )))
+            }
+            Some(_) => break,
+        }
+    }
+    Ok(Answer::Replay(first))
 }
 
 fn deliver_jobs(app: &App, request_id: &str, users: Vec<JobUser>) -> Vec<Job> {

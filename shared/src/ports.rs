@@ -5,12 +5,14 @@
 //! on DynamoDB and SQS. Every method that touches a backend may fail with [`StoreError`],
 //! which callers treat as "try again later", never as a client error.
 
+use crate::admin::AdminStore;
 use crate::config::Config;
 use crate::domain::{
     Bot, DeliveryResult, Event, Job, LastRequestWrite, Object, Outcome, PlatformFilter,
     RequestRecord, RequestState, UserRef, UserState, WriteResult,
 };
 use crate::error::StoreError;
+use crate::throttle::Throttle;
 use async_trait::async_trait;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -85,18 +87,59 @@ pub trait UserStore: Send + Sync {
     ) -> Result<UserPage, StoreError>;
 }
 
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The answer given to the first request with an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    pub request_id: String,
+    /// SHA-256 of the body it answered.
+    pub body_hash: [u8; 32],
+    pub status: u16,
+    /// The JSON body of the answer.
+    pub answer: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// An answer to remember under an event's `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct Remember {
+    pub event_id: String,
+    pub key: String,
+    pub answer: Remembered,
+}
+
+/// What [`Intake::accept`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded and enqueued.
+    New,
+    /// Nothing: another request with the same idempotency key was recorded first.
+    Duplicate(Remembered),
+}
+
 /// Records a new request together with its first jobs.
 #[async_trait]
 pub trait Intake: Send + Sync {
     /// Durably record `record` as accepted with `targeted` users (None for `everyone`, then
     /// `record.audience` says how many expansions are outstanding) and enqueue `jobs`: all
-    /// of it, or nothing visible as accepted.
+    /// of it, or nothing visible as accepted. With `remember`, the answer is stored under
+    /// its key in the same step — unless the key holds an answer younger than
+    /// [`IDEMPOTENCY_WINDOW_MS`], which is then returned and nothing is recorded.
     async fn accept(
         &self,
         record: &RequestRecord,
         targeted: Option<u64>,
         jobs: Vec<Job>,
-    ) -> Result<(), StoreError>;
+        remember: Option<&Remember>,
+    ) -> Result<Recorded, StoreError>;
+
+    /// The answer remembered under an event's idempotency key, if younger than
+    /// [`IDEMPOTENCY_WINDOW_MS`].
+    async fn remembered(&self, event_id: &str, key: &str)
+        -> Result<Option<Remembered>, StoreError>;
 }
 
 /// A sample of one user's failure, kept with the request.
@@ -121,6 +164,8 @@ pub struct RequestProgress {
     pub delivered: u64,
     pub not_found: u64,
     pub failed: u64,
+    /// Users left out because the request was cancelled.
+    pub cancelled: u64,
     /// `failed` by reason class (`blocked`, `chat_not_found`, `template`, …).
     pub failed_by_reason: std::collections::BTreeMap<String, u64>,
     pub error_samples: Vec<ErrorSample>,
@@ -202,6 +247,36 @@ pub trait Deliverer: Send + Sync {
     async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryResult;
 }
 
+/// The storage ports of one runtime.
+#[derive(Clone)]
+pub struct Ports {
+    pub events: Arc<dyn EventDirectory>,
+    pub users: Arc<dyn UserStore>,
+    pub requests: Arc<dyn RequestLog>,
+    pub intake: Arc<dyn Intake>,
+    pub queue: Arc<dyn JobQueue>,
+    pub admin: Arc<dyn AdminStore>,
+    pub throttle: Arc<dyn Throttle>,
+}
+
+impl Ports {
+    /// Every port on one adapter that implements them all, rate limits on `throttle`.
+    pub fn all<T>(store: Arc<T>, throttle: Arc<dyn Throttle>) -> Ports
+    where
+        T: EventDirectory + UserStore + RequestLog + Intake + JobQueue + AdminStore + 'static,
+    {
+        Ports {
+            events: store.clone(),
+            users: store.clone(),
+            requests: store.clone(),
+            intake: store.clone(),
+            queue: store.clone(),
+            admin: store,
+            throttle,
+        }
+    }
+}
+
 /// The ports and configuration a runtime wires together, shared by the Router and workers.
 #[derive(Clone)]
 pub struct App {
@@ -211,6 +286,8 @@ pub struct App {
     pub requests: Arc<dyn RequestLog>,
     pub intake: Arc<dyn Intake>,
     pub queue: Arc<dyn JobQueue>,
+    pub admin: Arc<dyn AdminStore>,
+    pub throttle: Arc<dyn Throttle>,
     pub deliverer: Arc<dyn Deliverer>,
     /// Deliver jobs in flight per bot in this process (`config.jobs_per_bot`).
     pub slots: Arc<crate::slots::BotSlots>,
@@ -218,23 +295,17 @@ pub struct App {
 
 impl App {
     /// An App over these ports, its per-bot slots sized from `config`.
-    pub fn new(
-        config: Config,
-        events: Arc<dyn EventDirectory>,
-        users: Arc<dyn UserStore>,
-        requests: Arc<dyn RequestLog>,
-        intake: Arc<dyn Intake>,
-        queue: Arc<dyn JobQueue>,
-        deliverer: Arc<dyn Deliverer>,
-    ) -> App {
+    pub fn new(config: Config, ports: Ports, deliverer: Arc<dyn Deliverer>) -> App {
         App {
             slots: Arc::new(crate::slots::BotSlots::new(config.jobs_per_bot)),
             config,
-            events,
-            users,
-            requests,
-            intake,
-            queue,
+            events: ports.events,
+            users: ports.users,
+            requests: ports.requests,
+            intake: ports.intake,
+            queue: ports.queue,
+            admin: ports.admin,
+            throttle: ports.throttle,
             deliverer,
         }
     }

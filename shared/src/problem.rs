@@ -20,7 +20,7 @@ pub enum ApiError {
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     #[error("unsupported media type")]
     UnsupportedMediaType { got: Option<String> },
     #[error("invalid request")]
@@ -28,11 +28,38 @@ pub enum ApiError {
     /// Right secret, but the event is switched off.
     #[error("event disabled")]
     EventDisabled,
+    /// An admin route without the admin token, or with a wrong one.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The change conflicts with what exists (the message says how).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The event's rate limit is used up; retry after this long.
+    #[error("rate limited")]
+    RateLimited { wait: std::time::Duration },
+    /// An `Idempotency-Key` reused with a different body.
+    #[error("idempotency key reused")]
+    IdempotencyConflict,
+    /// A header the request carries is not valid (the message says which and why).
+    #[error("bad header: {0}")]
+    BadHeader(String),
     #[error(transparent)]
     Unavailable(#[from] StoreError),
     /// A bug in Herald (a handler panicked); never caused by what a client sent.
     #[error("internal error")]
     Internal,
+}
+
+impl ApiError {
+    /// A 422 naming the fields at fault, for admin documents.
+    pub fn invalid(errors: Vec<(String, String)>) -> ApiError {
+        ApiError::Request(RequestError::Invalid(
+            errors
+                .into_iter()
+                .map(|(field, message)| FieldError { field, message })
+                .collect(),
+        ))
+    }
 }
 
 impl From<RequestError> for ApiError {
@@ -62,6 +89,11 @@ impl ApiError {
             ApiError::Request(RequestError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Request(RequestError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::EventDisabled => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadHeader(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -119,6 +151,29 @@ impl ApiError {
                 "this event is disabled; nothing was done".to_string(),
                 vec![],
             ),
+            ApiError::Unauthorized => (
+                "unauthorized",
+                "Unauthorized",
+                "this route needs the admin token: Authorization: Bearer <token>".to_string(),
+                vec![],
+            ),
+            ApiError::Conflict(message) => ("conflict", "Conflict", message, vec![]),
+            ApiError::RateLimited { wait } => (
+                "rate-limited",
+                "Too many requests",
+                format!(
+                    "this event's rate limit is used up; nothing was accepted, retry in {} s",
+                    crate::throttle::retry_after_secs(wait)
+                ),
+                vec![],
+            ),
+            ApiError::IdempotencyConflict => (
+                "idempotency-conflict",
+                "Idempotency key reused",
+                "this Idempotency-Key was used with a different body in the last 24 hours; nothing was accepted".to_string(),
+                vec![],
+            ),
+            ApiError::BadHeader(message) => ("bad-header", "Bad header", message, vec![]),
             ApiError::Unavailable(_) => (
                 "unavailable",
                 "Service unavailable",
@@ -163,7 +218,7 @@ fn summary(errors: &[FieldError], fallback: &str) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let extra = match &self {
+        let extra: Option<(header::HeaderName, HeaderValue)> = match &self {
             ApiError::Unavailable(e) => {
                 tracing::warn!(error = %e, "backend unavailable");
                 Some((
@@ -171,9 +226,17 @@ impl IntoResponse for ApiError {
                     HeaderValue::from(UNAVAILABLE_RETRY_AFTER),
                 ))
             }
-            ApiError::MethodNotAllowed { allow } => {
-                Some((header::ALLOW, HeaderValue::from_static(allow)))
-            }
+            ApiError::MethodNotAllowed { allow } => HeaderValue::from_str(allow)
+                .ok()
+                .map(|v| (header::ALLOW, v)),
+            ApiError::RateLimited { wait } => Some((
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::throttle::retry_after_secs(*wait)),
+            )),
+            ApiError::Unauthorized => Some((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"herald-admin\""),
+            )),
             _ => None,
         };
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();

@@ -5,6 +5,8 @@
 //! monotonically, run the event's action through the [`Deliverer`], re-enqueue the users
 //! whose failure is retryable — alone, with backoff — and record every final outcome. Users
 //! still failing at the attempt limit are counted `failed` and kept as a dead job.
+//! A cancelled request's deliver jobs count their remaining users `cancelled`; its expand
+//! jobs close their shard without reading it.
 //! `expand`: read one page of a shard of the bot's users, enqueue their `deliver` jobs and
 //! the next page, then advance the shard's cursor (a repeated page is recognised and
 //! skipped). Store failures surface as [`StoreError`] so the queue retries the whole job.
@@ -27,6 +29,7 @@ pub struct JobReport {
     pub delivered: u64,
     pub not_found: u64,
     pub failed: u64,
+    pub cancelled: u64,
     /// Users re-enqueued for another attempt.
     pub retried: u64,
     /// Users skipped because they were already final (a redelivered job).
@@ -48,6 +51,7 @@ impl JobReport {
             delivered = self.delivered,
             not_found = self.not_found,
             failed = self.failed,
+            cancelled = self.cancelled,
             retried = self.retried,
             skipped = self.skipped,
             enqueued = self.enqueued,
@@ -69,6 +73,14 @@ const ACCEPTING_TIMEOUT_MS: i64 = 120_000;
 
 /// Process one job against `app`'s ports.
 pub async fn process(app: &App, job: &Job) -> Result<JobReport, StoreError> {
+    let report = run(app, job).await?;
+    if report.run_again_after.is_none() {
+        crate::metrics::job(job.kind_name(), &report);
+    }
+    Ok(report)
+}
+
+async fn run(app: &App, job: &Job) -> Result<JobReport, StoreError> {
     let Some((record, state)) = app.requests.record(&job.request_id).await? else {
         tracing::warn!(job_id = %job.id, request_id = %job.request_id, "job for an unknown request dropped");
         return Ok(JobReport::default());
@@ -85,6 +97,7 @@ pub async fn process(app: &App, job: &Job) -> Result<JobReport, StoreError> {
             })
         }
         RequestState::Aborted => return Ok(JobReport::default()),
+        RequestState::Cancelled => return cancelled(app, &record, job).await,
         RequestState::Accepted => {}
     }
     match &job.kind {
@@ -189,7 +202,10 @@ async fn deliver(
                 user: &l.state,
                 data,
             };
+            let started = std::time::Instant::now();
             let result = app.deliverer.deliver(&delivery).await;
+            metrics::histogram!(crate::metrics::DELIVERY_SECONDS)
+                .record(started.elapsed().as_secs_f64());
             (l, result)
         })
         .buffer_unordered(app.config.delivery_concurrency.max(1))
@@ -250,9 +266,36 @@ async fn deliver(
             Outcome::Delivered { .. } => report.delivered += 1,
             Outcome::NotFound => report.not_found += 1,
             Outcome::Failed { .. } => report.failed += 1,
+            Outcome::Cancelled => report.cancelled += 1,
         }
     }
     app.requests.record_outcomes(&record.id, &outcomes).await?;
+    Ok(report)
+}
+
+/// A job of a cancelled request: its users not yet final are counted `cancelled`; an
+/// expansion closes its shard where it stands.
+async fn cancelled(app: &App, record: &RequestRecord, job: &Job) -> Result<JobReport, StoreError> {
+    let mut report = JobReport::default();
+    match &job.kind {
+        JobKind::Deliver { users } => {
+            let keys: Vec<String> = users.iter().map(|u| u.user.key()).collect();
+            let finished = app.requests.finished(&record.id, &keys).await?;
+            let outcomes: Vec<(String, Outcome)> = keys
+                .into_iter()
+                .filter(|key| !finished.contains(key))
+                .map(|key| (key, Outcome::Cancelled))
+                .collect();
+            report.skipped = (users.len() - outcomes.len()) as u64;
+            report.cancelled = outcomes.len() as u64;
+            app.requests.record_outcomes(&record.id, &outcomes).await?;
+        }
+        JobKind::Expand { shard, cursor } => {
+            app.requests
+                .advance_expansion(&record.id, *shard, cursor.as_deref(), None, 0)
+                .await?;
+        }
+    }
     Ok(report)
 }
 

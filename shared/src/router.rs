@@ -20,37 +20,77 @@ use axum::{Json, Router};
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 
-type Shared = State<Arc<App>>;
+pub(crate) type Shared = State<Arc<App>>;
+
+/// One path of the API with the methods it answers.
+pub struct Route {
+    pub path: &'static str,
+    pub methods: &'static [&'static str],
+    handler: MethodRouter<Arc<App>>,
+}
+
+impl Route {
+    pub(crate) fn new(
+        path: &'static str,
+        methods: &'static [&'static str],
+        handler: MethodRouter<Arc<App>>,
+    ) -> Route {
+        Route {
+            path,
+            methods,
+            handler,
+        }
+    }
+}
+
+/// Every route of the API: the Router is built from this list, and the OpenAPI document
+/// is checked against it, so neither can drift from the other.
+pub fn routes() -> Vec<Route> {
+    let mut routes = vec![
+        Route::new(
+            "/v1/events/{event_id}/{secret}",
+            &["POST"],
+            post(event_by_path),
+        ),
+        Route::new("/v1/events/{event_id}", &["POST"], post(event_by_bearer)),
+        Route::new("/v1/requests/{request_id}", &["GET"], get(status_by_bearer)),
+        Route::new(
+            "/v1/requests/{request_id}/{secret}",
+            &["GET"],
+            get(status_by_path),
+        ),
+        Route::new("/healthz", &["GET"], get(|| async { "ok" })),
+    ];
+    routes.extend(crate::admin_api::routes());
+    routes
+}
 
 /// The whole HTTP API over `app`'s ports.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route(
-            "/v1/events/{event_id}/{secret}",
-            only_post(post(event_by_path)),
-        )
-        .route("/v1/events/{event_id}", only_post(post(event_by_bearer)))
-        .route("/v1/requests/{request_id}", only_get(get(status_by_bearer)))
-        .route(
-            "/v1/requests/{request_id}/{secret}",
-            only_get(get(status_by_path)),
-        )
-        .route("/healthz", only_get(get(|| async { "ok" })))
+    let mut router = Router::new();
+    for route in routes() {
+        let mut allow: Vec<&str> = route.methods.to_vec();
+        if allow.contains(&"GET") {
+            allow.push("HEAD");
+        }
+        let allow = allow.join(", ");
+        let handler = route
+            .handler
+            .fallback(move || async move { ApiError::MethodNotAllowed { allow } });
+        router = router.route(route.path, handler);
+    }
+    router
         .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::admin_api::require_admin_token,
+        ))
         .with_state(app)
         // A bug must still answer problem+json, not drop the connection.
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             ApiError::Internal.into_response()
         }))
-}
-
-fn only_post(route: MethodRouter<Arc<App>>) -> MethodRouter<Arc<App>> {
-    route.fallback(|| async { ApiError::MethodNotAllowed { allow: "POST" } })
-}
-
-fn only_get(route: MethodRouter<Arc<App>>) -> MethodRouter<Arc<App>> {
-    route.fallback(|| async { ApiError::MethodNotAllowed { allow: "GET, HEAD" } })
 }
 
 async fn event_by_path(
@@ -85,6 +125,13 @@ async fn event(
     body: Body,
 ) -> Response {
     let result = accept_event(app, event_id, secret, headers, body).await;
+    let status = match &result {
+        Ok(Answer::Accepted(_)) => 202,
+        Ok(Answer::DryRun(_)) => 200,
+        Ok(Answer::Replay(first)) => first.status,
+        Err(error) => error.status().as_u16(),
+    };
+    metrics::counter!(crate::metrics::REQUESTS, "status" => status.to_string()).increment(1);
     match result {
         Ok(Answer::Accepted(accepted)) => {
             tracing::info!(
@@ -110,6 +157,33 @@ async fn event(
             );
             (StatusCode::OK, Json(dry)).into_response()
         }
+        Ok(Answer::Replay(first)) => {
+            tracing::info!(
+                event_id,
+                request_id = %first.request_id,
+                status = first.status,
+                "idempotent replay"
+            );
+            let status = StatusCode::from_u16(first.status).unwrap_or(StatusCode::ACCEPTED);
+            let mut response = (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                first.answer,
+            )
+                .into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
+            let location = app
+                .config
+                .url(&format!("/v1/requests/{}", first.request_id));
+            if let Ok(value) = location.parse() {
+                headers.insert(header::LOCATION, value);
+            }
+            response
+        }
         Err(error) => {
             tracing::info!(
                 event_id,
@@ -129,12 +203,30 @@ async fn accept_event(
     body: Body,
 ) -> Result<Answer, ApiError> {
     check_json_content_type(headers)?;
+    let key = idempotency_key(headers)?;
     let event = intake::authenticate(app, event_id, secret).await?;
     let body = read_body(app, headers, body).await?;
-    intake::accept(app, &event, &body).await
+    intake::accept(app, &event, &body, key.as_deref()).await
 }
 
-fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key)
+            if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key.to_string()))
+        }
+        _ => Err(ApiError::BadHeader(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        )),
+    }
+}
+
+pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(ApiError::UnsupportedMediaType { got: None });
     };
@@ -180,7 +272,7 @@ async fn read_body(
         .map_err(|_| too_large())
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme

@@ -17,6 +17,21 @@ pub fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// SHA-256 of any bytes (request bodies under an idempotency key).
+pub fn hash_bytes(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Whether two digests are equal, in constant time.
+pub fn equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// A hex SHA-256 digest (how the Lambda is given the admin token's hash) as bytes.
+pub fn parse_hash(hex_digest: &str) -> Option<[u8; 32]> {
+    hex::decode(hex_digest.trim()).ok()?.try_into().ok()
+}
+
 /// Whether `presented` is the secret whose hash is `stored`, in constant time.
 pub fn verify(presented: &str, stored: &[u8; 32]) -> bool {
     hash(presented).ct_eq(stored).into()

@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 pub struct RequestStatus {
     pub request_id: String,
     pub event_id: String,
-    /// `accepted` (nothing finished yet), `running`, `done`, or `aborted`.
+    /// `accepted` (nothing finished yet), `running`, `done`, `cancelled` or `aborted`.
     pub state: &'static str,
     pub audience: Audience,
     /// Users targeted; null for `everyone` until the bot's users are fully enumerated.
@@ -21,6 +21,8 @@ pub struct RequestStatus {
     pub delivered: u64,
     pub not_found: u64,
     pub failed: u64,
+    /// Users left out because the request was cancelled.
+    pub cancelled: u64,
     /// `failed` by reason class, e.g. `{"blocked": 3, "chat_not_found": 1}`.
     pub failed_by_reason: std::collections::BTreeMap<String, u64>,
     /// Users known and not yet final.
@@ -35,11 +37,12 @@ pub struct RequestStatus {
 
 impl From<RequestProgress> for RequestStatus {
     fn from(p: RequestProgress) -> Self {
-        let finished = p.delivered + p.not_found + p.failed;
+        let finished = p.delivered + p.not_found + p.failed + p.cancelled;
         let pending = p.targeted.saturating_sub(finished);
         let enumerated = p.expansions_pending == 0;
         let state = match p.state {
             RequestState::Aborted => "aborted",
+            RequestState::Cancelled => "cancelled",
             RequestState::Accepting => "accepted",
             RequestState::Accepted if enumerated && pending == 0 => "done",
             // Nothing final yet, and no expansion page read either.
@@ -57,6 +60,7 @@ impl From<RequestProgress> for RequestStatus {
             delivered: p.delivered,
             not_found: p.not_found,
             failed: p.failed,
+            cancelled: p.cancelled,
             failed_by_reason: p.failed_by_reason,
             pending,
             created_at: rfc3339(p.record.created_at),
@@ -103,6 +107,7 @@ mod tests {
             delivered: finished,
             not_found: 0,
             failed: 0,
+            cancelled: 0,
             failed_by_reason: Default::default(),
             error_samples: vec![],
             delivery_samples: vec![],

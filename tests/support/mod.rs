@@ -3,12 +3,12 @@
 #![allow(dead_code)]
 
 use async_trait::async_trait;
+use herald_core::admin::{AdminStore, NewUser};
 use herald_core::domain::{Action, DeliveryResult};
 use herald_core::log_deliverer::LogDeliverer;
 use herald_core::ports::{Deliverer, Delivery};
 use herald_core::{App, Config};
 use herald_sqlite::events::CreatedEvent;
-use herald_sqlite::users::ImportUser;
 use herald_sqlite::worker_pool::{drain, PoolOptions};
 use herald_sqlite::Sqlite;
 use std::collections::HashMap;
@@ -45,20 +45,20 @@ impl Harness {
         let action = Action::Screen {
             screen_id: "welcome".into(),
         };
-        self.store.create_event(bot, "test", action).await.unwrap()
+        self.store.new_event(bot, "test", action).await.unwrap()
     }
 
     /// Import `tg` users with these platform ids; bm_id is `bm-<id>`.
     pub async fn users(&self, bot: &str, platform: &str, ids: impl IntoIterator<Item = String>) {
-        let users = ids
+        let users: Vec<NewUser> = ids
             .into_iter()
-            .map(|id| ImportUser {
+            .map(|id| NewUser {
                 platform: platform.into(),
                 bm_id: Some(format!("bm-{platform}-{id}")),
                 platform_id: id,
             })
             .collect();
-        self.store.import_users(bot, users).await.unwrap();
+        self.store.import_users(bot, &users).await.unwrap();
     }
 
     /// Run every job that is due, like the worker pool would.

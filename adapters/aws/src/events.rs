@@ -1,17 +1,20 @@
 //! Events in DynamoDB: one item per event, `pk` = event id, with `bot_id`, `name`,
-//! `secret_hash` (binary SHA-256), `action` (map) and `enabled`; and one item per
-//! configured bot, `pk` = `bot#{bot_id}`, with its connections.
+//! `secret_hash` (binary SHA-256), `action` (map), `enabled`, `rate_limit` (map) and,
+//! after a rotation, `previous_secret_hash` with `previous_secret_until`; one item per
+//! bot, `pk` = `bot#{bot_id}`, with its connections; and one rate-limit state item per
+//! limited event, `pk` = `rate#{event_id}` (see [`crate::throttle`]).
 
-use crate::{get_s, s, store_error, Aws};
+use crate::{get_n, get_s, n, s, store_error, Aws, Item};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use herald_core::domain::{Action, Bot, Event};
+use herald_core::domain::{Action, Bot, Event, PreviousSecret};
 use herald_core::ports::EventDirectory;
 use herald_core::{secret, StoreError};
 
 impl Aws {
-    /// Store an event whose secret is `secret` (only its hash is kept).
+    /// Store an event whose secret is `secret` (only its hash is kept): what tests and
+    /// fixtures use; operators go through the admin API.
     pub async fn put_event(
         &self,
         event_id: &str,
@@ -20,34 +23,35 @@ impl Aws {
         secret: &str,
         action: &Action,
     ) -> Result<(), StoreError> {
-        let action = serde_dynamo::to_attribute_value(action).map_err(StoreError::new)?;
+        let event = Event {
+            id: event_id.to_string(),
+            bot_id: bot_id.to_string(),
+            name: name.to_string(),
+            secret_hash: secret::hash(secret),
+            previous_secret: None,
+            action: action.clone(),
+            enabled: true,
+            rate_limit: None,
+            created_at: herald_core::domain::now_ms(),
+        };
         self.dynamodb
             .put_item()
             .table_name(&self.settings.events_table)
-            .item("pk", s(event_id))
-            .item("bot_id", s(bot_id))
-            .item("name", s(name))
-            .item(
-                "secret_hash",
-                AttributeValue::B(Blob::new(secret::hash(secret).to_vec())),
-            )
-            .item("action", action)
-            .item("enabled", AttributeValue::Bool(true))
+            .set_item(Some(event_item(&event)?))
             .send()
             .await
             .map_err(store_error)?;
         Ok(())
     }
-}
 
-impl Aws {
     /// Store a bot's connections (item `bot#{id}` of the events table).
     pub async fn put_bot(&self, bot: &Bot) -> Result<(), StoreError> {
         let mut put = self
             .dynamodb
             .put_item()
             .table_name(&self.settings.events_table)
-            .item("pk", s(format!("bot#{}", bot.id)));
+            .item("pk", s(format!("{BOT_PREFIX}{}", bot.id)))
+            .item("created_at", n(herald_core::domain::now_ms()));
         for (name, value) in [
             ("telegram_token", &bot.telegram_token),
             ("screen_url", &bot.screen_url),
@@ -62,6 +66,74 @@ impl Aws {
     }
 }
 
+/// Key prefix of bot items in the events table.
+pub(crate) const BOT_PREFIX: &str = "bot#";
+/// Key prefix of rate-limit state items in the events table.
+pub(crate) const RATE_PREFIX: &str = "rate#";
+
+/// The item of an event.
+pub(crate) fn event_item(event: &Event) -> Result<Item, StoreError> {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(&event.id));
+    item.insert("bot_id".into(), s(&event.bot_id));
+    item.insert("name".into(), s(&event.name));
+    item.insert(
+        "secret_hash".into(),
+        AttributeValue::B(Blob::new(event.secret_hash.to_vec())),
+    );
+    item.insert(
+        "action".into(),
+        serde_dynamo::to_attribute_value(&event.action).map_err(StoreError::new)?,
+    );
+    item.insert("enabled".into(), AttributeValue::Bool(event.enabled));
+    item.insert("created_at".into(), n(event.created_at));
+    if let Some(limit) = &event.rate_limit {
+        item.insert(
+            "rate_limit".into(),
+            serde_dynamo::to_attribute_value(limit).map_err(StoreError::new)?,
+        );
+    }
+    Ok(item)
+}
+
+/// An event from its item.
+pub(crate) fn event_of(item: &Item) -> Result<Event, StoreError> {
+    let hash = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_b().ok())
+            .and_then(|b| <[u8; 32]>::try_from(b.as_ref()).ok())
+    };
+    let event_id = get_s(item, "pk");
+    let action = item
+        .get("action")
+        .cloned()
+        .ok_or_else(|| StoreError::new(format!("event {event_id} has no action")))?;
+    let rate_limit = item
+        .get("rate_limit")
+        .cloned()
+        .map(serde_dynamo::from_attribute_value)
+        .transpose()
+        .map_err(StoreError::new)?;
+    Ok(Event {
+        id: event_id.to_string(),
+        bot_id: get_s(item, "bot_id").to_string(),
+        name: get_s(item, "name").to_string(),
+        secret_hash: hash("secret_hash").unwrap_or([0u8; 32]),
+        previous_secret: hash("previous_secret_hash").map(|hash| PreviousSecret {
+            hash,
+            valid_until: get_n(item, "previous_secret_until"),
+        }),
+        action: serde_dynamo::from_attribute_value(action).map_err(StoreError::new)?,
+        enabled: item
+            .get("enabled")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+        rate_limit,
+        created_at: get_n(item, "created_at"),
+    })
+}
+
 #[async_trait]
 impl EventDirectory for Aws {
     async fn bot(&self, bot_id: &str) -> Result<Bot, StoreError> {
@@ -69,7 +141,7 @@ impl EventDirectory for Aws {
             .dynamodb
             .get_item()
             .table_name(&self.settings.events_table)
-            .key("pk", s(format!("bot#{bot_id}")))
+            .key("pk", s(format!("{BOT_PREFIX}{bot_id}")))
             .send()
             .await
             .map_err(store_error)?;
@@ -92,29 +164,10 @@ impl EventDirectory for Aws {
             .send()
             .await
             .map_err(store_error)?;
-        let Some(item) = found.item else {
-            return Ok(None);
-        };
-        let secret_hash = item
-            .get("secret_hash")
-            .and_then(|v| v.as_b().ok())
-            .and_then(|b| <[u8; 32]>::try_from(b.as_ref()).ok())
-            .unwrap_or([0u8; 32]);
-        let action = item
-            .get("action")
-            .cloned()
-            .ok_or_else(|| StoreError::new(format!("event {event_id} has no action")))?;
-        Ok(Some(Event {
-            id: event_id.to_string(),
-            bot_id: get_s(&item, "bot_id").to_string(),
-            name: get_s(&item, "name").to_string(),
-            secret_hash,
-            action: serde_dynamo::from_attribute_value(action).map_err(StoreError::new)?,
-            enabled: item
-                .get("enabled")
-                .and_then(|v| v.as_bool().ok())
-                .copied()
-                .unwrap_or(false),
-        }))
+        match found.item {
+            Some(item) if !item.contains_key("bot_id") => Ok(None),
+            Some(item) => event_of(&item).map(Some),
+            None => Ok(None),
+        }
     }
 }

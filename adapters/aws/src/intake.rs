@@ -6,22 +6,32 @@
 //! later and drop those of an `aborted` one. If sending or the final update fails, the
 //! request is marked `aborted` (best effort) and the caller answers 503: nothing is
 //! visible as accepted, and jobs already sent do nothing.
+//!
+//! An `Idempotency-Key` is an item `idem#{event_id}#{key}` written in the same transaction
+//! as the `accepting` request, on condition that the key is free (or older than 24 hours):
+//! of two concurrent requests with one key, exactly one transaction succeeds; the other
+//! reads the winner's answer. An aborted accept deletes its key again.
 
 use crate::requests::{expires_at, REQUEST_SK};
-use crate::{n, s, store_error, Aws};
+use crate::{get_n, get_s, n, s, store_error, Aws};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use herald_core::domain::{Audience, Job, RequestRecord, RequestState};
-use herald_core::ports::{Intake, JobQueue};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem, WriteRequest};
+use herald_core::domain::{now_ms, Audience, Job, RequestRecord, RequestState};
+use herald_core::ports::{Intake, JobQueue, Recorded, Remember, Remembered, IDEMPOTENCY_WINDOW_MS};
 use herald_core::StoreError;
 use std::time::Duration;
 
 impl Aws {
+    /// Write the request `accepting` (with its idempotency key, if any, in the same
+    /// transaction); Duplicate when the key was taken first.
     async fn record_accepting(
         &self,
         record: &RequestRecord,
         targeted: Option<u64>,
-    ) -> Result<(), StoreError> {
+        remember: Option<&Remember>,
+    ) -> Result<Recorded, StoreError> {
         let shards = match record.audience {
             Audience::Everyone { shards, .. } => shards,
             _ => 0,
@@ -36,7 +46,7 @@ impl Aws {
         item.insert("event_id".into(), s(&record.event_id));
         item.insert("targeted".into(), n(targeted.unwrap_or(0)));
         item.insert("expansions_pending".into(), n(shards));
-        for counter in ["delivered", "not_found", "failed"] {
+        for counter in ["delivered", "not_found", "failed", "cancelled"] {
             item.insert(counter.into(), n(0));
         }
         item.insert("reasons".into(), AttributeValue::M(Default::default()));
@@ -44,14 +54,66 @@ impl Aws {
         item.insert("deliveries".into(), AttributeValue::L(vec![]));
         item.insert("created_at".into(), n(record.created_at));
         item.insert("expires_at".into(), expires.clone());
-        self.dynamodb
-            .put_item()
+        let request = Put::builder()
             .table_name(&self.settings.requests_table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(store_error)?;
+            .build()
+            .map_err(StoreError::new)?;
+        match remember {
+            None => {
+                self.dynamodb
+                    .put_item()
+                    .table_name(&self.settings.requests_table)
+                    .set_item(Some(request.item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+            }
+            Some(remember) => {
+                let key = self.idempotency_key(&remember.event_id, &remember.key);
+                let mut idem = key.clone();
+                let answer = &remember.answer;
+                idem.insert("request_id".into(), s(&answer.request_id));
+                idem.insert(
+                    "body_hash".into(),
+                    AttributeValue::B(Blob::new(answer.body_hash.to_vec())),
+                );
+                idem.insert("status".into(), n(answer.status));
+                idem.insert("answer".into(), s(&answer.answer));
+                idem.insert("at".into(), n(answer.at));
+                idem.insert(
+                    "expires_at".into(),
+                    n((answer.at + IDEMPOTENCY_WINDOW_MS) / 1000 + 3600),
+                );
+                let claim = Put::builder()
+                    .table_name(&self.settings.requests_table)
+                    .set_item(Some(idem))
+                    .condition_expression("attribute_not_exists(pk) OR #at < :cutoff")
+                    .expression_attribute_names("#at", "at")
+                    .expression_attribute_values(":cutoff", n(now_ms() - IDEMPOTENCY_WINDOW_MS))
+                    .build()
+                    .map_err(StoreError::new)?;
+                let written = self
+                    .dynamodb
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().put(request).build())
+                    .transact_items(TransactWriteItem::builder().put(claim).build())
+                    .send()
+                    .await;
+                match written {
+                    Ok(_) => {}
+                    Err(e) if key_taken(&e) => {
+                        return match self.remembered(&remember.event_id, &remember.key).await? {
+                            Some(first) => Ok(Recorded::Duplicate(first)),
+                            None => Err(StoreError::new("idempotency key contended; retry")),
+                        }
+                    }
+                    Err(e) => return Err(store_error(e)),
+                }
+            }
+        }
         let cursors: Vec<WriteRequest> = (0..shards)
             .map(|shard| {
                 let mut item = self.request_key(&record.id, &format!("x#{shard}"));
@@ -89,8 +151,24 @@ impl Aws {
                 }
             }
         }
-        Ok(())
+        Ok(Recorded::New)
     }
+
+    fn idempotency_key(&self, event_id: &str, key: &str) -> crate::Item {
+        self.request_key(&format!("idem#{event_id}#{key}"), IDEMPOTENCY_SK)
+    }
+}
+
+/// The item holding an idempotency key's first answer (`pk` = `idem#{event}#{key}`).
+const IDEMPOTENCY_SK: &str = "idempotency";
+
+/// Whether a transaction failed because its idempotency key (its second item) was taken.
+fn key_taken(e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(TransactWriteItemsError::TransactionCanceledException(c))
+            if c.cancellation_reasons().get(1).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+    )
 }
 
 #[async_trait]
@@ -100,8 +178,13 @@ impl Intake for Aws {
         record: &RequestRecord,
         targeted: Option<u64>,
         jobs: Vec<Job>,
-    ) -> Result<(), StoreError> {
-        self.record_accepting(record, targeted).await?;
+        remember: Option<&Remember>,
+    ) -> Result<Recorded, StoreError> {
+        if let Recorded::Duplicate(first) =
+            self.record_accepting(record, targeted, remember).await?
+        {
+            return Ok(Recorded::Duplicate(first));
+        }
         let sent = match self.enqueue(jobs, Duration::ZERO).await {
             Ok(()) => {
                 self.set_request_state(&record.id, RequestState::Accepted)
@@ -116,8 +199,54 @@ impl Intake for Aws {
             {
                 tracing::warn!(request_id = %record.id, error = %abort, "could not mark an unaccepted request aborted; its jobs expire with it");
             }
+            if let Some(remember) = remember {
+                // Free the key, so that the client's retry is not answered with this failure.
+                let _ = self
+                    .dynamodb
+                    .delete_item()
+                    .table_name(&self.settings.requests_table)
+                    .set_key(Some(
+                        self.idempotency_key(&remember.event_id, &remember.key),
+                    ))
+                    .send()
+                    .await;
+            }
             return Err(e);
         }
-        Ok(())
+        Ok(Recorded::New)
+    }
+
+    async fn remembered(
+        &self,
+        event_id: &str,
+        key: &str,
+    ) -> Result<Option<Remembered>, StoreError> {
+        let found = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.idempotency_key(event_id, key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let Some(item) = found.item else {
+            return Ok(None);
+        };
+        let at = get_n(&item, "at");
+        if at < now_ms() - IDEMPOTENCY_WINDOW_MS {
+            return Ok(None);
+        }
+        Ok(Some(Remembered {
+            request_id: get_s(&item, "request_id").to_string(),
+            body_hash: item
+                .get("body_hash")
+                .and_then(|v| v.as_b().ok())
+                .and_then(|b| <[u8; 32]>::try_from(b.as_ref()).ok())
+                .unwrap_or([0u8; 32]),
+            status: get_n(&item, "status") as u16,
+            answer: get_s(&item, "answer").to_string(),
+            at,
+        }))
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! [`Aws`] holds the SDK clients and table/queue names, built once per Lambda instance by
 //! [`Aws::connect`]. It implements the event directory ([`events`]), the user store
-//! ([`users`]), the request log ([`requests`]), the job queue ([`sqs`]) and the intake
+//! ([`users`]), the request log ([`requests`]), the job queue ([`sqs`]), the intake
 //! ([`intake`]), whose two-phase accept makes a request visible only once all its jobs are
-//! on the queue. [`Aws::app`] wires them into the core's [`App`]. The key design of each
+//! on the queue, the operators' changes ([`admin`]) and shared rate limits ([`throttle`]). [`Aws::app`] wires them into the core's [`App`]. The key design of each
 //! table is described in `template.yaml` and in the module that owns it.
 
+pub mod admin;
+pub mod emf;
 pub mod events;
 pub mod intake;
 #[cfg(feature = "local")]
@@ -14,11 +16,12 @@ pub mod local;
 pub mod requests;
 pub mod settings;
 pub mod sqs;
+pub mod throttle;
 pub mod users;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use herald_core::ports::Deliverer;
-use herald_core::{App, Config, StoreError};
+use herald_core::{App, Config, Ports, StoreError};
 pub use settings::AwsSettings;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,18 +58,10 @@ impl Aws {
         }
     }
 
-    /// The core's [`App`] over these adapters.
+    /// The core's [`App`] over these adapters (rate limits shared through DynamoDB).
     pub fn app(&self, config: Config, deliverer: Arc<dyn Deliverer>) -> App {
         let shared = Arc::new(self.clone());
-        App::new(
-            config,
-            shared.clone(),
-            shared.clone(),
-            shared.clone(),
-            shared.clone(),
-            shared,
-            deliverer,
-        )
+        App::new(config, Ports::all(shared.clone(), shared), deliverer)
     }
 }
 

@@ -25,6 +25,16 @@ pub const RETENTION_SECS: i64 = 30 * 24 * 3600;
 
 pub(crate) const REQUEST_SK: &str = "request";
 
+/// How much a request's counters move in one write.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub delivered: i64,
+    pub not_found: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub reasons: BTreeMap<String, i64>,
+}
+
 /// When a request was created, from its id (a ULID); now for an id that is not one.
 pub(crate) fn created_at_of(request_id: &str) -> i64 {
     ulid::Ulid::from_string(request_id)
@@ -74,21 +84,21 @@ impl Aws {
         Ok(())
     }
 
-    fn counters_update(
+    /// Move a request's counters by `counts` (negative to take outcomes back).
+    pub(crate) fn counters_update(
         &self,
         request_id: &str,
-        delivered: i64,
-        not_found: i64,
-        failed: i64,
-        reasons: &BTreeMap<String, i64>,
+        counts: &Counts,
     ) -> Result<Update, StoreError> {
+        let reasons = &counts.reasons;
         let mut set = vec!["updated_at = :now".to_string()];
         let mut update = Update::builder()
             .table_name(&self.settings.requests_table)
             .set_key(Some(self.request_key(request_id, REQUEST_SK)))
-            .expression_attribute_values(":d", n(delivered))
-            .expression_attribute_values(":n", n(not_found))
-            .expression_attribute_values(":f", n(failed))
+            .expression_attribute_values(":d", n(counts.delivered))
+            .expression_attribute_values(":n", n(counts.not_found))
+            .expression_attribute_values(":f", n(counts.failed))
+            .expression_attribute_values(":c", n(counts.cancelled))
             .expression_attribute_values(":now", n(herald_core::domain::now_ms()));
         for (i, (reason, count)) in reasons.iter().enumerate() {
             set.push(format!(
@@ -103,7 +113,7 @@ impl Aws {
         }
         update
             .update_expression(format!(
-                "ADD delivered :d, not_found :n, failed :f SET {}",
+                "ADD delivered :d, not_found :n, failed :f, cancelled :c SET {}",
                 set.join(", ")
             ))
             .build()
@@ -120,6 +130,7 @@ impl Aws {
         let (name, reason) = match outcome {
             Outcome::Delivered { .. } => ("delivered", None),
             Outcome::NotFound => ("not_found", None),
+            Outcome::Cancelled => ("cancelled", None),
             Outcome::Failed { reason, .. } => ("failed", Some(reason.clone())),
         };
         let mut item = self.request_key(request_id, &format!("u#{key}"));
@@ -144,16 +155,16 @@ impl Aws {
         outcomes: &[(String, Outcome)],
         expires: &AttributeValue,
     ) -> Result<bool, StoreError> {
-        let (mut d, mut nf, mut f) = (0, 0, 0);
-        let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
+        let mut counts = Counts::default();
         let mut items = Vec::with_capacity(outcomes.len() + 1);
         for (key, outcome) in outcomes {
             match outcome {
-                Outcome::Delivered { .. } => d += 1,
-                Outcome::NotFound => nf += 1,
+                Outcome::Delivered { .. } => counts.delivered += 1,
+                Outcome::NotFound => counts.not_found += 1,
+                Outcome::Cancelled => counts.cancelled += 1,
                 Outcome::Failed { reason, .. } => {
-                    f += 1;
-                    *reasons.entry(reason.clone()).or_default() += 1;
+                    counts.failed += 1;
+                    *counts.reasons.entry(reason.clone()).or_default() += 1;
                 }
             }
             items.push(
@@ -164,7 +175,7 @@ impl Aws {
         }
         items.push(
             TransactWriteItem::builder()
-                .update(self.counters_update(request_id, d, nf, f, &reasons)?)
+                .update(self.counters_update(request_id, &counts)?)
                 .build(),
         );
         match self
@@ -225,54 +236,60 @@ fn record_of(item: &Item) -> Result<RequestRecord, StoreError> {
     serde_dynamo::from_attribute_value(record).map_err(StoreError::new)
 }
 
+/// A request's progress from its `request` item.
+pub(crate) fn progress_of(item: &Item) -> Result<RequestProgress, StoreError> {
+    let list = |name: &str| -> Vec<AttributeValue> {
+        item.get(name)
+            .and_then(|v| v.as_l().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let errors: Vec<ErrorSample> = list("errors")
+        .into_iter()
+        .take(ERROR_SAMPLES)
+        .filter_map(|v| v.as_m().ok().cloned())
+        .map(|m| ErrorSample {
+            user: get_s(&m, "user").to_string(),
+            reason: get_s(&m, "reason").to_string(),
+            message: get_s(&m, "message").to_string(),
+        })
+        .collect();
+    let deliveries = list("deliveries")
+        .into_iter()
+        .take(DELIVERY_SAMPLES)
+        .filter_map(|v| serde_dynamo::from_attribute_value(v).ok())
+        .collect();
+    Ok(RequestProgress {
+        record: record_of(item)?,
+        state: RequestState::from_name(get_s(item, "state")),
+        targeted: get_n(item, "targeted").max(0) as u64,
+        expansions_pending: get_n(item, "expansions_pending").max(0) as u32,
+        delivered: get_n(item, "delivered").max(0) as u64,
+        not_found: get_n(item, "not_found").max(0) as u64,
+        failed: get_n(item, "failed").max(0) as u64,
+        cancelled: get_n(item, "cancelled").max(0) as u64,
+        failed_by_reason: item
+            .get("reasons")
+            .and_then(|v| v.as_m().ok())
+            .map(|m| {
+                m.keys()
+                    .map(|k| (k.clone(), get_n(m, k).max(0) as u64))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        error_samples: errors,
+        delivery_samples: deliveries,
+        updated_at: item.get("updated_at").map(|_| get_n(item, "updated_at")),
+    })
+}
+
 #[async_trait]
 impl RequestLog for Aws {
     async fn progress(&self, request_id: &str) -> Result<Option<RequestProgress>, StoreError> {
-        let Some(item) = self.request_item(request_id).await? else {
-            return Ok(None);
-        };
-        let list = |name: &str| -> Vec<AttributeValue> {
-            item.get(name)
-                .and_then(|v| v.as_l().ok())
-                .cloned()
-                .unwrap_or_default()
-        };
-        let errors: Vec<ErrorSample> = list("errors")
-            .into_iter()
-            .take(ERROR_SAMPLES)
-            .filter_map(|v| v.as_m().ok().cloned())
-            .map(|m| ErrorSample {
-                user: get_s(&m, "user").to_string(),
-                reason: get_s(&m, "reason").to_string(),
-                message: get_s(&m, "message").to_string(),
-            })
-            .collect();
-        let deliveries = list("deliveries")
-            .into_iter()
-            .take(DELIVERY_SAMPLES)
-            .filter_map(|v| serde_dynamo::from_attribute_value(v).ok())
-            .collect();
-        Ok(Some(RequestProgress {
-            record: record_of(&item)?,
-            state: RequestState::from_name(get_s(&item, "state")),
-            targeted: get_n(&item, "targeted").max(0) as u64,
-            expansions_pending: get_n(&item, "expansions_pending").max(0) as u32,
-            delivered: get_n(&item, "delivered").max(0) as u64,
-            not_found: get_n(&item, "not_found").max(0) as u64,
-            failed: get_n(&item, "failed").max(0) as u64,
-            failed_by_reason: item
-                .get("reasons")
-                .and_then(|v| v.as_m().ok())
-                .map(|m| {
-                    m.keys()
-                        .map(|k| (k.clone(), get_n(m, k).max(0) as u64))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            error_samples: errors,
-            delivery_samples: deliveries,
-            updated_at: item.get("updated_at").map(|_| get_n(&item, "updated_at")),
-        }))
+        match self.request_item(request_id).await? {
+            Some(item) => progress_of(&item).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn record(

@@ -1,12 +1,13 @@
-//! Bots and events in SQLite: the [`EventDirectory`] port and the local admin operations
-//! that create them.
+//! Bots and events in SQLite: the [`EventDirectory`] port, the row mapping the admin
+//! operations share ([`event_row`]), and the settings the server keeps.
 
-use crate::{from_json, now_ms, to_json, Sqlite};
+use crate::{from_json, now_ms, Sqlite};
 use async_trait::async_trait;
-use herald_core::domain::{new_id, Action, Bot, Event};
+use herald_core::admin::AdminStore;
+use herald_core::domain::{new_id, Action, Bot, Event, PreviousSecret};
 use herald_core::ports::EventDirectory;
 use herald_core::{secret, StoreError};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::OptionalExtension;
 
 /// A new event, with the only copy of its secret.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -19,21 +20,9 @@ pub struct CreatedEvent {
 }
 
 impl Sqlite {
-    /// Register `bot_id` if it is new.
-    pub async fn ensure_bot(&self, bot_id: &str) -> Result<(), StoreError> {
-        let bot_id = bot_id.to_string();
-        self.write(move |conn| {
-            conn.execute(
-                "INSERT OR IGNORE INTO bots (id, created_at) VALUES (?1, ?2)",
-                params![bot_id, now_ms()],
-            )
-            .map(|_| ())
-        })
-        .await
-    }
-
-    /// Create an event (and its bot if new) with a fresh secret.
-    pub async fn create_event(
+    /// Create an event (and its bot if new) with a fresh secret: the shortcut the demo and
+    /// tests use; operators go through the admin API.
+    pub async fn new_event(
         &self,
         bot_id: &str,
         name: &str,
@@ -46,78 +35,19 @@ impl Sqlite {
             secret: secret::generate(),
             action,
         };
-        let row = created.clone();
-        self.durable_transaction(move |tx| {
-            tx.execute(
-                "INSERT OR IGNORE INTO bots (id, created_at) VALUES (?1, ?2)",
-                params![row.bot_id, now_ms()],
-            )?;
-            tx.execute(
-                "INSERT INTO events (id, bot_id, name, secret_hash, action, enabled, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
-                params![
-                    row.event_id,
-                    row.bot_id,
-                    row.name,
-                    secret::hash(&row.secret).to_vec(),
-                    to_json(&row.action)?,
-                    now_ms()
-                ],
-            )?;
-            Ok(())
-        })
-        .await?;
+        let event = Event {
+            id: created.event_id.clone(),
+            bot_id: created.bot_id.clone(),
+            name: created.name.clone(),
+            secret_hash: secret::hash(&created.secret),
+            previous_secret: None,
+            action: created.action.clone(),
+            enabled: true,
+            rate_limit: None,
+            created_at: now_ms(),
+        };
+        AdminStore::create_event(self, &event).await?;
         Ok(created)
-    }
-
-    /// Switch an event on or off; false when there is no such event.
-    pub async fn set_event_enabled(
-        &self,
-        event_id: &str,
-        enabled: bool,
-    ) -> Result<bool, StoreError> {
-        let event_id = event_id.to_string();
-        self.write(move |conn| {
-            conn.execute(
-                "UPDATE events SET enabled = ?2 WHERE id = ?1",
-                params![event_id, enabled],
-            )
-            .map(|n| n == 1)
-        })
-        .await
-    }
-
-    /// Set a bot's connections (registering the bot if new); `None` leaves a field as it
-    /// is, `Some("")` clears it.
-    pub async fn set_bot(
-        &self,
-        bot_id: &str,
-        telegram_token: Option<String>,
-        screen_url: Option<String>,
-        signing_secret: Option<String>,
-    ) -> Result<(), StoreError> {
-        let bot_id = bot_id.to_string();
-        self.durable_transaction(move |tx| {
-            tx.execute(
-                "INSERT OR IGNORE INTO bots (id, created_at) VALUES (?1, ?2)",
-                params![bot_id, now_ms()],
-            )?;
-            for (column, value) in [
-                ("telegram_token", telegram_token),
-                ("screen_url", screen_url),
-                ("signing_secret", signing_secret),
-            ] {
-                if let Some(value) = value {
-                    let value = (!value.is_empty()).then_some(value);
-                    tx.execute(
-                        &format!("UPDATE bots SET {column} = ?2 WHERE id = ?1"),
-                        params![bot_id, value],
-                    )?;
-                }
-            }
-            Ok(())
-        })
-        .await
     }
 
     /// Number of events stored (the demo is created only when there are none).
@@ -125,6 +55,59 @@ impl Sqlite {
         self.read(|conn| conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)))
             .await
     }
+
+    /// The stored hash of the admin token, if one was set.
+    pub async fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT value FROM settings WHERE name = 'admin_token_sha256'",
+                [],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()
+            .map(|found| found.and_then(|v| v.try_into().ok()))
+        })
+        .await
+    }
+
+    /// Store the hash of the admin token (replacing any before it).
+    pub async fn set_admin_token_hash(&self, hash: [u8; 32]) -> Result<(), StoreError> {
+        self.durable_transaction(move |tx| {
+            tx.execute(
+                "INSERT INTO settings (name, value) VALUES ('admin_token_sha256', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [hash.to_vec()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+}
+
+/// The columns [`event_row`] reads, in order.
+pub(crate) const EVENT_COLUMNS: &str = "id, bot_id, name, secret_hash, action, enabled, \
+     rate_limit, previous_secret_hash, previous_secret_until, created_at";
+
+/// An event from a row of [`EVENT_COLUMNS`].
+pub(crate) fn event_row(row: &rusqlite::Row) -> rusqlite::Result<Event> {
+    let hash = |value: Option<Vec<u8>>| value.and_then(|h| <[u8; 32]>::try_from(h).ok());
+    let action: String = row.get(4)?;
+    let rate_limit: Option<String> = row.get(6)?;
+    let previous = hash(row.get(7)?);
+    let until: Option<i64> = row.get(8)?;
+    Ok(Event {
+        id: row.get(0)?,
+        bot_id: row.get(1)?,
+        name: row.get(2)?,
+        secret_hash: hash(row.get(3)?).unwrap_or([0u8; 32]),
+        action: from_json(&action)?,
+        enabled: row.get(5)?,
+        rate_limit: rate_limit.map(|r| from_json(&r)).transpose()?,
+        previous_secret: previous
+            .zip(until)
+            .map(|(hash, valid_until)| PreviousSecret { hash, valid_until }),
+        created_at: row.get(9)?,
+    })
 }
 
 #[async_trait]
@@ -157,22 +140,9 @@ impl EventDirectory for Sqlite {
     async fn event(&self, event_id: &str) -> Result<Option<Event>, StoreError> {
         let event_id = event_id.to_string();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT id, bot_id, name, secret_hash, action, enabled FROM events WHERE id = ?1",
-            )?
-            .query_row([&event_id], |row| {
-                let hash: Vec<u8> = row.get(3)?;
-                let action: String = row.get(4)?;
-                Ok(Event {
-                    id: row.get(0)?,
-                    bot_id: row.get(1)?,
-                    name: row.get(2)?,
-                    secret_hash: hash.try_into().unwrap_or([0u8; 32]),
-                    action: from_json(&action)?,
-                    enabled: row.get(5)?,
-                })
-            })
-            .optional()
+            conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?
+                .query_row([&event_id], event_row)
+                .optional()
         })
         .await
     }

@@ -2,12 +2,14 @@
 //!
 //! [`Sqlite`] opens the file in WAL mode, applies the [`schema`] migrations, and implements
 //! the event directory ([`events`]), the user store ([`users`]), the request log and intake
-//! ([`requests`]) and a durable job queue with leases, attempts and dead jobs ([`queue`]).
+//! ([`requests`]), a durable job queue with leases, attempts and dead jobs ([`queue`]) and
+//! the operators' changes ([`admin`]).
 //! Writes go through one writer connection (SQLite allows one writer at a time anyway);
 //! reads use a small pool of reader connections, so status reads never wait for writes.
 //! All calls run on tokio's blocking pool. [`worker_pool`] drains the queue with the core's
 //! batch processor.
 
+pub mod admin;
 pub mod events;
 pub mod queue;
 pub mod requests;
@@ -16,7 +18,7 @@ pub mod users;
 pub mod worker_pool;
 
 use herald_core::ports::Deliverer;
-use herald_core::{App, Config, StoreError};
+use herald_core::{App, Config, Ports, StoreError};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -148,16 +150,13 @@ impl Sqlite {
     }
 }
 
-/// The [`App`] of the embedded runtime: every port on `store`, actions through `deliverer`.
+/// The [`App`] of the embedded runtime: every port on `store`, rate limits in this
+/// process, actions through `deliverer`.
 pub fn app(store: &Sqlite, config: Config, deliverer: Arc<dyn Deliverer>) -> App {
-    let shared = Arc::new(store.clone());
+    let throttle = Arc::new(herald_core::throttle::LocalThrottle::default());
     App::new(
         config,
-        shared.clone(),
-        shared.clone(),
-        shared.clone(),
-        shared.clone(),
-        shared,
+        Ports::all(Arc::new(store.clone()), throttle),
         deliverer,
     )
 }

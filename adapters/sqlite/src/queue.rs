@@ -23,11 +23,13 @@ pub struct Leased {
     pub attempts: u32,
 }
 
-/// Counts of the queue, for status and tests.
+/// Counts of the queue, for metrics and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct QueueDepth {
     pub ready: u64,
     pub dead: u64,
+    /// Milliseconds since the oldest ready job became visible (0 when none is waiting).
+    pub oldest_ready_ms: u64,
 }
 
 /// Insert `jobs` in `tx`, visible after `delay`.
@@ -68,8 +70,8 @@ impl JobQueue for Sqlite {
         self.transaction(move |tx| {
             insert_jobs(tx, std::slice::from_ref(&job), Duration::ZERO)?;
             tx.execute(
-                "UPDATE jobs SET state = 'dead', last_error = ?2 WHERE id = ?1",
-                params![job.id, reason],
+                "UPDATE jobs SET state = 'dead', last_error = ?2, died_at = ?3 WHERE id = ?1",
+                params![job.id, reason, now_ms()],
             )
             .map(|_| ())
         })
@@ -126,7 +128,8 @@ impl Sqlite {
         self.write(move |conn| {
             conn.execute(
                 "UPDATE jobs SET visible_at = ?2, state = ?3, leased = 0,
-                        last_error = coalesce(?4, last_error)
+                        last_error = coalesce(?4, last_error),
+                        died_at = CASE WHEN ?3 = 'dead' THEN ?2 END
                  WHERE id = ?1",
                 params![
                     job_id,
@@ -179,13 +182,16 @@ impl Sqlite {
     pub async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
         self.read(|conn| {
             conn.query_row(
-                "SELECT count(*) FILTER (WHERE state = 'ready'), count(*) FILTER (WHERE state = 'dead')
+                "SELECT count(*) FILTER (WHERE state = 'ready'), count(*) FILTER (WHERE state = 'dead'),
+                        min(visible_at) FILTER (WHERE state = 'ready' AND leased = 0)
                  FROM jobs",
                 [],
                 |r| {
+                    let oldest: Option<i64> = r.get(2)?;
                     Ok(QueueDepth {
                         ready: r.get::<_, i64>(0)? as u64,
                         dead: r.get::<_, i64>(1)? as u64,
+                        oldest_ready_ms: oldest.map_or(0, |at| (now_ms() - at).max(0) as u64),
                     })
                 },
             )

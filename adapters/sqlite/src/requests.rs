@@ -10,7 +10,10 @@ use crate::queue::insert_jobs;
 use crate::{from_json, now_ms, to_json, Sqlite};
 use async_trait::async_trait;
 use herald_core::domain::{Audience, Job, Outcome, RequestRecord, RequestState};
-use herald_core::ports::{ErrorSample, Expansion, Intake, RequestLog, RequestProgress};
+use herald_core::ports::{
+    ErrorSample, Expansion, Intake, Recorded, Remember, Remembered, RequestLog, RequestProgress,
+    IDEMPOTENCY_WINDOW_MS,
+};
 use herald_core::StoreError;
 use rusqlite::{params, OptionalExtension};
 use std::collections::{BTreeMap, HashSet};
@@ -30,10 +33,36 @@ impl Intake for Sqlite {
         record: &RequestRecord,
         targeted: Option<u64>,
         jobs: Vec<Job>,
-    ) -> Result<(), StoreError> {
+        remember: Option<&Remember>,
+    ) -> Result<Recorded, StoreError> {
         let record = record.clone();
+        let remember = remember.cloned();
         let text = to_json(&record).map_err(StoreError::new)?;
-        self.durable_transaction(move |tx| {
+        let recorded = self.durable_transaction(move |tx| {
+            if let Some(remember) = &remember {
+                // The writer is one connection: checking then inserting in this
+                // transaction is atomic, so of two requests with one key only one records.
+                if let Some(first) = remembered(tx, &remember.event_id, &remember.key)? {
+                    return Ok(Recorded::Duplicate(first));
+                }
+                let answer = &remember.answer;
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO idempotency (event_id, key, request_id, body_hash, status, answer, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    remember.event_id,
+                    remember.key,
+                    answer.request_id,
+                    answer.body_hash.to_vec(),
+                    answer.status,
+                    answer.answer,
+                    answer.at
+                ])?;
+                // Forget keys past the window now and then (cheap: an index range).
+                tx.prepare_cached("DELETE FROM idempotency WHERE at < ?1")?
+                    .execute([now_ms() - IDEMPOTENCY_WINDOW_MS])?;
+            }
             let shards = match record.audience {
                 Audience::Everyone { shards, .. } => shards,
                 _ => 0,
@@ -54,12 +83,86 @@ impl Intake for Sqlite {
                 tx.prepare_cached("INSERT INTO expansions (request_id, shard) VALUES (?1, ?2)")?
                     .execute(params![record.id, shard])?;
             }
-            insert_jobs(tx, &jobs, Duration::ZERO)
+            insert_jobs(tx, &jobs, Duration::ZERO)?;
+            Ok(Recorded::New)
         })
         .await?;
-        self.notify_jobs();
-        Ok(())
+        if recorded == Recorded::New {
+            self.notify_jobs();
+        }
+        Ok(recorded)
     }
+
+    async fn remembered(
+        &self,
+        event_id: &str,
+        key: &str,
+    ) -> Result<Option<Remembered>, StoreError> {
+        let (event_id, key) = (event_id.to_string(), key.to_string());
+        self.read(move |conn| remembered(conn, &event_id, &key))
+            .await
+    }
+}
+
+/// The answer remembered under a key, if inside the window.
+fn remembered(
+    conn: &rusqlite::Connection,
+    event_id: &str,
+    key: &str,
+) -> rusqlite::Result<Option<Remembered>> {
+    conn.prepare_cached(
+        "SELECT request_id, body_hash, status, answer, at FROM idempotency
+         WHERE event_id = ?1 AND key = ?2 AND at >= ?3",
+    )?
+    .query_row(
+        params![event_id, key, now_ms() - IDEMPOTENCY_WINDOW_MS],
+        |r| {
+            let hash: Vec<u8> = r.get(1)?;
+            Ok(Remembered {
+                request_id: r.get(0)?,
+                body_hash: hash.try_into().unwrap_or([0u8; 32]),
+                status: r.get(2)?,
+                answer: r.get(3)?,
+                at: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// The columns [`progress_row`] reads, in order.
+pub(crate) const PROGRESS_COLUMNS: &str = "record, state, targeted, expansions_pending, \
+     delivered, not_found, failed, error_samples, delivery_samples, updated_at, \
+     failure_reasons, cancelled";
+
+/// A request's progress from a row of [`PROGRESS_COLUMNS`].
+pub(crate) fn progress_row(row: &rusqlite::Row) -> rusqlite::Result<RequestProgress> {
+    let record: String = row.get(0)?;
+    let state: String = row.get(1)?;
+    let errors: String = row.get(7)?;
+    let deliveries: String = row.get(8)?;
+    let errors: Vec<(String, String, String)> = from_json(&errors)?;
+    Ok(RequestProgress {
+        record: from_json(&record)?,
+        state: RequestState::from_name(&state),
+        targeted: row.get::<_, i64>(2)? as u64,
+        expansions_pending: row.get(3)?,
+        delivered: row.get::<_, i64>(4)? as u64,
+        not_found: row.get::<_, i64>(5)? as u64,
+        failed: row.get::<_, i64>(6)? as u64,
+        cancelled: row.get::<_, i64>(11)? as u64,
+        error_samples: errors
+            .into_iter()
+            .map(|(user, reason, message)| ErrorSample {
+                user,
+                reason,
+                message,
+            })
+            .collect(),
+        delivery_samples: from_json(&deliveries)?,
+        updated_at: row.get(9)?,
+        failed_by_reason: from_json(&row.get::<_, String>(10)?)?,
+    })
 }
 
 #[async_trait]
@@ -67,38 +170,10 @@ impl RequestLog for Sqlite {
     async fn progress(&self, request_id: &str) -> Result<Option<RequestProgress>, StoreError> {
         let request_id = request_id.to_string();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT record, state, targeted, expansions_pending, delivered, not_found, failed,
-                        error_samples, delivery_samples, updated_at, failure_reasons
-                 FROM requests WHERE id = ?1",
-            )?
-            .query_row([&request_id], |row| {
-                let record: String = row.get(0)?;
-                let state: String = row.get(1)?;
-                let errors: String = row.get(7)?;
-                let deliveries: String = row.get(8)?;
-                let errors: Vec<(String, String, String)> = from_json(&errors)?;
-                Ok(RequestProgress {
-                    record: from_json(&record)?,
-                    state: RequestState::from_name(&state),
-                    targeted: row.get::<_, i64>(2)? as u64,
-                    expansions_pending: row.get(3)?,
-                    delivered: row.get::<_, i64>(4)? as u64,
-                    not_found: row.get::<_, i64>(5)? as u64,
-                    failed: row.get::<_, i64>(6)? as u64,
-                    error_samples: errors
-                        .into_iter()
-                        .map(|(user, reason, message)| ErrorSample {
-                            user,
-                            reason,
-                            message,
-                        })
-                        .collect(),
-                    delivery_samples: from_json(&deliveries)?,
-                    updated_at: row.get(9)?,
-                    failed_by_reason: from_json(&row.get::<_, String>(10)?)?,
-                })
-            })
+            conn.prepare_cached(&format!(
+                "SELECT {PROGRESS_COLUMNS} FROM requests WHERE id = ?1"
+            ))?
+            .query_row([&request_id], progress_row)
             .optional()
         })
         .await
@@ -167,11 +242,12 @@ impl RequestLog for Sqlite {
                 "INSERT OR IGNORE INTO outcomes (request_id, user_key, outcome, reason, at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            let (mut delivered, mut not_found, mut failed) = (0i64, 0i64, 0i64);
+            let (mut delivered, mut not_found, mut failed, mut cancelled) = (0i64, 0i64, 0i64, 0i64);
             for (key, outcome) in outcomes {
                 let (name, reason) = match &outcome {
                     Outcome::Delivered { .. } => ("delivered", None),
                     Outcome::NotFound => ("not_found", None),
+                    Outcome::Cancelled => ("cancelled", None),
                     Outcome::Failed { reason, .. } => ("failed", Some(reason.as_str())),
                 };
                 if insert.execute(params![request_id, key, name, reason, now])? == 0 {
@@ -186,6 +262,7 @@ impl RequestLog for Sqlite {
                         }
                     }
                     Outcome::NotFound => not_found += 1,
+                    Outcome::Cancelled => cancelled += 1,
                     Outcome::Failed { reason, message } => {
                         failed += 1;
                         *reasons.entry(reason.clone()).or_default() += 1;
@@ -200,7 +277,7 @@ impl RequestLog for Sqlite {
                 errors.len() != errors_before || deliveries.len() != deliveries_before;
             tx.prepare_cached(
                 "UPDATE requests SET delivered = delivered + ?2, not_found = not_found + ?3,
-                        failed = failed + ?4, updated_at = ?5,
+                        failed = failed + ?4, cancelled = cancelled + ?10, updated_at = ?5,
                         error_samples = CASE WHEN ?6 THEN ?7 ELSE error_samples END,
                         delivery_samples = CASE WHEN ?6 THEN ?8 ELSE delivery_samples END,
                         failure_reasons = CASE WHEN ?4 > 0 THEN ?9 ELSE failure_reasons END
@@ -215,7 +292,8 @@ impl RequestLog for Sqlite {
                 samples_changed,
                 to_json(&errors)?,
                 to_json(&deliveries)?,
-                to_json(&reasons)?
+                to_json(&reasons)?,
+                cancelled
             ])?;
             Ok(())
         })

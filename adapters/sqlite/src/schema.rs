@@ -96,6 +96,32 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE bots ADD COLUMN signing_secret TEXT;
     ALTER TABLE users ADD COLUMN blocked_at INTEGER;
     "#,
+    // 3: operations — rate limits and secret rotation on events, cancelled requests,
+    // when jobs died, idempotency keys, and settings (the admin token's hash).
+    r#"
+    ALTER TABLE events ADD COLUMN rate_limit TEXT;
+    ALTER TABLE events ADD COLUMN previous_secret_hash BLOB;
+    ALTER TABLE events ADD COLUMN previous_secret_until INTEGER;
+    CREATE INDEX events_by_bot ON events (bot_id, id);
+    ALTER TABLE requests ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN died_at INTEGER;
+    CREATE INDEX jobs_dead ON jobs (state, died_at) WHERE state = 'dead';
+    CREATE TABLE idempotency (
+        event_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        body_hash BLOB NOT NULL,
+        status INTEGER NOT NULL,
+        answer TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (event_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_by_age ON idempotency (at);
+    CREATE TABLE settings (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Bring `conn`'s schema up to date.

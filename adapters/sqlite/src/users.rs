@@ -8,6 +8,7 @@
 
 use crate::{now_ms, to_json, Sqlite};
 use async_trait::async_trait;
+use herald_core::admin::{ImportReport, NewUser};
 use herald_core::domain::{
     shard_of, LastRequestWrite, Object, PlatformFilter, UserRef, UserState, WriteResult,
 };
@@ -18,50 +19,16 @@ use rusqlite::{params, OptionalExtension};
 /// Shards of a bot's users: `expand` jobs of one broadcast run in parallel across them.
 pub const SHARDS: u32 = 4;
 
-/// Users written per transaction by [`Sqlite::import_users`].
-pub const IMPORT_BATCH: usize = 5_000;
-
-/// One user to import.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct ImportUser {
-    pub platform: String,
-    #[serde(deserialize_with = "string_or_integer")]
-    pub platform_id: String,
-    #[serde(default)]
-    pub bm_id: Option<String>,
-}
-
-fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    match <serde_json::Value as serde::Deserialize>::deserialize(d)? {
-        serde_json::Value::String(s) => Ok(s),
-        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!(
-            "platform_id must be a string or an integer, not {other}"
-        ))),
-    }
-}
-/// What an import did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct ImportReport {
-    pub inserted: u64,
-    /// Already present (same platform id or same bm_id): left unchanged.
-    pub existing: u64,
-}
-
-/// A new state id: 24 hex characters, like the ids bot engines use.
-pub fn new_bm_id() -> String {
-    hex::encode(herald_core::secret::random_bytes::<12>())
-}
-
 impl Sqlite {
     /// Insert users that are new; existing ones (by platform id or bm_id) are left alone,
     /// so re-importing the same file adds nothing. One transaction per call.
-    pub async fn import_users(
+    pub(crate) async fn insert_users(
         &self,
         bot_id: &str,
-        users: Vec<ImportUser>,
+        users: &[NewUser],
     ) -> Result<ImportReport, StoreError> {
         let bot_id = bot_id.to_string();
+        let users = users.to_vec();
         self.transaction(move |tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO bots (id, created_at) VALUES (?1, ?2)",
@@ -74,7 +41,7 @@ impl Sqlite {
             let mut report = ImportReport::default();
             let now = now_ms();
             for user in users {
-                let bm_id = user.bm_id.unwrap_or_else(new_bm_id);
+                let bm_id = user.state_id();
                 let shard = shard_of(&bm_id, SHARDS);
                 match insert.execute(params![bot_id, user.platform, user.platform_id, bm_id, shard, now])? {
                     0 => report.existing += 1,
@@ -86,37 +53,87 @@ impl Sqlite {
         .await
     }
 
-    /// A user's whole row as JSON (for tests and `herald users show`), by bm_id.
+    /// A user's whole row as JSON (with `last_request`), by platform id or state id.
+    pub(crate) async fn user_row(
+        &self,
+        bot_id: &str,
+        user: &UserRef,
+    ) -> Result<Option<Object>, StoreError> {
+        let (bot_id, user) = (bot_id.to_string(), user.clone());
+        self.read(move |conn| {
+            let (filter, a, b) = match &user {
+                UserRef::Bm { id } => ("bm_id = ?2 AND ?3 IS NULL", id.clone(), None),
+                UserRef::Platform { platform, id } => (
+                    "platform = ?2 AND platform_id = ?3",
+                    platform.clone(),
+                    Some(id.clone()),
+                ),
+            };
+            conn.prepare_cached(&format!(
+                "SELECT platform, platform_id, bm_id, attributes, last_request, last_request_at,
+                        last_request_id, last_event_id, blocked_at
+                 FROM users WHERE bot_id = ?1 AND {filter}"
+            ))?
+            .query_row(params![bot_id, a, b], |row| {
+                let parse = |text: Option<String>| {
+                    text.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                        .unwrap_or(serde_json::Value::Null)
+                };
+                let document = serde_json::json!({
+                    "platform": row.get::<_, String>(0)?,
+                    "platform_id": row.get::<_, String>(1)?,
+                    "bm_id": row.get::<_, String>(2)?,
+                    "attributes": parse(row.get(3)?),
+                    "last_request": parse(row.get(4)?),
+                    "last_request_at": row.get::<_, Option<i64>>(5)?,
+                    "last_request_id": row.get::<_, Option<String>>(6)?,
+                    "last_event_id": row.get::<_, Option<String>>(7)?,
+                    "blocked": row.get::<_, Option<i64>>(8)?.is_some(),
+                });
+                Ok(match document {
+                    serde_json::Value::Object(object) => object,
+                    _ => Object::new(),
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    /// A user's whole row as JSON, by bm_id (tests and tools).
     pub async fn user_json(
         &self,
         bot_id: &str,
         bm_id: &str,
     ) -> Result<Option<serde_json::Value>, StoreError> {
-        let (bot_id, bm_id) = (bot_id.to_string(), bm_id.to_string());
-        self.read(move |conn| {
-            conn.query_row(
-                "SELECT platform, platform_id, bm_id, attributes, last_request, last_request_at,
-                        last_request_id, last_event_id
-                 FROM users WHERE bot_id = ?1 AND bm_id = ?2",
-                params![bot_id, bm_id],
-                |row| {
-                    let parse = |text: Option<String>| {
-                        text.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                            .unwrap_or(serde_json::Value::Null)
-                    };
-                    Ok(serde_json::json!({
-                        "platform": row.get::<_, String>(0)?,
-                        "platform_id": row.get::<_, String>(1)?,
-                        "bm_id": row.get::<_, String>(2)?,
-                        "attributes": parse(row.get(3)?),
-                        "last_request": parse(row.get(4)?),
-                        "last_request_at": row.get::<_, Option<i64>>(5)?,
-                        "last_request_id": row.get::<_, Option<String>>(6)?,
-                        "last_event_id": row.get::<_, Option<String>>(7)?,
-                    }))
-                },
-            )
-            .optional()
+        let user = UserRef::Bm {
+            id: bm_id.to_string(),
+        };
+        Ok(self
+            .user_row(bot_id, &user)
+            .await?
+            .map(serde_json::Value::Object))
+    }
+
+    /// Delete one user; false when there is none.
+    pub(crate) async fn remove_user(
+        &self,
+        bot_id: &str,
+        user: &UserRef,
+    ) -> Result<bool, StoreError> {
+        let (bot_id, user) = (bot_id.to_string(), user.clone());
+        self.write(move |conn| {
+            match &user {
+                UserRef::Bm { id } => conn.execute(
+                    "DELETE FROM users WHERE bot_id = ?1 AND bm_id = ?2",
+                    params![bot_id, id],
+                ),
+                UserRef::Platform { platform, id } => conn.execute(
+                    "DELETE FROM users WHERE bot_id = ?1 AND platform = ?2 AND platform_id = ?3",
+                    params![bot_id, platform, id],
+                ),
+            }
+            .map(|n| n > 0)
         })
         .await
     }

@@ -1,14 +1,24 @@
 //! The `api` Lambda's wiring, shared by its binary and the emulator tests: the core's
 //! Router over the AWS adapters.
 
+use herald_aws::emf::Emf;
 use herald_aws::Aws;
 use herald_core::log_deliverer::LogDeliverer;
 use herald_core::{Config, Limits};
 use std::sync::Arc;
 
-/// Configuration from the function's environment (`HERALD_MAX_USERS`), defaults otherwise.
+/// Configuration from the function's environment (`HERALD_MAX_USERS`,
+/// `HERALD_ADMIN_TOKEN_SHA256`, `HERALD_PUBLIC_URL`), defaults otherwise.
 pub fn config_from_env() -> Config {
-    let mut config = Config::default();
+    let mut config = Config {
+        admin_token_hash: std::env::var("HERALD_ADMIN_TOKEN_SHA256")
+            .ok()
+            .and_then(|hex| herald_core::secret::parse_hash(&hex)),
+        public_base_url: std::env::var("HERALD_PUBLIC_URL")
+            .ok()
+            .filter(|url| !url.is_empty()),
+        ..Config::default()
+    };
     if let Some(max_users) = std::env::var("HERALD_MAX_USERS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -24,4 +34,14 @@ pub fn config_from_env() -> Config {
 /// The HTTP API over `aws`.
 pub fn router(aws: &Aws, config: Config) -> axum::Router {
     herald_core::router::router(Arc::new(aws.app(config, Arc::new(LogDeliverer::default()))))
+}
+
+/// `router`, writing the metrics of each request as EMF lines once it is answered.
+pub fn with_metrics(router: axum::Router, emf: Emf) -> axum::Router {
+    router.layer(axum::middleware::map_response(
+        move |response: axum::response::Response| {
+            emf.flush();
+            async move { response }
+        },
+    ))
 }

@@ -8,13 +8,16 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    let emf = herald_aws::emf::Emf::install();
     let aws = Aws::connect(AwsSettings::from_env()?).await;
     let delivery = herald_worker::delivery_config_from_env()?;
     let deliverer = Arc::new(Dispatcher::new(Arc::new(aws.clone()), &delivery));
     let app = aws.app(herald_worker::config(), deliverer);
-    let (app, aws) = (&app, &aws);
+    let (app, aws, emf) = (&app, &aws, &emf);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(herald_worker::handle(app, aws, event.payload).await)
+        let answer = herald_worker::handle(app, aws, event.payload).await;
+        emf.flush();
+        Ok::<_, Error>(answer)
     }))
     .await
 }

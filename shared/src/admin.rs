@@ -1,0 +1,306 @@
+//! The admin port: what operators change and inspect, in any runtime.
+//!
+//! [`AdminStore`] is implemented by each runtime's adapters (SQLite; DynamoDB + SQS) and
+//! served by [`crate::admin_api`] under `/v1/admin`. The types here are the admin API's
+//! documents: they never carry a bot token, a signing secret or an event secret's hash —
+//! those are write-only (a bot answers only whether each is set).
+
+use crate::domain::{Event, Job, Object, RateLimit, RequestState, UserRef};
+use crate::error::StoreError;
+use crate::ports::RequestProgress;
+use async_trait::async_trait;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A bot as the admin API shows it: which connections are set, never their secrets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BotSummary {
+    pub id: String,
+    pub telegram_token_set: bool,
+    pub screen_url: Option<String>,
+    pub signing_secret_set: bool,
+    /// Milliseconds since the Unix epoch.
+    #[serde(skip)]
+    pub created_at: i64,
+}
+
+/// Changes to a bot's connections: an absent field stays as it is, `""` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotChanges {
+    #[serde(default)]
+    pub telegram_token: Option<String>,
+    #[serde(default)]
+    pub screen_url: Option<String>,
+    #[serde(default)]
+    pub signing_secret: Option<String>,
+}
+
+impl BotChanges {
+    /// A screen URL must be http(s); values must be single-line and of sane length.
+    pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        for (field, value) in [
+            ("telegram_token", &self.telegram_token),
+            ("screen_url", &self.screen_url),
+            ("signing_secret", &self.signing_secret),
+        ] {
+            if let Some(value) = value {
+                if value.len() > 2048 || value.chars().any(char::is_control) {
+                    errors.push((
+                        field.to_string(),
+                        "must be one line of at most 2048 bytes".to_string(),
+                    ));
+                }
+            }
+        }
+        if let Some(url) = self.screen_url.as_deref().filter(|u| !u.is_empty()) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                errors.push((
+                    "screen_url".into(),
+                    "must be an http:// or https:// URL".into(),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Changes to an event: absent fields stay as they are; `"rate_limit": null` removes
+/// the limit.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventChanges {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub rate_limit: Option<Option<RateLimit>>,
+}
+
+/// Tells a field given as `null` (Some(None)) from an absent one (None).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// One user to import.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NewUser {
+    pub platform: String,
+    #[serde(deserialize_with = "string_or_integer")]
+    pub platform_id: String,
+    /// The bot engine's state id; derived from the platform id when absent, so that
+    /// importing the same user twice finds the first one.
+    #[serde(default)]
+    pub bm_id: Option<String>,
+}
+
+impl NewUser {
+    /// Why this user cannot be imported, if it cannot.
+    pub fn problem(&self) -> Option<&'static str> {
+        let bad = |s: &str| s.is_empty() || s.len() > 128 || s.chars().any(char::is_control);
+        if bad(&self.platform) || self.platform == "any" {
+            Some("platform must be a short name other than \"any\"")
+        } else if bad(&self.platform_id) {
+            Some("platform_id must be 1 to 128 characters")
+        } else if self.bm_id.as_deref().is_some_and(bad) {
+            Some("bm_id must be 1 to 128 characters")
+        } else {
+            None
+        }
+    }
+
+    /// The state id this user gets: the given one, or one derived from platform and
+    /// platform id (24 hex characters, like the ids bot engines use).
+    pub fn state_id(&self) -> String {
+        match &self.bm_id {
+            Some(id) => id.clone(),
+            None => {
+                let digest = crate::secret::hash(&format!(
+                    "herald-user\u{0}{}\u{0}{}",
+                    self.platform, self.platform_id
+                ));
+                hex::encode(&digest[..12])
+            }
+        }
+    }
+}
+
+fn string_or_integer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "platform_id must be a string or an integer, not {other}"
+        ))),
+    }
+}
+
+/// What importing a batch of users did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// Users added.
+    pub inserted: u64,
+    /// Already present (same platform id or same bm_id): left unchanged.
+    pub existing: u64,
+}
+
+impl ImportReport {
+    pub fn add(&mut self, other: ImportReport) {
+        self.inserted += other.inserted;
+        self.existing += other.existing;
+    }
+}
+
+/// A job kept dead: its users exhausted their attempts, or it could not be processed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    /// The job id (what redrive and purge take).
+    pub id: String,
+    pub request_id: String,
+    pub kind: &'static str,
+    /// Users in the job (deliver jobs).
+    pub users: usize,
+    pub attempts: u32,
+    pub reason: String,
+    /// RFC 3339, when the job was given up on (when known).
+    pub died_at: Option<String>,
+}
+
+/// What deleting something did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    NotFound,
+    /// It is still in use; the message says by what.
+    InUse(String),
+}
+
+/// A request's cancellation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancellation {
+    Cancelled,
+    NotFound,
+    /// Not pending any more: it is in this state.
+    Final(RequestState),
+}
+
+/// Dead jobs to act on: all, or those with these ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Ids(Vec<String>),
+}
+
+impl Selection {
+    pub fn includes(&self, id: &str) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Ids(ids) => ids.iter().any(|i| i == id),
+        }
+    }
+}
+
+/// Operators' changes and views, per runtime.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// Register a bot with these connections; false when it exists already.
+    async fn create_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError>;
+    /// Change a bot's connections; false when there is no such bot.
+    async fn update_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError>;
+    async fn bots(&self) -> Result<Vec<BotSummary>, StoreError>;
+    async fn bot_summary(&self, bot_id: &str) -> Result<Option<BotSummary>, StoreError>;
+    /// Delete a bot that no event uses (its users stay: they belong to the bot engine).
+    async fn delete_bot(&self, bot_id: &str) -> Result<Removal, StoreError>;
+
+    /// Store a new event, registering its bot (with no connections) if new.
+    async fn create_event(&self, event: &Event) -> Result<(), StoreError>;
+    /// Events, of one bot or all, oldest first.
+    async fn events(&self, bot_id: Option<&str>) -> Result<Vec<Event>, StoreError>;
+    /// Change an event; false when there is no such event.
+    async fn update_event(
+        &self,
+        event_id: &str,
+        changes: &EventChanges,
+    ) -> Result<bool, StoreError>;
+    /// Replace an event's secret; the old one keeps working until `previous_valid_until`
+    /// (ms since the epoch; in the past: at once). False when there is no such event.
+    async fn rotate_secret(
+        &self,
+        event_id: &str,
+        new_hash: [u8; 32],
+        previous_valid_until: i64,
+    ) -> Result<bool, StoreError>;
+    async fn delete_event(&self, event_id: &str) -> Result<bool, StoreError>;
+
+    /// Add the users that are new (by platform id or state id); leave the others alone.
+    async fn import_users(
+        &self,
+        bot_id: &str,
+        users: &[NewUser],
+    ) -> Result<ImportReport, StoreError>;
+    /// One user's whole state as stored (with `last_request`), or None.
+    async fn user_document(
+        &self,
+        bot_id: &str,
+        user: &UserRef,
+    ) -> Result<Option<Object>, StoreError>;
+    async fn delete_user(&self, bot_id: &str, user: &UserRef) -> Result<bool, StoreError>;
+
+    /// Up to `limit` requests of an event, newest first, older than `before` when given.
+    async fn recent_requests(
+        &self,
+        event_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RequestProgress>, StoreError>;
+    /// Mark a pending request cancelled: its remaining jobs become no-ops.
+    async fn cancel_request(&self, request_id: &str) -> Result<Cancellation, StoreError>;
+
+    /// Dead jobs, oldest first, at most `limit`.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Put the selected dead jobs back on the queue as fresh jobs (attempts from zero),
+    /// first reopening their users' `failed` outcomes so that they count again. Answers
+    /// the jobs put back.
+    async fn redrive(&self, which: &Selection) -> Result<Vec<Job>, StoreError>;
+    /// Delete the selected dead jobs for good; answers how many.
+    async fn purge(&self, which: &Selection) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_null_rate_limit_is_told_from_an_absent_one() {
+        let absent: EventChanges = serde_json::from_str(r#"{"enabled":false}"#).unwrap();
+        assert_eq!(absent.rate_limit, None);
+        let null: EventChanges = serde_json::from_str(r#"{"rate_limit":null}"#).unwrap();
+        assert_eq!(null.rate_limit, Some(None));
+        let set: EventChanges =
+            serde_json::from_str(r#"{"rate_limit":{"per_second":2,"burst":5}}"#).unwrap();
+        assert_eq!(
+            set.rate_limit,
+            Some(Some(RateLimit {
+                per_second: 2.0,
+                burst: 5
+            }))
+        );
+    }
+
+    #[test]
+    fn derived_state_ids_are_stable_per_platform_user() {
+        let user = |platform: &str, id: &str| NewUser {
+            platform: platform.into(),
+            platform_id: id.into(),
+            bm_id: None,
+        };
+        assert_eq!(user("tg", "1").state_id(), user("tg", "1").state_id());
+        assert_ne!(user("tg", "1").state_id(), user("vk", "1").state_id());
+        assert_eq!(user("tg", "1").state_id().len(), 24);
+    }
+}

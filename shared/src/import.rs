@@ -1,0 +1,263 @@
+//! Streaming user import for the admin API: JSON lines or CSV, read as they arrive and
+//! written in batches.
+//!
+//! The body is never held whole: complete lines are cut from the stream, parsed, and every
+//! [`BATCH`] users go to [`AdminStore::import_users`]. Bad lines are counted and the first
+//! few reported with their line numbers; good lines around them are still imported. Users
+//! already present are left alone, so re-sending a file adds nothing — an import cut off
+//! halfway is resumed by sending it again.
+//!
+//! [`AdminStore::import_users`]: crate::admin::AdminStore::import_users
+
+use crate::admin::{ImportReport, NewUser};
+use crate::ports::App;
+use crate::problem::ApiError;
+use axum::body::Body;
+use futures::StreamExt;
+use serde::Serialize;
+
+/// Users written per store call.
+pub const BATCH: usize = 1_000;
+/// Longest line accepted.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Bad lines reported back (all are counted).
+const REPORTED: usize = 20;
+
+/// The body's format, from its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line: `{"platform":"tg","platform_id":"1","bm_id":"…"}`.
+    JsonLines,
+    /// A header line naming `platform`, `platform_id` and optionally `bm_id`, then rows.
+    Csv,
+}
+
+impl Format {
+    pub fn from_content_type(content_type: Option<&str>) -> Result<Format, ApiError> {
+        let essence = content_type
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "application/x-ndjson"
+            | "application/jsonl"
+            | "application/json-lines"
+            | "application/json" => Ok(Format::JsonLines),
+            "text/csv" => Ok(Format::Csv),
+            _ => Err(ApiError::UnsupportedMediaType {
+                got: content_type.map(|c| {
+                    format!("{c} (users are imported from application/x-ndjson or text/csv)")
+                }),
+            }),
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Default, Serialize)]
+pub struct ImportSummary {
+    pub inserted: u64,
+    pub existing: u64,
+    pub rejected: u64,
+    /// The first bad lines: `{"line": n, "error": "…"}`.
+    pub errors: Vec<serde_json::Value>,
+}
+
+/// One user from a JSON line, or why not.
+pub fn parse_json_line(line: &str) -> Result<NewUser, String> {
+    let user: NewUser = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    checked(user)
+}
+
+fn checked(user: NewUser) -> Result<NewUser, String> {
+    match user.problem() {
+        Some(problem) => Err(problem.to_string()),
+        None => Ok(user),
+    }
+}
+
+/// Columns of a CSV import, from its header line.
+struct CsvColumns {
+    platform: usize,
+    platform_id: usize,
+    bm_id: Option<usize>,
+}
+
+impl CsvColumns {
+    fn from_header(line: &str) -> Result<CsvColumns, String> {
+        let names = csv_fields(line)?;
+        let find = |name: &str| names.iter().position(|n| n.trim() == name);
+        match (find("platform"), find("platform_id")) {
+            (Some(platform), Some(platform_id)) => Ok(CsvColumns {
+                platform,
+                platform_id,
+                bm_id: find("bm_id"),
+            }),
+            _ => Err(
+                "the header line must name platform and platform_id (and may name bm_id)".into(),
+            ),
+        }
+    }
+
+    fn user(&self, line: &str) -> Result<NewUser, String> {
+        let fields = csv_fields(line)?;
+        let get = |i: usize| {
+            fields
+                .get(i)
+                .cloned()
+                .ok_or("a column is missing".to_string())
+        };
+        checked(NewUser {
+            platform: get(self.platform)?,
+            platform_id: get(self.platform_id)?,
+            bm_id: match self.bm_id {
+                Some(i) => Some(get(i)?).filter(|s| !s.is_empty()),
+                None => None,
+            },
+        })
+    }
+}
+
+fn csv_fields(line: &str) -> Result<Vec<String>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line.as_bytes());
+    match reader.records().next() {
+        Some(Ok(record)) => Ok(record.iter().map(str::to_string).collect()),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Ok(vec![]),
+    }
+}
+
+/// Import `body` into `bot_id`'s users.
+pub async fn stream(
+    app: &App,
+    bot_id: &str,
+    format: Format,
+    body: Body,
+) -> Result<ImportSummary, ApiError> {
+    let mut summary = ImportSummary::default();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut batch: Vec<NewUser> = Vec::with_capacity(BATCH);
+    let mut columns: Option<CsvColumns> = None;
+    let mut number: u64 = 0;
+    let mut chunks = body.into_data_stream();
+    let mut finished = false;
+    while !finished {
+        match chunks.next().await {
+            Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+            Some(Err(_)) => {
+                return Err(ApiError::BadHeader(
+                    "the body stopped before its end; nothing after the last full batch was imported, send the file again to resume".into(),
+                ))
+            }
+            None => {
+                finished = true;
+                if !pending.is_empty() && !pending.ends_with(b"\n") {
+                    pending.push(b'\n');
+                }
+            }
+        }
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+            let raw = &pending[start..start + end];
+            start += end + 1;
+            number += 1;
+            let line = String::from_utf8_lossy(raw);
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let parsed = match (format, &columns) {
+                (Format::JsonLines, _) => parse_json_line(line),
+                (Format::Csv, None) => {
+                    columns =
+                        Some(CsvColumns::from_header(line).map_err(|message| {
+                            ApiError::invalid(vec![("line 1".into(), message)])
+                        })?);
+                    continue;
+                }
+                (Format::Csv, Some(columns)) => columns.user(line),
+            };
+            match parsed {
+                Ok(user) => batch.push(user),
+                Err(message) => reject(&mut summary, number, &message),
+            }
+            if batch.len() >= BATCH {
+                flush(app, bot_id, &mut batch, &mut summary).await?;
+            }
+        }
+        pending.drain(..start);
+        if pending.len() > MAX_LINE {
+            number += 1;
+            reject(&mut summary, number, "the line is over 64 KiB");
+            pending.clear();
+            // Skip the rest of that line.
+            while let Some(Ok(chunk)) = chunks.next().await {
+                if let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+                    pending.extend_from_slice(&chunk[end + 1..]);
+                    break;
+                }
+            }
+        }
+    }
+    flush(app, bot_id, &mut batch, &mut summary).await?;
+    Ok(summary)
+}
+
+fn reject(summary: &mut ImportSummary, line: u64, message: &str) {
+    summary.rejected += 1;
+    if summary.errors.len() < REPORTED {
+        summary
+            .errors
+            .push(serde_json::json!({ "line": line, "error": message }));
+    }
+}
+
+async fn flush(
+    app: &App,
+    bot_id: &str,
+    batch: &mut Vec<NewUser>,
+    summary: &mut ImportSummary,
+) -> Result<(), ApiError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let report: ImportReport = app.admin.import_users(bot_id, batch).await?;
+    summary.inserted += report.inserted;
+    summary.existing += report.existing;
+    batch.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_columns_are_found_by_name_in_any_order() {
+        let columns = CsvColumns::from_header("bm_id,platform_id,platform").unwrap();
+        let user = columns.user("abc,\"42\",tg").unwrap();
+        assert_eq!(
+            (
+                user.platform.as_str(),
+                user.platform_id.as_str(),
+                user.bm_id.as_deref()
+            ),
+            ("tg", "42", Some("abc"))
+        );
+        assert!(CsvColumns::from_header("id,name").is_err());
+        assert!(columns.user("abc").is_err());
+    }
+
+    #[test]
+    fn json_lines_are_checked() {
+        assert!(parse_json_line(r#"{"platform":"tg","platform_id":7}"#).is_ok());
+        assert!(parse_json_line(r#"{"platform":"any","platform_id":"7"}"#).is_err());
+        assert!(parse_json_line(r#"{"platform":"tg"}"#).is_err());
+        assert!(parse_json_line("not json").is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! Metric names and the few places that record them, through the `metrics` facade.
+//!
+//! The core records; each runtime installs its recorder: `herald serve` a Prometheus
+//! registry answered at `GET /metrics`, the Lambdas CloudWatch Embedded Metric Format
+//! lines flushed after each invocation. Labels are low-cardinality only (status codes,
+//! outcome names, job kinds) — never ids.
+
+/// Event requests answered, by HTTP status (`status`).
+pub const REQUESTS: &str = "herald_requests_total";
+/// Users with a final outcome, by `outcome` (delivered, not_found, failed, cancelled).
+pub const USERS: &str = "herald_users_total";
+/// Users re-enqueued for another attempt.
+pub const RETRIES: &str = "herald_user_retries_total";
+/// Jobs processed, by `kind` (deliver, expand).
+pub const JOB_ATTEMPTS: &str = "herald_job_attempts_total";
+/// Seconds one delivery (a message or a screen webhook) took.
+pub const DELIVERY_SECONDS: &str = "herald_delivery_seconds";
+/// Jobs waiting in the queue (set when scraped, where the queue can be asked).
+pub const QUEUE_DEPTH: &str = "herald_queue_depth";
+/// Age in seconds of the oldest job waiting.
+pub const QUEUE_OLDEST_AGE: &str = "herald_queue_oldest_job_age_seconds";
+/// Jobs kept dead.
+pub const DEAD_LETTERS: &str = "herald_dead_letters";
+
+/// Describe every metric once, for recorders that publish descriptions.
+pub fn describe() {
+    metrics::describe_counter!(REQUESTS, "Event requests answered, by HTTP status");
+    metrics::describe_counter!(USERS, "Users with a final outcome, by outcome");
+    metrics::describe_counter!(RETRIES, "Users re-enqueued for another attempt");
+    metrics::describe_counter!(JOB_ATTEMPTS, "Jobs processed, by kind");
+    metrics::describe_histogram!(
+        DELIVERY_SECONDS,
+        metrics::Unit::Seconds,
+        "Time one delivery took"
+    );
+    metrics::describe_gauge!(QUEUE_DEPTH, "Jobs waiting in the queue");
+    metrics::describe_gauge!(
+        QUEUE_OLDEST_AGE,
+        metrics::Unit::Seconds,
+        "Age of the oldest waiting job"
+    );
+    metrics::describe_gauge!(DEAD_LETTERS, "Jobs kept dead");
+}
+
+/// Count a processed job and its users' outcomes.
+pub fn job(kind: &'static str, report: &crate::processor::JobReport) {
+    metrics::counter!(JOB_ATTEMPTS, "kind" => kind).increment(1);
+    for (outcome, count) in [
+        ("delivered", report.delivered),
+        ("not_found", report.not_found),
+        ("failed", report.failed),
+        ("cancelled", report.cancelled),
+    ] {
+        if count > 0 {
+            metrics::counter!(USERS, "outcome" => outcome).increment(count);
+        }
+    }
+    if report.retried > 0 {
+        metrics::counter!(RETRIES).increment(report.retried);
+    }
+}
