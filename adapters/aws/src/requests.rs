@@ -272,8 +272,10 @@ pub(crate) fn progress_of(item: &Item) -> Result<RequestProgress, StoreError> {
             .get("reasons")
             .and_then(|v| v.as_m().ok())
             .map(|m| {
+                // A redrive takes counts back down; a reason at zero is no reason.
                 m.keys()
                     .map(|k| (k.clone(), get_n(m, k).max(0) as u64))
+                    .filter(|(_, count)| *count > 0)
                     .collect()
             })
             .unwrap_or_default(),

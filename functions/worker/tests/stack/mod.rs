@@ -1,0 +1,464 @@
+//! The emulator test harness: a fresh set of tables and queues per test (created from
+//! `template.yaml`), the `api` handler invoked with API Gateway events, the `worker`
+//! handler invoked with SQS batches received from the emulator, and deliverers that fail
+//! on demand.
+#![allow(dead_code, unused_imports)]
+
+pub use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+pub use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+pub use aws_sdk_sqs::types::QueueAttributeName;
+pub use futures::StreamExt;
+pub use herald_aws::{Aws, AwsSettings};
+pub use herald_core::domain::DeliveryResult;
+pub use herald_core::domain::Job;
+pub use herald_core::log_deliverer::LogDeliverer;
+pub use herald_core::ports::{Deliverer, Delivery};
+pub use herald_core::{App, Config};
+pub use herald_delivery::dispatch::Dispatcher;
+pub use herald_delivery::DeliveryConfig;
+pub use herald_fakes::{FakeEngine, FakeTelegram, TelegramScript};
+pub use http_body_util::BodyExt;
+pub use serde_json::{json, Value};
+pub use std::collections::HashMap;
+pub use std::sync::Arc;
+pub use std::time::{Duration, Instant};
+pub use tower::ServiceExt;
+
+pub const FIXTURE_EVENT: &str = "fixture-event";
+/// The admin token every test stack accepts.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub const FIXTURE_SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+pub fn endpoint(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run ./scripts/test, which starts DynamoDB Local and the SQS emulator (infra/emulators start)")
+    })
+}
+
+pub fn repo_file(path: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A fresh set of tables and queues on the emulators, named uniquely for one test.
+pub struct Stack {
+    pub aws: Aws,
+    pub app: App,
+    pub dlq_url: String,
+    /// Worker instances for `drain`, each with its own deliverer, as separate Lambda
+    /// instances have; `[app]` unless a test adds more.
+    pub instances: Vec<App>,
+}
+
+impl Stack {
+    pub async fn new() -> Stack {
+        Stack::with(
+            Config {
+                base_backoff: Duration::ZERO,
+                max_backoff: Duration::ZERO,
+                ..herald_worker::config()
+            },
+            Arc::new(LogDeliverer::default()),
+        )
+        .await
+    }
+
+    pub async fn with(mut config: Config, deliverer: Arc<dyn Deliverer>) -> Stack {
+        config.admin_token_hash = Some(herald_core::secret::hash(ADMIN_TOKEN));
+        let suffix = ulid::Ulid::new().to_string().to_lowercase();
+        let settings = AwsSettings {
+            users_table: format!("users-{suffix}"),
+            events_table: format!("events-{suffix}"),
+            requests_table: format!("requests-{suffix}"),
+            queue_url: String::new(),
+            dlq_url: String::new(),
+            user_shards: 16,
+            region: Some("us-east-1".into()),
+            dynamodb_endpoint: Some(endpoint("HERALD_TEST_DYNAMODB_ENDPOINT")),
+            sqs_endpoint: Some(endpoint("HERALD_TEST_SQS_ENDPOINT")),
+        };
+        let mut aws = Aws::connect(settings).await;
+        herald_aws::local::provision(&mut aws, &repo_file("template.yaml"), &suffix, 3)
+            .await
+            .unwrap();
+        let dlq_url = aws.settings.dlq_url.clone();
+        let app = aws.app(config, deliverer);
+        // Four Lambda instances, each with its own per-bot slots, sharing the deliverer.
+        let instances = (0..4)
+            .map(|_| App {
+                slots: Arc::new(herald_core::slots::BotSlots::new(app.config.jobs_per_bot)),
+                ..app.clone()
+            })
+            .collect();
+        Stack {
+            instances,
+            aws,
+            app,
+            dlq_url,
+        }
+    }
+
+    /// Run `instances` worker instances that deliver through real HTTP per `delivery`.
+    pub async fn with_delivery(delivery: DeliveryConfig, instances: usize) -> Stack {
+        let mut stack = Stack::new().await;
+        let dispatcher = || -> Arc<dyn Deliverer> {
+            Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery))
+        };
+        stack.instances = (0..instances)
+            .map(|_| stack.aws.app(stack.app.config.clone(), dispatcher()))
+            .collect();
+        stack.app = stack.instances[0].clone();
+        stack
+    }
+
+    pub async fn event_with(&self, bot: &str, action: herald_core::domain::Action) {
+        self.aws
+            .put_event(FIXTURE_EVENT, bot, "fixture", FIXTURE_SECRET, &action)
+            .await
+            .unwrap();
+    }
+
+    pub async fn fixture_event(&self, bot: &str) {
+        let action = herald_core::domain::Action::Screen {
+            screen_id: "welcome".into(),
+        };
+        self.aws
+            .put_event(FIXTURE_EVENT, bot, "fixture", FIXTURE_SECRET, &action)
+            .await
+            .unwrap();
+    }
+
+    /// Write users as the bot engine would: (platform, platform_id, bm_id), with an
+    /// engine-owned attribute on each.
+    pub async fn users(
+        &self,
+        bot: &str,
+        users: impl IntoIterator<Item = (String, String, String)>,
+    ) {
+        let requests: Vec<WriteRequest> = users
+            .into_iter()
+            .map(|(platform, id, bm)| {
+                let mut item = self.aws.user_item(bot, &platform, &id, &bm);
+                item.insert(
+                    "engine_step".into(),
+                    aws_sdk_dynamodb::types::AttributeValue::S("cart".into()),
+                );
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                    .build()
+            })
+            .collect();
+        let writes = requests.chunks(25).map(|chunk| {
+            let chunk = chunk.to_vec();
+            let client = self.aws.dynamodb.clone();
+            let table = self.aws.settings.users_table.clone();
+            async move {
+                let mut pending = chunk;
+                loop {
+                    let out = client
+                        .batch_write_item()
+                        .request_items(&table, pending)
+                        .send()
+                        .await
+                        .unwrap();
+                    match out.unprocessed_items().and_then(|u| u.get(&table)) {
+                        Some(rest) if !rest.is_empty() => pending = rest.clone(),
+                        _ => break,
+                    }
+                }
+            }
+        });
+        futures::stream::iter(writes)
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    pub async fn demo_users(&self, bot: &str) {
+        self.users(
+            bot,
+            [
+                ("tg", "123456", "5c517b7773515eaha3078e2f"),
+                ("tg", "234567", "bm-234567"),
+                ("vk", "456789", "bm-456789"),
+            ]
+            .map(|(p, i, b)| (p.to_string(), i.to_string(), b.to_string())),
+        )
+        .await;
+    }
+
+    /// Invoke the api handler with a fixture (or any API Gateway event).
+    pub async fn api(&self, event: &str) -> (u16, Value) {
+        let request = lambda_http::request::from_str(event).expect("an API Gateway event");
+        let response = herald_api::router(&self.aws, self.app.config.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn api_fixture(&self, name: &str) -> (u16, Value) {
+        self.api(&repo_file(&format!("events/{name}"))).await
+    }
+
+    /// An API Gateway v2 event for `method path` with these headers and body.
+    pub fn gateway_event(
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> String {
+        let mut event: Value =
+            serde_json::from_str(&repo_file("events/apigw-v2-explicit-user.json")).unwrap();
+        let (raw_path, query) = path.split_once('?').unwrap_or((path, ""));
+        event["routeKey"] = json!("$default");
+        event["rawPath"] = json!(raw_path);
+        event["rawQueryString"] = json!(query);
+        event["requestContext"]["http"]["method"] = json!(method);
+        event["requestContext"]["http"]["path"] = json!(raw_path);
+        event["requestContext"]["routeKey"] = json!("$default");
+        event.as_object_mut().unwrap().remove("pathParameters");
+        let mut all = json!({"host": "abc123.execute-api.us-east-1.amazonaws.com"});
+        for (name, value) in headers {
+            all[name.to_ascii_lowercase()] = json!(value);
+        }
+        event["headers"] = all;
+        match body {
+            Some(body) => event["body"] = json!(body),
+            None => {
+                event.as_object_mut().unwrap().remove("body");
+            }
+        }
+        event.to_string()
+    }
+
+    /// An admin API call through the api handler, with the admin token.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let event = Self::gateway_event(method, path, &headers, body.map(|b| b.to_string()));
+        self.api(&event).await
+    }
+
+    /// An admin call with a raw body of this content type.
+    pub async fn admin_raw(&self, path: &str, content_type: &str, body: String) -> (u16, Value) {
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("content-type", content_type),
+        ];
+        self.api(&Self::gateway_event("POST", path, &headers, Some(body)))
+            .await
+    }
+
+    /// POST an event request with extra headers (e.g. an idempotency key).
+    pub async fn post_event(
+        &self,
+        event_id: &str,
+        secret: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> (u16, Value, Option<String>) {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        let path = format!("/v1/events/{event_id}/{secret}");
+        let event = Self::gateway_event("POST", &path, &all, Some(body.to_string()));
+        let request = lambda_http::request::from_str(&event).expect("an API Gateway event");
+        let response = herald_api::router(&self.aws, self.app.config.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            retry_after,
+        )
+    }
+
+    /// An event like the fixtures, with another body.
+    pub async fn api_body(&self, body: Value) -> (u16, Value) {
+        let mut event: Value =
+            serde_json::from_str(&repo_file("events/apigw-v2-explicit-user.json")).unwrap();
+        event["body"] = Value::String(body.to_string());
+        self.api(&event.to_string()).await
+    }
+
+    pub async fn status(&self, request_id: &str) -> Value {
+        let mut event: Value =
+            serde_json::from_str(&repo_file("events/apigw-v2-explicit-user.json")).unwrap();
+        let path = format!("/v1/requests/{request_id}/{FIXTURE_SECRET}");
+        event["routeKey"] = json!("GET /v1/requests/{request_id}/{secret}");
+        event["rawPath"] = json!(path);
+        event["requestContext"]["http"]["method"] = json!("GET");
+        event["requestContext"]["http"]["path"] = json!(path);
+        event["pathParameters"] = json!({"request_id": request_id, "secret": FIXTURE_SECRET});
+        event.as_object_mut().unwrap().remove("body");
+        let (status, body) = self.api(&event.to_string()).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Receive up to ten messages as the SQS event source would.
+    pub async fn receive(&self, queue_url: &str) -> Vec<SqsMessage> {
+        let out = self
+            .aws
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .send()
+            .await
+            .unwrap();
+        out.messages()
+            .iter()
+            .map(|m| {
+                let mut message = SqsMessage::default();
+                message.message_id = m.message_id().map(String::from);
+                message.receipt_handle = m.receipt_handle().map(String::from);
+                message.body = m.body().map(String::from);
+                message
+            })
+            .collect()
+    }
+
+    /// One worker invocation on `messages`, settled as the event source does: successes
+    /// deleted, failures made visible again. Returns the failed message ids.
+    pub async fn invoke_worker(&self, messages: Vec<SqsMessage>) -> Vec<String> {
+        self.invoke_instance(&self.app, messages).await
+    }
+
+    pub async fn invoke_instance(&self, app: &App, messages: Vec<SqsMessage>) -> Vec<String> {
+        let mut event = SqsEvent::default();
+        event.records = messages.clone();
+        let response = herald_worker::handle(app, &self.aws, event).await;
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        for message in messages {
+            let receipt = message.receipt_handle.unwrap();
+            if failed.contains(message.message_id.as_ref().unwrap()) {
+                self.aws
+                    .sqs
+                    .change_message_visibility()
+                    .queue_url(&self.aws.settings.queue_url)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .unwrap();
+            } else {
+                self.aws
+                    .sqs
+                    .delete_message()
+                    .queue_url(&self.aws.settings.queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        failed
+    }
+
+    /// Run the worker over the queue until it is empty, with `concurrency` invocations at a
+    /// time as Lambda scales out.
+    pub async fn drain(&self, concurrency: usize) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut idle = 0;
+        while idle < 3 {
+            assert!(Instant::now() < deadline, "the queue did not drain");
+            let batches: Vec<Vec<SqsMessage>> = futures::future::join_all(
+                (0..concurrency).map(|_| self.receive(&self.aws.settings.queue_url)),
+            )
+            .await;
+            let batches: Vec<Vec<SqsMessage>> =
+                batches.into_iter().filter(|b| !b.is_empty()).collect();
+            if batches.is_empty() {
+                // Nothing visible: done only when nothing is delayed or in flight either.
+                if self.queue_count(&self.aws.settings.queue_url).await == 0 {
+                    idle += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            idle = 0;
+            futures::future::join_all(
+                batches.into_iter().enumerate().map(|(i, b)| {
+                    self.invoke_instance(&self.instances[i % self.instances.len()], b)
+                }),
+            )
+            .await;
+        }
+    }
+
+    pub async fn user(
+        &self,
+        bot: &str,
+        bm_id: &str,
+    ) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        self.aws
+            .user(bot, bm_id)
+            .await
+            .unwrap()
+            .expect("user exists")
+    }
+
+    pub async fn last_request(&self, bot: &str, bm_id: &str) -> Value {
+        match self.user(bot, bm_id).await.get("last_request") {
+            Some(v) => serde_dynamo::from_attribute_value(v.clone()).unwrap(),
+            None => Value::Null,
+        }
+    }
+
+    pub async fn queue_count(&self, url: &str) -> usize {
+        let out = self
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .unwrap();
+        let attrs = out.attributes().unwrap();
+        attrs.values().map(|v| v.parse::<usize>().unwrap()).sum()
+    }
+}
+
+/// A platform that is down for one chat id and fine for the others.
+pub struct DownFor(pub &'static str);
+
+#[async_trait::async_trait]
+impl Deliverer for DownFor {
+    async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryResult {
+        if delivery.user.platform_id == self.0 {
+            DeliveryResult::Retry {
+                reason: "unavailable".into(),
+                message: "502 from the platform".into(),
+                after: None,
+            }
+        } else {
+            DeliveryResult::Delivered { detail: None }
+        }
+    }
+}
