@@ -1,0 +1,756 @@
+//! Operating Herald end to end: the real `herald serve` with an admin token, driven by the
+//! `herald` CLI over HTTP (`--url`, `--admin-token`) and by raw HTTP where the wire
+//! matters (401s, idempotency, rate limits, metrics).
+
+mod support;
+
+use herald_fakes::{FakeTelegram, TelegramScript};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::Output;
+use support::{client, herald, post, wait_done, Event, Server};
+
+const ADMIN: &str = "admin-token-for-tests-0123456789";
+
+fn serve(db: &std::path::Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--no-demo", "--admin-token", ADMIN];
+    args.extend_from_slice(extra);
+    Server::start(db, &args)
+}
+
+/// Run the CLI against `server`; the raw output.
+fn run(server: &Server, args: &[&str]) -> Output {
+    herald()
+        .args(args)
+        .args(["--url", &server.base, "--admin-token", ADMIN])
+        .output()
+        .unwrap()
+}
+
+/// Run the CLI against `server`, expecting success; its JSON.
+fn cli(server: &Server, args: &[&str]) -> Value {
+    let output = run(server, args);
+    assert!(
+        output.status.success(),
+        "herald {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+}
+
+fn create_event(server: &Server, bot: &str, extra: &[&str]) -> Event {
+    let mut args = vec![
+        "events",
+        "create",
+        "--bot",
+        bot,
+        "--name",
+        "order-paid",
+        "--action",
+        "screen",
+        "--screen",
+        "thanks",
+    ];
+    args.extend_from_slice(extra);
+    let created = cli(server, &args);
+    Event {
+        id: created["event"]["id"].as_str().unwrap().into(),
+        secret: created["secret"].as_str().unwrap().into(),
+    }
+}
+
+fn write_lines(path: &std::path::Path, lines: impl IntoIterator<Item = String>) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for line in lines {
+        writeln!(out, "{line}").unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_subcommand_works_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("herald.db"), &[]);
+
+    // Bots ("shop" keeps no connections, so its actions go to the log deliverer).
+    let bot = cli(&server, &["bots", "create", "shop"]);
+    assert_eq!(
+        (&bot["id"], &bot["telegram_token_set"]),
+        (&json!("shop"), &json!(false))
+    );
+    let bot = cli(
+        &server,
+        &["bots", "create", "other", "--telegram-token", "1:TOKEN"],
+    );
+    assert_eq!(bot["telegram_token_set"], true);
+    let bot = cli(
+        &server,
+        &[
+            "bots",
+            "update",
+            "other",
+            "--screen-url",
+            "https://engine.example/s",
+        ],
+    );
+    assert_eq!(bot["screen_url"], "https://engine.example/s");
+    cli(
+        &server,
+        &["bots", "set", "--bot", "third", "--signing-secret", "k"],
+    );
+    let bots = cli(&server, &["bots", "list"]);
+    assert_eq!(bots["bots"].as_array().unwrap().len(), 3);
+    assert!(
+        !bots.to_string().contains("TOKEN"),
+        "tokens are never answered"
+    );
+    assert_eq!(
+        cli(&server, &["bots", "show", "third"])["signing_secret_set"],
+        true
+    );
+    cli(&server, &["bots", "delete", "third"]);
+    assert_eq!(
+        run(&server, &["bots", "show", "third"]).status.code(),
+        Some(2)
+    );
+
+    // Events.
+    let event = create_event(
+        &server,
+        "shop",
+        &["--rate-per-second", "100", "--burst", "10"],
+    );
+    let shown = cli(&server, &["events", "show", &event.id]);
+    assert_eq!(
+        shown["rate_limit"],
+        json!({"per_second": 100.0, "burst": 10})
+    );
+    assert!(!shown.to_string().contains(&event.secret));
+    let updated = cli(
+        &server,
+        &[
+            "events",
+            "update",
+            &event.id,
+            "--name",
+            "paid",
+            "--no-rate-limit",
+        ],
+    );
+    assert_eq!(
+        (&updated["name"], &updated["rate_limit"]),
+        (&json!("paid"), &Value::Null)
+    );
+    assert_eq!(
+        cli(&server, &["events", "disable", &event.id])["enabled"],
+        false
+    );
+    assert_eq!(
+        post(&server, &event, json!({"platform": "tg", "users": ["1"]}))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        cli(&server, &["events", "enable", &event.id])["enabled"],
+        true
+    );
+    let listed = cli(&server, &["events", "list", "--bot", "shop"]);
+    assert_eq!(listed["events"][0]["id"], event.id.as_str());
+
+    // Users: JSON lines and CSV.
+    let jsonl = dir.path().join("users.jsonl");
+    write_lines(
+        &jsonl,
+        (1..=3).map(|i| json!({"platform": "tg", "platform_id": i.to_string()}).to_string()),
+    );
+    let report = cli(
+        &server,
+        &["users", "import", "--bot", "shop", jsonl.to_str().unwrap()],
+    );
+    assert_eq!(
+        (&report["inserted"], &report["rejected"]),
+        (&json!(3), &json!(0))
+    );
+    let csv = dir.path().join("users.csv");
+    std::fs::write(&csv, "platform,platform_id,bm_id\nvk,7,bm-vk-7\n").unwrap();
+    let report = cli(
+        &server,
+        &["users", "import", "--bot", "shop", csv.to_str().unwrap()],
+    );
+    assert_eq!(report["inserted"], 1);
+    let user = cli(
+        &server,
+        &["users", "show", "--bot", "shop", "--bm-id", "bm-vk-7"],
+    );
+    assert_eq!(user["platform_id"], "7");
+
+    // Requests: list, show, watch until done.
+    let (status, accepted) = post(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": ["1", "2"], "data": {"order": 5}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let request_id = accepted["request_id"].as_str().unwrap();
+    let watched = cli(
+        &server,
+        &["requests", "watch", request_id, "--interval", "0.1"],
+    );
+    assert_eq!(
+        (&watched["state"], &watched["delivered"]),
+        (&json!("done"), &json!(2))
+    );
+    let user = cli(
+        &server,
+        &[
+            "users",
+            "show",
+            "--bot",
+            "shop",
+            "--platform",
+            "tg",
+            "--platform-id",
+            "2",
+        ],
+    );
+    assert_eq!(user["last_request"], json!({"order": 5}));
+    let listed = cli(&server, &["requests", "list", "--event", &event.id]);
+    assert_eq!(listed["requests"][0]["request_id"], request_id);
+    assert_eq!(
+        cli(&server, &["requests", "show", request_id])["delivered"],
+        2
+    );
+    let refused = run(&server, &["requests", "cancel", request_id]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "a finished request is not cancelled"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("409"));
+
+    // Readable output.
+    let human = run(&server, &["bots", "list", "--human"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.starts_with("ID") && text.contains("shop"), "{text}");
+
+    // Dead letters: none here.
+    assert_eq!(cli(&server, &["dlq", "list"])["dead_letters"], json!([]));
+    assert_eq!(cli(&server, &["dlq", "redrive", "--all"])["redriven"], 0);
+    assert_eq!(cli(&server, &["dlq", "purge", "--all"])["purged"], 0);
+
+    // Delete what was made.
+    cli(
+        &server,
+        &["users", "delete", "--bot", "shop", "--bm-id", "bm-vk-7"],
+    );
+    assert_eq!(
+        run(
+            &server,
+            &["users", "show", "--bot", "shop", "--bm-id", "bm-vk-7"]
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&server, &["bots", "delete", "shop"]).status.code(),
+        Some(1),
+        "in use"
+    );
+    cli(&server, &["events", "delete", &event.id]);
+    cli(&server, &["bots", "delete", "shop"]);
+    cli(&server, &["bots", "delete", "other"]);
+    assert_eq!(cli(&server, &["bots", "list"])["bots"], json!([]));
+    assert_eq!(
+        post(&server, &event, json!({"platform": "tg", "users": ["1"]}))
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_admin_token_is_401_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("herald.db"), &[]);
+    let attempts = [None, Some("wrong-token-0123456789"), Some("")];
+    for token in attempts {
+        let mut request = client()
+            .post(server.url("/v1/admin/bots"))
+            .json(&json!({"id": "sneaky"}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert!(response.headers().contains_key("www-authenticate"));
+        for path in ["/v1/admin/bots", "/v1/admin/dead-letters", "/metrics"] {
+            let mut get = client().get(server.url(path));
+            if let Some(token) = token {
+                get = get.bearer_auth(token);
+            }
+            assert_eq!(get.send().await.unwrap().status(), 401, "{path}");
+        }
+    }
+    let output = herald()
+        .args([
+            "bots",
+            "list",
+            "--url",
+            &server.base,
+            "--admin-token",
+            "nope-nope-nope-nope",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        cli(&server, &["bots", "list"])["bots"],
+        json!([]),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_secret_works_during_its_grace_period_and_not_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("herald.db"), &[]);
+    let old = create_event(&server, "shop", &[]);
+    let body = json!({"platform": "tg", "users": ["1"]});
+    let rotated = cli(
+        &server,
+        &["events", "rotate-secret", &old.id, "--grace", "2"],
+    );
+    let new = Event {
+        id: old.id.clone(),
+        secret: rotated["secret"].as_str().unwrap().into(),
+    };
+    assert!(rotated["event"]["previous_secret_valid_until"].is_string());
+    assert_eq!(post(&server, &new, body.clone()).await.0, 202);
+    assert_eq!(
+        post(&server, &old, body.clone()).await.0,
+        202,
+        "within the grace period"
+    );
+    // Wait the grace period out (polling, no fixed sleep assertion on timing).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if post(&server, &old, body.clone()).await.0 == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old secret never stopped working"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(post(&server, &new, body).await.0, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_replay_the_first_answer_and_refuse_another_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("herald.db"), &["--workers", "0"]);
+    let event = create_event(&server, "shop", &[]);
+    let send = |key: &'static str, body: Value| {
+        let url = server.url(&format!("/v1/events/{}/{}", event.id, event.secret));
+        async move {
+            let response = client()
+                .post(url)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            (status, replayed, response.json::<Value>().await.unwrap())
+        }
+    };
+    let body = json!({"platform": "tg", "users": ["1"], "data": {"n": 1}});
+    let answers = futures::future::join_all((0..8).map(|_| send("k-1", body.clone()))).await;
+    let first = &answers[0].2;
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _, answer)| *status == 202 && answer == first),
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|(_, replayed, _)| !replayed).count(),
+        1,
+        "one request recorded"
+    );
+    let (status, replayed, again) = send("k-1", body.clone()).await;
+    assert_eq!((status, replayed, &again), (202, true, first));
+    let (status, _, conflict) = send("k-1", json!({"platform": "tg", "users": ["2"]})).await;
+    assert_eq!(
+        (status, &conflict["type"]),
+        (422, &json!("/problems/idempotency-conflict"))
+    );
+    let (status, _, bad) = send("not a valid key", body.clone()).await;
+    assert_eq!(
+        (status, &bad["type"]),
+        (400, &json!("/problems/bad-header"))
+    );
+    // Another key is another request.
+    let (_, _, other) = send("k-2", body).await;
+    assert_ne!(other["request_id"], first["request_id"]);
+    let requests = cli(&server, &["requests", "list", "--event", &event.id]);
+    assert_eq!(
+        requests["requests"].as_array().unwrap().len(),
+        2,
+        "{requests}"
+    );
+    let jobs: i64 = rusqlite::Connection::open(dir.path().join("herald.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(jobs, 2, "one job per recorded request");
+}
+
+#[tokio::test]
+async fn over_an_events_rate_limit_is_429_with_retry_after_and_nothing_enqueued() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let server = serve(&db, &["--workers", "0"]);
+    let event = create_event(
+        &server,
+        "shop",
+        &["--rate-per-second", "0.25", "--burst", "3"],
+    );
+    let body = json!({"platform": "tg", "users": ["1"]});
+    for _ in 0..3 {
+        assert_eq!(post(&server, &event, body.clone()).await.0, 202);
+    }
+    let response = client()
+        .post(server.url(&format!("/v1/events/{}/{}", event.id, event.secret)))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // One request per 4 s after a burst of 3: the next slot is 1 to 4 s away.
+    assert!((1..=4).contains(&wait), "Retry-After {wait}");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "/problems/rate-limited");
+    let requests: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(requests, 3, "the refused request left nothing behind");
+    // Another event is not limited by this one.
+    let free = create_event(&server, "shop", &[]);
+    assert_eq!(post(&server, &free, body).await.0, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_redriven_and_complete() {
+    // Chat 2 fails 5 times (every attempt), then would succeed.
+    let mut script = TelegramScript {
+        limit_per_second: 1000,
+        ..TelegramScript::default()
+    };
+    script.flaky.insert("2".into(), 5);
+    let telegram = FakeTelegram::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(
+        &dir.path().join("herald.db"),
+        &["--telegram-api", &telegram.url, "--retry-base-ms", "1"],
+    );
+    cli(
+        &server,
+        &["bots", "create", "shop", "--telegram-token", "1:T"],
+    );
+    let created = cli(
+        &server,
+        &[
+            "events",
+            "create",
+            "--bot",
+            "shop",
+            "--name",
+            "n",
+            "--action",
+            "message",
+            "--template",
+            "hi",
+        ],
+    );
+    let event = Event {
+        id: created["event"]["id"].as_str().unwrap().into(),
+        secret: created["secret"].as_str().unwrap().into(),
+    };
+    let file = dir.path().join("u.jsonl");
+    write_lines(
+        &file,
+        ["1", "2"].map(|i| json!({"platform": "tg", "platform_id": i}).to_string()),
+    );
+    cli(
+        &server,
+        &["users", "import", "--bot", "shop", file.to_str().unwrap()],
+    );
+    let (_, accepted) = post(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": ["1", "2"]}),
+    )
+    .await;
+    let request_id = accepted["request_id"].as_str().unwrap().to_string();
+    let before = wait_done(&server, &event, &request_id).await;
+    assert_eq!(
+        (&before["delivered"], &before["failed"]),
+        (&json!(1), &json!(1)),
+        "{before}"
+    );
+
+    let dead = cli(&server, &["dlq", "list"]);
+    let letters = dead["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{dead}");
+    assert_eq!(
+        (&letters[0]["request_id"], &letters[0]["users"]),
+        (&json!(request_id), &json!(1))
+    );
+    let id = letters[0]["id"].as_str().unwrap();
+    assert_eq!(cli(&server, &["dlq", "redrive", id])["redriven"], 1);
+    let after = wait_done(&server, &event, &request_id).await;
+    assert_eq!(
+        (
+            &after["delivered"],
+            &after["failed"],
+            &after["failed_by_reason"]
+        ),
+        (&json!(2), &json!(0), &json!({})),
+        "{after}"
+    );
+    assert_eq!(cli(&server, &["dlq", "list"])["dead_letters"], json!([]));
+    assert_eq!(
+        telegram.log.lock().unwrap().calls.get("2").copied(),
+        Some(6)
+    );
+}
+
+#[tokio::test]
+async fn a_pending_request_is_cancelled_and_its_jobs_do_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let server = serve(&db, &["--workers", "0"]);
+    let event = create_event(&server, "shop", &[]);
+    let file = dir.path().join("u.jsonl");
+    write_lines(
+        &file,
+        (0..250).map(|i| json!({"platform": "tg", "platform_id": i.to_string()}).to_string()),
+    );
+    cli(
+        &server,
+        &["users", "import", "--bot", "shop", file.to_str().unwrap()],
+    );
+    let (_, accepted) = post(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": "everyone"}),
+    )
+    .await;
+    let request_id = accepted["request_id"].as_str().unwrap().to_string();
+    let cancelled = cli(&server, &["requests", "cancel", &request_id]);
+    assert_eq!(cancelled["state"], "cancelled");
+    // Workers start: the jobs run as no-ops.
+    drop(server);
+    let server = serve(&db, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        let status = cli(&server, &["requests", "show", &request_id]);
+        if status["pending"] == 0 && status["targeted"].is_number() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (&status["state"], &status["delivered"]),
+        (&json!("cancelled"), &json!(0))
+    );
+    let user = cli(
+        &server,
+        &[
+            "users",
+            "show",
+            "--bot",
+            "shop",
+            "--platform",
+            "tg",
+            "--platform-id",
+            "7",
+        ],
+    );
+    assert_eq!(user["last_request"], Value::Null, "no user was written");
+}
+
+#[test]
+fn importing_a_hundred_thousand_users_twice_adds_them_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("herald.db"), &["--workers", "0"]);
+    let file = dir.path().join("users.jsonl");
+    write_lines(
+        &file,
+        (0..100_000).map(|i| json!({"platform": "tg", "platform_id": i.to_string()}).to_string()),
+    );
+    let first = run(
+        &server,
+        &["users", "import", "--bot", "big", file.to_str().unwrap()],
+    );
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let report: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(
+        (&report["inserted"], &report["existing"]),
+        (&json!(100_000), &json!(0))
+    );
+    // Not a terminal: plain progress lines, one per chunk.
+    let progress = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(
+        progress
+            .lines()
+            .filter(|l| l.contains("lines read"))
+            .count(),
+        10,
+        "{progress}"
+    );
+    let again = cli(
+        &server,
+        &["users", "import", "--bot", "big", file.to_str().unwrap()],
+    );
+    assert_eq!(
+        (&again["inserted"], &again["existing"]),
+        (&json!(0), &json!(100_000))
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_users_and_show_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("herald.db"), &[]);
+    let event = create_event(&server, "shop", &[]);
+    let file = dir.path().join("u.jsonl");
+    write_lines(
+        &file,
+        ["1"].map(|i| json!({"platform": "tg", "platform_id": i}).to_string()),
+    );
+    cli(
+        &server,
+        &["users", "import", "--bot", "shop", file.to_str().unwrap()],
+    );
+    let (_, accepted) = post(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": ["1", "404"]}),
+    )
+    .await;
+    wait_done(&server, &event, accepted["request_id"].as_str().unwrap()).await;
+    assert_eq!(
+        post(&server, &event, json!({"platform": "tg"})).await.0,
+        422
+    );
+    let text = client()
+        .get(server.url("/metrics"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "herald_requests_total{status=\"202\"} 1",
+        "herald_requests_total{status=\"422\"} 1",
+        "herald_users_total{outcome=\"delivered\"} 1",
+        "herald_users_total{outcome=\"not_found\"} 1",
+        "herald_job_attempts_total{kind=\"deliver\"} 1",
+        "herald_queue_depth 0",
+        "herald_queue_oldest_job_age_seconds 0",
+        "herald_dead_letters 0",
+        "herald_delivery_seconds_count 1",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn admin_work_never_logs_tokens_secrets_or_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.jsonl");
+    let server = Server::start_logging(
+        &dir.path().join("herald.db"),
+        &["--no-demo", "--admin-token", ADMIN],
+        &log,
+    );
+    cli(
+        &server,
+        &[
+            "bots",
+            "create",
+            "shop",
+            "--telegram-token",
+            "77:BOT-TOKEN-XYZ",
+            "--signing-secret",
+            "SIGNING-XYZ",
+        ],
+    );
+    let event = create_event(&server, "shop", &[]);
+    let rotated = cli(
+        &server,
+        &["events", "rotate-secret", &event.id, "--grace", "60"],
+    );
+    let new_secret = rotated["secret"].as_str().unwrap().to_string();
+    let file = dir.path().join("u.jsonl");
+    write_lines(
+        &file,
+        [json!({"platform": "tg", "platform_id": "555"}).to_string()],
+    );
+    cli(
+        &server,
+        &["users", "import", "--bot", "shop", file.to_str().unwrap()],
+    );
+    let response = client()
+        .post(server.url(&format!("/v1/events/{}/{}", event.id, new_secret)))
+        .header("idempotency-key", "IDEM-KEY-XYZ")
+        .json(&json!({"platform": "tg", "users": ["555"], "data": {"card": "PRIVATE-DATA-XYZ"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new = Event {
+        id: event.id.clone(),
+        secret: new_secret.clone(),
+    };
+    wait_done(&server, &new, &id).await;
+    server.terminate();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("event secret rotated") && logs.contains(&id),
+        "the logs say what happened"
+    );
+    for secret in [
+        ADMIN,
+        "BOT-TOKEN-XYZ",
+        "SIGNING-XYZ",
+        &event.secret,
+        &new_secret,
+        "PRIVATE-DATA-XYZ",
+    ] {
+        assert!(!logs.contains(secret), "{secret} reached the logs");
+    }
+}
