@@ -46,6 +46,27 @@ fn conditional_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &SdkE
         .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
+/// Whether a conditional write was applied: false when its condition failed.
+fn applied<T, E>(result: Result<T, SdkError<E>>) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if conditional_failed(&e) => Ok(false),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+/// `SET …`, with ` REMOVE …` when there is something to remove.
+fn set_remove(set: &[String], remove: &[&str]) -> String {
+    let mut expression = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    expression
+}
+
 fn bot_summary(item: &Item) -> BotSummary {
     let set = |name: &str| item.contains_key(name);
     BotSummary {
@@ -100,17 +121,14 @@ impl Aws {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(e) if conditional_failed(&e) => Ok(()),
-            Err(e) => Err(store_error(e)),
-        }
+        // Registered already is fine too.
+        applied(put).map(|_| ())
     }
 
     /// Apply connection changes to an existing bot; false when it does not exist.
     async fn change_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError> {
         let mut set = vec!["updated_at = :now".to_string()];
-        let mut remove = Vec::new();
+        let mut remove: Vec<&str> = Vec::new();
         let mut update = self
             .dynamodb
             .update_item()
@@ -124,27 +142,20 @@ impl Aws {
         ] {
             match value.as_deref() {
                 None => {}
-                Some("") => remove.push(name.to_string()),
+                Some("") => remove.push(name),
                 Some(value) => {
                     set.push(format!("{name} = :{name}"));
                     update = update.expression_attribute_values(format!(":{name}"), s(value));
                 }
             }
         }
-        let mut expression = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
-        match update
-            .update_expression(expression)
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(store_error(e)),
-        }
+        applied(
+            update
+                .update_expression(set_remove(&set, &remove))
+                .condition_expression("attribute_exists(pk)")
+                .send()
+                .await,
+        )
     }
 
     /// The state id of a user named either way, if the user exists.
@@ -317,11 +328,7 @@ impl AdminStore for Aws {
                 put = put.item(name, s(value));
             }
         }
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(store_error(e)),
-        }
+        applied(put.send().await)
     }
 
     async fn update_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError> {
@@ -368,11 +375,11 @@ impl AdminStore for Aws {
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
-        match deleted {
-            Ok(_) => Ok(Removal::Removed),
-            Err(e) if conditional_failed(&e) => Ok(Removal::NotFound),
-            Err(e) => Err(store_error(e)),
-        }
+        Ok(if applied(deleted)? {
+            Removal::Removed
+        } else {
+            Removal::NotFound
+        })
     }
 
     async fn create_event(&self, event: &Event) -> Result<(), StoreError> {
@@ -437,20 +444,13 @@ impl AdminStore for Aws {
                 );
             }
         }
-        let mut expression = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
-        match update
-            .update_expression(expression)
-            .condition_expression("attribute_exists(bot_id)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(store_error(e)),
-        }
+        applied(
+            update
+                .update_expression(set_remove(&set, &remove))
+                .condition_expression("attribute_exists(bot_id)")
+                .send()
+                .await,
+        )
     }
 
     async fn rotate_secret(
@@ -472,11 +472,7 @@ impl AdminStore for Aws {
             .expression_attribute_values(":new", AttributeValue::B(Blob::new(new_hash.to_vec())))
             .send()
             .await;
-        match rotated {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(store_error(e)),
-        }
+        applied(rotated)
     }
 
     async fn delete_event(&self, event_id: &str) -> Result<bool, StoreError> {
@@ -488,20 +484,17 @@ impl AdminStore for Aws {
             .condition_expression("attribute_exists(bot_id)")
             .send()
             .await;
-        match deleted {
-            Ok(_) => {
-                let _ = self
-                    .dynamodb
-                    .delete_item()
-                    .table_name(&self.settings.events_table)
-                    .key("pk", s(format!("{RATE_PREFIX}{event_id}")))
-                    .send()
-                    .await;
-                Ok(true)
-            }
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(store_error(e)),
+        if !applied(deleted)? {
+            return Ok(false);
         }
+        let _ = self
+            .dynamodb
+            .delete_item()
+            .table_name(&self.settings.events_table)
+            .key("pk", s(format!("{RATE_PREFIX}{event_id}")))
+            .send()
+            .await;
+        Ok(true)
     }
 
     async fn import_users(
@@ -531,19 +524,15 @@ impl AdminStore for Aws {
             .map(|user: NewUser| async move {
                 let item =
                     self.user_item(bot_id, &user.platform, &user.platform_id, &user.state_id());
-                match self
-                    .dynamodb
-                    .put_item()
-                    .table_name(&self.settings.users_table)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .send()
-                    .await
-                {
-                    Ok(_) => Ok(true),
-                    Err(e) if conditional_failed(&e) => Ok(false),
-                    Err(e) => Err(store_error(e)),
-                }
+                applied(
+                    self.dynamodb
+                        .put_item()
+                        .table_name(&self.settings.users_table)
+                        .set_item(Some(item))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .send()
+                        .await,
+                )
             })
             .buffer_unordered(IMPORT_CONCURRENCY)
             .try_collect()
@@ -590,11 +579,7 @@ impl AdminStore for Aws {
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
-        match deleted {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(store_error(e)),
-        }
+        applied(deleted)
     }
 
     async fn recent_requests(
@@ -638,16 +623,15 @@ impl AdminStore for Aws {
             .expression_attribute_values(":accepted", s(RequestState::Accepted.as_str()))
             .send()
             .await;
-        match updated {
-            Ok(_) => Ok(Cancellation::Cancelled),
-            Err(e) if conditional_failed(&e) => Ok(
-                match herald_core::ports::RequestLog::record(self, request_id).await? {
-                    Some((_, state)) => Cancellation::Final(state),
-                    None => Cancellation::NotFound,
-                },
-            ),
-            Err(e) => Err(store_error(e)),
+        if applied(updated)? {
+            return Ok(Cancellation::Cancelled);
         }
+        Ok(
+            match herald_core::ports::RequestLog::record(self, request_id).await? {
+                Some((_, state)) => Cancellation::Final(state),
+                None => Cancellation::NotFound,
+            },
+        )
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
