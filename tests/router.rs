@@ -462,3 +462,36 @@ async fn urls_carry_the_public_base_url_when_one_is_set() {
     assert_eq!(answer.body["status_url"], expected.as_str());
     assert_eq!(answer.headers[header::LOCATION], expected.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_accepts_are_committed_together_each_with_its_own_answer() {
+    let (h, url, _) = setup().await;
+    let answers = futures::future::join_all((0..300).map(|i| {
+        let h = &h;
+        let url = url.clone();
+        async move {
+            let body = json!({"platform": "tg", "users": [i.to_string()], "data": {"i": i}});
+            call(h, post_json(&url, body)).await
+        }
+    }))
+    .await;
+    let mut ids = std::collections::HashSet::new();
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+        ids.insert(answer.body["request_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 300, "every accept got its own request");
+    assert_eq!(requests_count(&h), 300);
+    assert_eq!(jobs_count(&h), 300);
+    // Each request holds its own data, and its job its own user.
+    let payload: String = h
+        .sql()
+        .query_row(
+            "SELECT jobs.payload FROM requests JOIN jobs ON jobs.request_id = requests.id
+             WHERE json_extract(requests.record, '$.data.i') = 123",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(payload.contains("\"123\""), "{payload}");
+}

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod events;
+pub mod group_commit;
 pub mod queue;
 pub mod requests;
 pub mod schema;
@@ -30,12 +31,14 @@ pub struct Sqlite {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     /// Woken whenever jobs are enqueued.
     jobs_ready: Notify,
+    /// Accepts waiting to be committed together ([`group_commit`]).
+    committer: std::sync::OnceLock<group_commit::Queue>,
 }
 
 impl Sqlite {
@@ -53,6 +56,7 @@ impl Sqlite {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
                 jobs_ready: Notify::new(),
+                committer: std::sync::OnceLock::new(),
             }),
         })
     }

@@ -15,7 +15,7 @@ use herald_core::ports::{
     IDEMPOTENCY_WINDOW_MS,
 };
 use herald_core::StoreError;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
@@ -35,58 +35,14 @@ impl Intake for Sqlite {
         jobs: Vec<Job>,
         remember: Option<&Remember>,
     ) -> Result<Recorded, StoreError> {
-        let record = record.clone();
-        let remember = remember.cloned();
-        let text = to_json(&record).map_err(StoreError::new)?;
-        let recorded = self.durable_transaction(move |tx| {
-            if let Some(remember) = &remember {
-                // The writer is one connection: checking then inserting in this
-                // transaction is atomic, so of two requests with one key only one records.
-                if let Some(first) = remembered(tx, &remember.event_id, &remember.key)? {
-                    return Ok(Recorded::Duplicate(first));
-                }
-                let answer = &remember.answer;
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO idempotency (event_id, key, request_id, body_hash, status, answer, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![
-                    remember.event_id,
-                    remember.key,
-                    answer.request_id,
-                    answer.body_hash.to_vec(),
-                    answer.status,
-                    answer.answer,
-                    answer.at
-                ])?;
-                // Forget keys past the window now and then (cheap: an index range).
-                tx.prepare_cached("DELETE FROM idempotency WHERE at < ?1")?
-                    .execute([now_ms() - IDEMPOTENCY_WINDOW_MS])?;
-            }
-            let shards = match record.audience {
-                Audience::Everyone { shards, .. } => shards,
-                _ => 0,
-            };
-            tx.prepare_cached(
-                "INSERT INTO requests (id, event_id, record, state, targeted, expansions_pending, created_at)
-                 VALUES (?1, ?2, ?3, 'accepted', ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                record.id,
-                record.event_id,
-                text,
-                targeted.unwrap_or(0) as i64,
-                shards,
-                record.created_at
-            ])?;
-            for shard in 0..shards {
-                tx.prepare_cached("INSERT INTO expansions (request_id, shard) VALUES (?1, ?2)")?
-                    .execute(params![record.id, shard])?;
-            }
-            insert_jobs(tx, &jobs, Duration::ZERO)?;
-            Ok(Recorded::New)
-        })
-        .await?;
+        let accept = Accept {
+            text: to_json(record).map_err(StoreError::new)?,
+            record: record.clone(),
+            targeted,
+            jobs,
+            remember: remember.cloned(),
+        };
+        let recorded = self.commit_accept(accept).await?;
         if recorded == Recorded::New {
             self.notify_jobs();
         }
@@ -102,6 +58,68 @@ impl Intake for Sqlite {
         self.read(move |conn| remembered(conn, &event_id, &key))
             .await
     }
+}
+
+/// One request to record, with its first jobs (see [`crate::group_commit`]).
+pub(crate) struct Accept {
+    pub record: RequestRecord,
+    /// The record as JSON.
+    pub text: String,
+    pub targeted: Option<u64>,
+    pub jobs: Vec<Job>,
+    pub remember: Option<Remember>,
+}
+
+/// Record one accept in `tx`: its idempotency key (unless taken: then nothing), the
+/// request row, its expansion rows and its jobs.
+pub(crate) fn record_accept(tx: &Transaction, accept: &Accept) -> rusqlite::Result<Recorded> {
+    let record = &accept.record;
+    if let Some(remember) = &accept.remember {
+        // The writer is one connection: checking then inserting in this transaction is
+        // atomic, so of two requests with one key only one records.
+        if let Some(first) = remembered(tx, &remember.event_id, &remember.key)? {
+            return Ok(Recorded::Duplicate(first));
+        }
+        let answer = &remember.answer;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO idempotency (event_id, key, request_id, body_hash, status, answer, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            remember.event_id,
+            remember.key,
+            answer.request_id,
+            answer.body_hash.to_vec(),
+            answer.status,
+            answer.answer,
+            answer.at
+        ])?;
+        // Forget keys past the window now and then (cheap: an index range).
+        tx.prepare_cached("DELETE FROM idempotency WHERE at < ?1")?
+            .execute([now_ms() - IDEMPOTENCY_WINDOW_MS])?;
+    }
+    let shards = match record.audience {
+        Audience::Everyone { shards, .. } => shards,
+        _ => 0,
+    };
+    tx.prepare_cached(
+        "INSERT INTO requests (id, event_id, record, state, targeted, expansions_pending, created_at)
+         VALUES (?1, ?2, ?3, 'accepted', ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        record.id,
+        record.event_id,
+        accept.text,
+        accept.targeted.unwrap_or(0) as i64,
+        shards,
+        record.created_at
+    ])?;
+    for shard in 0..shards {
+        tx.prepare_cached("INSERT INTO expansions (request_id, shard) VALUES (?1, ?2)")?
+            .execute(params![record.id, shard])?;
+    }
+    insert_jobs(tx, &accept.jobs, Duration::ZERO)?;
+    Ok(Recorded::New)
 }
 
 /// The answer remembered under a key, if inside the window.
