@@ -1,0 +1,161 @@
+//! Benchmark: the accept path of `herald serve` against a bare axum server, same machine,
+//! same run.
+//!
+//! Both serve `POST /v1/events/{id}/{secret}` over HTTP on 127.0.0.1; the bare server
+//! reads the body and answers 202 with a small JSON document, Herald authenticates,
+//! validates, records the request and its job durably (group commit) and answers 202. The
+//! load generator (in this process, reqwest with keep-alive) sends the External Event
+//! document's first example with 10 explicit users:
+//!
+//! 1. throughput: 64 connections back to back for SECONDS (default 5) — requests/s;
+//! 2. latency: an open loop at half of that rate for SECONDS — p50 and p99.
+//!
+//! Figures are ratios to the bare server. Herald runs without workers (accepting only), so
+//! the queue grows but nothing competes with the accept path.
+//!
+//!     cargo bench --bench accept                # SECONDS=10 cargo bench --bench accept
+
+#[path = "support/mod.rs"]
+mod support;
+
+use axum::routing::post;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{env_or, machine, ms, quantile, today, Embedded};
+
+const CONNECTIONS: usize = 64;
+
+fn body() -> String {
+    let users: Vec<String> = (0..10).map(|i| (123_456 + i).to_string()).collect();
+    serde_json::json!({"platform": "tg", "users": users, "data": {}}).to_string()
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{address}")
+}
+
+/// Requests/s with CONNECTIONS requests in flight for `length`.
+async fn throughput(url: &str, length: Duration) -> f64 {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let body = body();
+    // Warm up connections and caches.
+    for _ in 0..100 {
+        send(&client, url, &body).await;
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (client, url, body, done) =
+                (client.clone(), url.to_string(), body.clone(), done.clone());
+            tokio::spawn(async move {
+                while started.elapsed() < length {
+                    send(&client, &url, &body).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Latencies of an open loop at `rate` requests/s for `length`.
+async fn latencies(url: &str, rate: f64, length: Duration) -> Vec<Duration> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS * 2)
+        .build()
+        .unwrap();
+    let body = body();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    while started.elapsed() < length {
+        ticker.tick().await;
+        let (client, url, body) = (client.clone(), url.to_string(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            send(&client, &url, &body).await;
+            sent.elapsed()
+        }));
+    }
+    let mut samples = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        samples.push(task.await.unwrap());
+    }
+    samples
+}
+
+async fn send(client: &reqwest::Client, url: &str, body: &str) {
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    let _ = response.bytes().await;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let length = Duration::from_secs(env_or("SECONDS", 5));
+    println!("accept path: {} — {}", machine(), today());
+
+    let bare = serve(axum::Router::new().route(
+        "/v1/events/{event_id}/{secret}",
+        post(|_body: axum::body::Bytes| async {
+            (
+                axum::http::StatusCode::ACCEPTED,
+                [("content-type", "application/json")],
+                r#"{"request_id":"01kb0000000000000000000000","status_url":"/v1/requests/01kb0000000000000000000000","targeted":10}"#,
+            )
+        }),
+    ))
+    .await;
+    let herald = Embedded::new("shop").await;
+    let herald_url = serve(herald_core::router::router(herald.app.clone())).await;
+
+    let bare_url = format!("{bare}/v1/events/e/s");
+    let herald_url = format!("{herald_url}{}", herald.url);
+    let bare_rps = throughput(&bare_url, length).await;
+    let herald_rps = throughput(&herald_url, length).await;
+    println!(
+        "throughput at {CONNECTIONS} connections: bare {bare_rps:.0} req/s, herald {herald_rps:.0} req/s — ratio {:.3} (goal ≥ 0.40)",
+        herald_rps / bare_rps
+    );
+
+    let half = herald_rps / 2.0;
+    let mut bare_lat = latencies(&bare_url, half, length).await;
+    let mut herald_lat = latencies(&herald_url, half, length).await;
+    let (b50, b99) = (quantile(&mut bare_lat, 0.5), quantile(&mut bare_lat, 0.99));
+    let (h50, h99) = (
+        quantile(&mut herald_lat, 0.5),
+        quantile(&mut herald_lat, 0.99),
+    );
+    println!(
+        "latency at {half:.0} req/s (half of herald's): bare p50 {} p99 {}, herald p50 {} p99 {} (goal p99 ≤ 10 ms) — p99 ratio {:.2}",
+        ms(b50),
+        ms(b99),
+        ms(h50),
+        ms(h99),
+        h99.as_secs_f64() / b99.as_secs_f64().max(1e-9)
+    );
+    let recorded: i64 = rusqlite::Connection::open(herald.dir.path().join("herald.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+        .unwrap();
+    println!("requests durably recorded by herald: {recorded}");
+}
