@@ -49,8 +49,13 @@ impl Sqlite {
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(StoreError::new)?;
+        // Checkpoints run on their own thread (see `checkpoints`), never inside a commit:
+        // a checkpoint in the committing connection stalls every accept waiting on it.
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(StoreError::new)?;
         schema::migrate(&mut writer).map_err(StoreError::new)?;
-        Ok(Sqlite {
+        let store = Sqlite {
             inner: Arc::new(Inner {
                 path,
                 writer: Mutex::new(writer),
@@ -58,7 +63,9 @@ impl Sqlite {
                 jobs_ready: Notify::new(),
                 committer: std::sync::OnceLock::new(),
             }),
-        })
+        };
+        checkpoints(&store)?;
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -163,6 +170,29 @@ pub fn app(store: &Sqlite, config: Config, deliverer: Arc<dyn Deliverer>) -> App
         Ports::all(Arc::new(store.clone()), throttle),
         deliverer,
     )
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A thread that checkpoints the WAL (PASSIVE: it never blocks writers or readers) while
+/// the store is open, with a connection of its own.
+fn checkpoints(store: &Sqlite) -> Result<(), StoreError> {
+    let conn = connect(&store.inner.path).map_err(StoreError::new)?;
+    let store = Arc::downgrade(&store.inner);
+    std::thread::Builder::new()
+        .name("herald-checkpoint".into())
+        .spawn(move || loop {
+            std::thread::sleep(CHECKPOINT_EVERY);
+            if store.upgrade().is_none() {
+                return;
+            }
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "checkpoint skipped");
+            }
+        })
+        .map_err(StoreError::new)?;
+    Ok(())
 }
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
