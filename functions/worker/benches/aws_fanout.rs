@@ -46,7 +46,8 @@ async fn baseline_rate(count: usize) -> f64 {
     let stack = Stack::new().await;
     stack.users("big", users(count)).await;
     let aws = &stack.aws;
-    let data = serde_dynamo::to_attribute_value(json!({"campaign": "bench"})).unwrap();
+    let data: aws_sdk_dynamodb::types::AttributeValue =
+        serde_dynamo::to_attribute_value(json!({"campaign": "bench"})).unwrap();
     let started = Instant::now();
     stream::iter(0..count)
         .map(|i| {
