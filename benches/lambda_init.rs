@@ -79,7 +79,9 @@ async fn init_time(binary: &PathBuf) -> Duration {
 async fn main() {
     let rounds: usize = env_or("ROUNDS", 20);
     println!("lambda init and size: {} — {}", machine(), today());
-    let release = target().join("release");
+    // PROFILE=lambda-small measures the size experiment's native build instead.
+    let profile = std::env::var("PROFILE").unwrap_or_else(|_| "release".into());
+    let release = target().join(&profile);
     let mut medians = Vec::new();
     for name in ["hello", "api", "worker"] {
         let binary = release.join(name);
@@ -90,10 +92,12 @@ async fn main() {
         }
         let median = quantile(&mut samples, 0.5);
         medians.push(median);
+        let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
         println!(
-            "{name:6} init: median {} p90 {} (native, {rounds} starts)",
+            "{name:6} init: median {} p90 {} (native {profile}, {rounds} starts; file {:.1} MB)",
             ms(median),
-            ms(quantile(&mut samples, 0.9))
+            ms(quantile(&mut samples, 0.9)),
+            size as f64 / 1e6
         );
     }
     for (name, median) in ["api", "worker"].iter().zip(&medians[1..]) {
