@@ -8,11 +8,15 @@
 //!
 //!     cargo bench --bench send_rate            # USERS=600 cargo bench --bench send_rate
 
+#[path = "support/mod.rs"]
+mod support;
+
 use herald_fakes::{FakeTelegram, TelegramScript};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::machine;
 
 const LIMIT: usize = 30;
 
@@ -28,23 +32,6 @@ fn json_of(command: &mut Command) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("JSON")
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!(
-        "{} cores, {cpu}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
-    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -495,3 +495,24 @@ async fn concurrent_accepts_are_committed_together_each_with_its_own_answer() {
         .unwrap();
     assert!(payload.contains("\"123\""), "{payload}");
 }
+
+#[tokio::test]
+async fn the_wal_is_checkpointed_in_the_background_not_left_to_grow() {
+    let h = Harness::new();
+    let main_file = h.db_path();
+    let before = std::fs::metadata(&main_file).unwrap().len();
+    // Enough rows to fill many pages; commits never checkpoint by themselves.
+    h.users("shop", "tg", (0..20_000).map(|i| i.to_string()))
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if std::fs::metadata(&main_file).unwrap().len() > before + 100_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file never received the WAL's pages"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -149,13 +149,6 @@ pub struct ImportReport {
     pub existing: u64,
 }
 
-impl ImportReport {
-    pub fn add(&mut self, other: ImportReport) {
-        self.inserted += other.inserted;
-        self.existing += other.existing;
-    }
-}
-
 /// A job kept dead: its users exhausted their attempts, or it could not be processed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeadLetter {

@@ -45,3 +45,30 @@ pub fn with_metrics(router: axum::Router, emf: Emf) -> axum::Router {
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_sets_the_admin_token_hash_public_url_and_user_limit() {
+        let hash = hex_of(&herald_core::secret::hash("the-admin-token"));
+        std::env::set_var("HERALD_ADMIN_TOKEN_SHA256", &hash);
+        std::env::set_var("HERALD_PUBLIC_URL", "https://herald.example.com");
+        std::env::set_var("HERALD_MAX_USERS", "50");
+        let config = config_from_env();
+        assert_eq!(
+            config.admin_token_hash,
+            Some(herald_core::secret::hash("the-admin-token"))
+        );
+        assert_eq!(config.url("/x"), "https://herald.example.com/x");
+        assert_eq!(config.limits.max_users, 50);
+        // A malformed hash leaves the admin API closed rather than open.
+        std::env::set_var("HERALD_ADMIN_TOKEN_SHA256", "not-hex");
+        assert_eq!(config_from_env().admin_token_hash, None);
+    }
+
+    fn hex_of(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
