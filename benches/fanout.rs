@@ -8,7 +8,7 @@
 //! every user in transactions of 1,000 — the least any store must do for the same
 //! outcome. The figure is the ratio of the two rates (goal ≥ 0.50).
 //!
-//!     cargo bench --bench fanout                # USERS=20000 for a quick run
+//!     cargo bench --bench fanout                # USERS=20000 for a quick run; ONLY=herald to profile one side
 
 #[path = "support/mod.rs"]
 mod support;
@@ -32,6 +32,7 @@ async fn herald_rate(users: usize) -> f64 {
         },
     );
     let router = herald_core::router::router(herald.app.clone());
+    eprintln!("users imported, fan-out starts");
     let started = Instant::now();
     let request = Request::post(&herald.url)
         .header("content-type", "application/json")
@@ -110,7 +111,20 @@ async fn baseline_rate(users: usize) -> f64 {
 async fn main() {
     let users: usize = env_or("USERS", 100_000);
     println!("embedded fan-out: {} — {}", machine(), today());
+    // ONLY=herald (or ONLY=baseline) runs one side, for profiling.
+    let only = std::env::var("ONLY").unwrap_or_default();
+    if only == "herald" {
+        println!(
+            "{users} users: herald {:.0} users/s",
+            herald_rate(users).await
+        );
+        return;
+    }
     let baseline = baseline_rate(users).await;
+    if only == "baseline" {
+        println!("{users} users: raw rusqlite {baseline:.0} users/s");
+        return;
+    }
     let herald = herald_rate(users).await;
     println!(
         "{users} users: herald {herald:.0} users/s (accept to every last_request written), raw rusqlite {baseline:.0} users/s — ratio {:.3} (goal ≥ 0.50)",

@@ -516,3 +516,59 @@ async fn the_wal_is_checkpointed_in_the_background_not_left_to_grow() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn the_wal_is_rewound_while_readers_come_and_go() {
+    // Under steady reads a checkpoint can copy the whole log back, yet SQLite only rewinds
+    // it when a writer finds no reader inside; with readers always there it grew without
+    // end. Writes of 1 MiB each, 96 MiB in all, against readers that never pause.
+    let h = Harness::new();
+    let wal = h.dir.path().join("herald.db-wal");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Two readers, each holding its snapshot for a moment: one is always inside the log.
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, path) = (stop.clone(), h.db_path());
+            std::thread::spawn(move || {
+                let mut conn = rusqlite::Connection::open(path).unwrap();
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let tx = conn.transaction().unwrap();
+                    let _: i64 = tx
+                        .query_row("SELECT count(*) FROM settings", [], |r| r.get(0))
+                        .unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    tx.commit().unwrap();
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let mut largest = 0;
+    for i in 0..96 {
+        h.store
+            .transaction(move |tx| {
+                tx.execute(
+                    "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, randomblob(1048576))",
+                    [format!("filler-{}", i % 4)],
+                )
+            })
+            .await
+            .unwrap();
+        if i % 8 == 7 {
+            h.store.checkpoint().unwrap();
+        }
+        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.join().unwrap() > 0, "the readers read");
+    }
+    eprintln!("largest WAL: {largest} bytes");
+    let limit = (herald_sqlite::WAL_RESTART_FRAMES as u64 * 4096) + (12 << 20);
+    assert!(
+        largest < limit,
+        "the WAL grew to {largest} bytes (limit {limit}) though 96 MiB went through it"
+    );
+}
