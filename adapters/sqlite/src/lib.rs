@@ -102,7 +102,7 @@ impl Sqlite {
                 .pop();
             let conn = match pooled {
                 Some(conn) => conn,
-                None => connect(&inner.path).map_err(StoreError::new)?,
+                None => connect_reader(&inner.path).map_err(StoreError::new)?,
             };
             let result = f(&conn).map_err(StoreError::new);
             inner
@@ -246,6 +246,16 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     // A WAL rewound after a big transaction is trimmed back to this size (bytes).
     conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
     conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// A reader connection. Its page cache is small on purpose: a connection drops its whole
+/// cache whenever it finds the WAL changed since its last read — under steady writes that
+/// is every read — and the cost of dropping grows with the cache (a 64 MiB cache made
+/// dropping it a tenth of a fan-out's CPU time). The pages themselves stay in the OS cache.
+fn connect_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = connect(path)?;
+    conn.pragma_update(None, "cache_size", -2048)?;
     Ok(conn)
 }
 

@@ -2,8 +2,9 @@
 //!
 //! A user row is unique by `(bot_id, platform, platform_id)` and by `(bot_id, bm_id)`, so
 //! both lookups are one index probe. Each user belongs to one of [`SHARDS`] shards (a hash
-//! of its `bm_id`); `everyone` is expanded shard by shard in rowid order, one page per
-//! `expand` job. Herald writes only the `last_request*` columns; `attributes` belongs to
+//! of its `bm_id`); `everyone` is expanded shard by shard in `bm_id` order, one page per
+//! `expand` job. Rows are clustered by `(bot_id, bm_id)`, so the users of one deliver job
+//! are neighbours on disk. Herald writes only the `last_request*` columns; `attributes` belongs to
 //! the bot engine.
 
 use crate::{now_ms, to_json, Sqlite};
@@ -292,44 +293,38 @@ impl UserStore for Sqlite {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<UserPage, StoreError> {
-        let after: i64 = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        let after = cursor.unwrap_or("").to_string();
         let (bot_id, platform) = (bot_id.to_string(), platform.clone());
         self.read(move |conn| {
-            let map = |r: &rusqlite::Row| -> rusqlite::Result<(i64, UserState)> {
-                Ok((
-                    r.get(0)?,
-                    UserState {
-                        platform: r.get(1)?,
-                        platform_id: r.get(2)?,
-                        bm_id: r.get(3)?,
-                        blocked: r.get(4)?,
-                    },
-                ))
+            let map = |r: &rusqlite::Row| -> rusqlite::Result<UserState> {
+                Ok(UserState {
+                    platform: r.get(0)?,
+                    platform_id: r.get(1)?,
+                    bm_id: r.get(2)?,
+                    blocked: r.get(3)?,
+                })
             };
-            let rows: Vec<(i64, UserState)> = match &platform {
+            let rows: Vec<UserState> = match &platform {
                 PlatformFilter::Any => conn
                     .prepare_cached(
-                        "SELECT id, platform, platform_id, bm_id, blocked_at IS NOT NULL FROM users
-                         WHERE bot_id = ?1 AND shard = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+                        "SELECT platform, platform_id, bm_id, blocked_at IS NOT NULL FROM users
+                         WHERE bot_id = ?1 AND shard = ?2 AND bm_id > ?3 ORDER BY bm_id LIMIT ?4",
                     )?
                     .query_map(params![bot_id, shard, after, limit as i64], map)?
                     .collect::<rusqlite::Result<_>>()?,
                 PlatformFilter::Only(p) => conn
                     .prepare_cached(
-                        "SELECT id, platform, platform_id, bm_id, blocked_at IS NOT NULL FROM users
-                         WHERE bot_id = ?1 AND platform = ?2 AND shard = ?3 AND id > ?4
-                         ORDER BY id LIMIT ?5",
+                        "SELECT platform, platform_id, bm_id, blocked_at IS NOT NULL FROM users
+                         WHERE bot_id = ?1 AND platform = ?2 AND shard = ?3 AND bm_id > ?4
+                         ORDER BY bm_id LIMIT ?5",
                     )?
                     .query_map(params![bot_id, p, shard, after, limit as i64], map)?
                     .collect::<rusqlite::Result<_>>()?,
             };
             let next = (rows.len() == limit)
-                .then(|| rows.last().map(|(id, _)| id.to_string()))
+                .then(|| rows.last().map(|u| u.bm_id.clone()))
                 .flatten();
-            Ok(UserPage {
-                users: rows.into_iter().map(|(_, u)| u).collect(),
-                next,
-            })
+            Ok(UserPage { users: rows, next })
         })
         .await
     }
