@@ -20,14 +20,19 @@ use std::time::{Duration, Instant};
 use support::{env_or, machine, today, Embedded};
 use tower::ServiceExt;
 
-async fn herald_rate(users: usize) -> f64 {
-    let herald = Embedded::new("big").await;
+async fn herald_rate(users: usize, workers: usize) -> f64 {
+    // As `herald serve --workers N` configures itself.
+    let config = herald_core::Config {
+        jobs_per_bot: herald_core::Config::bot_share(workers),
+        ..herald_core::Config::default()
+    };
+    let herald = Embedded::with("big", config).await;
     herald.users("big", users).await;
     let pool = WorkerPool::start(
         herald.app.clone(),
         herald.store.clone(),
         PoolOptions {
-            workers: 8,
+            workers,
             ..PoolOptions::default()
         },
     );
@@ -110,13 +115,14 @@ async fn baseline_rate(users: usize) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let users: usize = env_or("USERS", 100_000);
+    let workers: usize = env_or("WORKERS", 8);
     println!("embedded fan-out: {} — {}", machine(), today());
     // ONLY=herald (or ONLY=baseline) runs one side, for profiling.
     let only = std::env::var("ONLY").unwrap_or_default();
     if only == "herald" {
         println!(
             "{users} users: herald {:.0} users/s",
-            herald_rate(users).await
+            herald_rate(users, workers).await
         );
         return;
     }
@@ -125,9 +131,9 @@ async fn main() {
         println!("{users} users: raw rusqlite {baseline:.0} users/s");
         return;
     }
-    let herald = herald_rate(users).await;
+    let herald = herald_rate(users, workers).await;
     println!(
-        "{users} users: herald {herald:.0} users/s (accept to every last_request written), raw rusqlite {baseline:.0} users/s — ratio {:.3} (goal ≥ 0.50)",
+        "{users} users, {workers} workers: herald {herald:.0} users/s (accept to every last_request written), raw rusqlite {baseline:.0} users/s — ratio {:.3} (goal ≥ 0.50)",
         herald / baseline
     );
 }

@@ -65,11 +65,15 @@ pub struct Embedded {
 
 impl Embedded {
     pub async fn new(bot: &str) -> Embedded {
+        Embedded::with(bot, Config::default()).await
+    }
+
+    pub async fn with(bot: &str, config: Config) -> Embedded {
         let dir = tempfile::tempdir().unwrap();
         let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
         let app = Arc::new(herald_sqlite::app(
             &store,
-            Config::default(),
+            config,
             Arc::new(LogDeliverer::default()),
         ));
         let event = store

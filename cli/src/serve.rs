@@ -103,7 +103,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         expand_page: args.expand_page.max(1),
         public_base_url: args.public_url.clone(),
         base_backoff: Duration::from_millis(args.retry_base_ms),
-        jobs_per_bot: (args.workers / 2).max(1),
+        jobs_per_bot: Config::bot_share(args.workers),
         ..Config::default()
     };
     let deliverer: Arc<dyn Deliverer> = if args.simulate_delivery_ms > 0 {

@@ -56,6 +56,14 @@ pub struct Config {
     pub admin_token_hash: Option<[u8; 32]>,
 }
 
+impl Config {
+    /// Deliver jobs one bot may have in flight among `workers`: half of them, so a slow bot
+    /// never holds them all (`herald serve` sets `jobs_per_bot` with it).
+    pub fn bot_share(workers: usize) -> usize {
+        (workers / 2).max(1)
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
