@@ -38,7 +38,12 @@ impl Aws {
     /// Load the AWS configuration (region, credentials; endpoint override for emulators)
     /// once and build both clients.
     pub async fn connect(settings: AwsSettings) -> Aws {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+        let https = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
         if let Some(region) = &settings.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
