@@ -38,9 +38,14 @@ impl Aws {
     /// Load the AWS configuration (region, credentials; endpoint override for emulators)
     /// once and build both clients.
     pub async fn connect(settings: AwsSettings) -> Aws {
-        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext};
+        let tls = TlsContext::builder()
+            .with_trust_store(trust_store())
+            .build()
+            .unwrap_or_default();
         let https = aws_smithy_http_client::Builder::new()
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .tls_context(tls)
             .build_https();
         let mut loader =
             aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
@@ -68,6 +73,29 @@ impl Aws {
         let shared = Arc::new(self.clone());
         App::new(config, Ports::all(shared.clone(), shared), deliverer)
     }
+}
+
+/// Where systems keep their one file of every trusted CA: Amazon Linux (the Lambda
+/// runtime), then Debian and Ubuntu.
+const CA_BUNDLES: [&str; 2] = [
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/certs/ca-certificates.crt",
+];
+
+/// The CAs the SDK's TLS client trusts: the system's bundle file (`SSL_CERT_FILE` if set,
+/// else the first of [`CA_BUNDLES`] present), read once at init. Left to itself the client
+/// reads that file and then every file of the system's certificate directories too — 292
+/// more on a Debian machine, doubling the functions' init time (BENCHMARKS.md, 5). With
+/// no bundle file found it falls back to exactly that.
+fn trust_store() -> aws_smithy_http_client::tls::TrustStore {
+    use aws_smithy_http_client::tls::TrustStore;
+    let chosen = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+    chosen
+        .into_iter()
+        .chain(CA_BUNDLES.iter().map(std::path::PathBuf::from))
+        .find_map(|path| std::fs::read(path).ok())
+        .map(|pem| TrustStore::empty().with_pem_certificate(pem))
+        .unwrap_or_default()
 }
 
 impl Aws {
