@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::machine;
+use support::{env_or, machine};
 
 const LIMIT: usize = 30;
 
@@ -36,10 +36,7 @@ fn json_of(command: &mut Command) -> Value {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let users: usize = std::env::var("USERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let users: usize = env_or("USERS", 300);
     let telegram = FakeTelegram::start(TelegramScript {
         limit_per_second: LIMIT,
         ..TelegramScript::default()

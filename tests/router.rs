@@ -573,3 +573,43 @@ async fn the_wal_is_rewound_while_readers_come_and_go() {
         "the WAL grew to {largest} bytes (limit {limit}) though 192 MiB went through it"
     );
 }
+
+#[tokio::test]
+async fn a_wal_left_large_by_a_big_transaction_is_trimmed_when_rewound() {
+    // One 96 MiB transaction makes a WAL larger than the 64 MiB the store keeps; once a
+    // checkpoint has rewound it, the next commit trims the file (journal_size_limit).
+    let h = Harness::new();
+    let wal = h.dir.path().join("herald.db-wal");
+    h.store
+        .transaction(|tx| {
+            for i in 0..96 {
+                tx.execute(
+                    "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, randomblob(1048576))",
+                    [format!("big-{i}")],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let large = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        large > 96 << 20,
+        "the transaction went through the WAL: {large}"
+    );
+    h.store.checkpoint().unwrap();
+    h.store
+        .transaction(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO settings (name, value) VALUES ('small', x'00')",
+                [],
+            )
+        })
+        .await
+        .unwrap();
+    let after = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        after <= 64 << 20,
+        "the WAL kept {after} bytes after it was rewound"
+    );
+}

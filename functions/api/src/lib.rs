@@ -52,7 +52,7 @@ mod tests {
 
     #[test]
     fn the_environment_sets_the_admin_token_hash_public_url_and_user_limit() {
-        let hash = hex_of(&herald_core::secret::hash("the-admin-token"));
+        let hash = hex::encode(herald_core::secret::hash("the-admin-token"));
         std::env::set_var("HERALD_ADMIN_TOKEN_SHA256", &hash);
         std::env::set_var("HERALD_PUBLIC_URL", "https://herald.example.com");
         std::env::set_var("HERALD_MAX_USERS", "50");
@@ -66,9 +66,5 @@ mod tests {
         // A malformed hash leaves the admin API closed rather than open.
         std::env::set_var("HERALD_ADMIN_TOKEN_SHA256", "not-hex");
         assert_eq!(config_from_env().admin_token_hash, None);
-    }
-
-    fn hex_of(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
