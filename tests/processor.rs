@@ -365,6 +365,74 @@ async fn a_redelivered_expand_page_is_skipped() {
     assert_eq!((s.targeted, s.delivered), (Some(40), 40));
 }
 
+/// A page's job is on the queue before the page that enqueued it records the new cursor,
+/// and an idle worker can take it in between: it must wait, not be taken for a repeat.
+#[tokio::test]
+async fn a_page_that_runs_before_the_page_before_it_advanced_waits_for_it() {
+    let config = Config {
+        expand_page: 5,
+        ..Config::default()
+    };
+    let h = Harness::with(config, Arc::new(LogDeliverer::default()));
+    let event = h.event("bot").await;
+    h.users("bot", "tg", ids(0..40)).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": "everyone"}),
+    )
+    .await;
+    let jobs = |sql: &str| -> Vec<Job> {
+        h.sql()
+            .prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|p| serde_json::from_str(&p.unwrap()).unwrap())
+            .collect()
+    };
+    let first = jobs("SELECT payload FROM jobs").remove(0);
+    let JobKind::Expand { shard, .. } = first.kind else {
+        panic!("an expansion job first")
+    };
+    processor::process(&h.app, &first).await.unwrap();
+    let recorded: String = h
+        .sql()
+        .query_row(
+            "SELECT cursor FROM expansions WHERE request_id = ?1 AND shard = ?2",
+            rusqlite::params![id, shard],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let next = jobs("SELECT payload FROM jobs")
+        .into_iter()
+        .find(|job| matches!(&job.kind, JobKind::Expand { cursor: Some(c), .. } if *c == recorded))
+        .expect("the next page is enqueued");
+    // As if the first page's cursor had not been recorded yet.
+    h.sql()
+        .execute(
+            "UPDATE expansions SET cursor = NULL WHERE request_id = ?1 AND shard = ?2",
+            rusqlite::params![id, shard],
+        )
+        .unwrap();
+    let early = processor::process(&h.app, &next).await.unwrap();
+    assert!(early.run_again_after.is_some(), "waits: {early:?}");
+    assert_eq!(early.enqueued, 0);
+    // The first page's cursor lands; the waiting page then runs.
+    h.sql()
+        .execute(
+            "UPDATE expansions SET cursor = ?3 WHERE request_id = ?1 AND shard = ?2",
+            rusqlite::params![id, shard, recorded],
+        )
+        .unwrap();
+    let on_time = processor::process(&h.app, &next).await.unwrap();
+    assert_eq!(on_time.run_again_after, None);
+    assert!(on_time.enqueued > 0, "the page is expanded: {on_time:?}");
+    h.run_jobs().await;
+    let s = status(&h, &id).await;
+    assert_eq!((s.targeted, s.delivered, s.state), (Some(40), 40, "done"));
+}
+
 #[tokio::test]
 async fn jobs_of_a_request_still_being_accepted_wait_and_of_an_aborted_one_do_nothing() {
     let deliverer = Arc::new(ScriptedDeliverer::default());

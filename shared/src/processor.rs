@@ -9,7 +9,8 @@
 //! jobs close their shard without reading it.
 //! `expand`: read one page of a shard of the bot's users, enqueue their `deliver` jobs and
 //! the next page, then advance the shard's cursor (a repeated page is recognised and
-//! skipped). Store failures surface as [`StoreError`] so the queue retries the whole job.
+//! skipped; a page that runs before the page that enqueued it has advanced the cursor
+//! waits for it). Store failures surface as [`StoreError`] so the queue retries the whole job.
 //!
 //! [`Deliverer`]: crate::ports::Deliverer
 
@@ -21,6 +22,7 @@ use crate::error::StoreError;
 use crate::merge::merge_patch;
 use crate::ports::{App, Delivery, RequestStamp};
 use futures::stream::{self, StreamExt};
+use std::cmp::Ordering;
 use std::time::Duration;
 
 /// What processing a job did.
@@ -66,6 +68,9 @@ const BOT_BUSY_WAIT: Duration = Duration::from_millis(200);
 
 /// How long a job waits for a request that is still being accepted.
 const ACCEPTING_WAIT: Duration = Duration::from_secs(1);
+
+/// How long an expansion page waits for the page before it to record its cursor.
+const PAGE_BEFORE_WAIT: Duration = Duration::from_millis(20);
 
 /// A request still `accepting` this long after it was created lost its accept call (the
 /// client was answered 503): its jobs are dropped.
@@ -320,9 +325,21 @@ async fn expand(
         return Ok(JobReport::default());
     };
     let progress = app.requests.expansion(&record.id, shard).await?;
-    if progress.done || progress.cursor.as_deref() != cursor {
+    // Pages run in cursor order (a cursor is the last `bm_id` of the page before, and no
+    // cursor is the first page), so the recorded cursor tells which pages are behind.
+    match progress.cursor.as_deref().cmp(&cursor) {
+        _ if progress.done => return Ok(JobReport::default()),
         // This page was already expanded (a redelivered job).
-        return Ok(JobReport::default());
+        Ordering::Greater => return Ok(JobReport::default()),
+        // The page before enqueued this one but has not recorded its cursor yet: wait for
+        // it. Skipping would lose the rest of the shard.
+        Ordering::Less => {
+            return Ok(JobReport {
+                run_again_after: Some(PAGE_BEFORE_WAIT),
+                ..JobReport::default()
+            })
+        }
+        Ordering::Equal => {}
     }
     let page = app
         .users
