@@ -2,7 +2,7 @@
 //! `last_request` written, against a raw rusqlite baseline writing the same rows.
 //!
 //! Herald: USERS users (default 100,000) of one bot, the `log` deliverer, the worker pool
-//! with the `herald serve` defaults (8 workers, 100 users per deliver job, 1,000 per expand
+//! with the `herald serve` defaults (32 workers, 100 users per deliver job, 1,000 per expand
 //! page), from the POST to the status document saying `done`. Baseline: one process,
 //! one connection, the same database file shape, `UPDATE users SET last_request…` for
 //! every user in transactions of 1,000 — the least any store must do for the same
@@ -115,7 +115,7 @@ async fn baseline_rate(users: usize) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let users: usize = env_or("USERS", 100_000);
-    let workers: usize = env_or("WORKERS", 8);
+    let workers: usize = env_or("WORKERS", herald_core::Config::DEFAULT_WORKERS);
     println!("embedded fan-out: {} — {}", machine(), today());
     // ONLY=herald (or ONLY=baseline) runs one side, for profiling.
     let only = std::env::var("ONLY").unwrap_or_default();

@@ -41,7 +41,7 @@ pub struct ServeArgs {
     public_url: Option<String>,
     /// Worker tasks draining the job queue (0: accept only, leave jobs queued). One bot's
     /// deliver jobs use at most half of them, so a slow bot never holds them all.
-    #[arg(long, env = "HERALD_WORKERS", default_value_t = 8)]
+    #[arg(long, env = "HERALD_WORKERS", default_value_t = Config::DEFAULT_WORKERS)]
     workers: usize,
     /// Users per deliver job.
     #[arg(long, env = "HERALD_DELIVER_BATCH", default_value_t = 100)]

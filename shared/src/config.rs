@@ -57,6 +57,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Worker tasks of `herald serve` unless told otherwise. Workers mostly wait (on the
+    /// store, on delivery), so more of them than cores keeps both busy: with group commit,
+    /// a 100,000-user fan-out ran at 36k users/s with 8, 57–65k with 32 and no faster with
+    /// 64 (BENCHMARKS.md, 2).
+    pub const DEFAULT_WORKERS: usize = 32;
+
     /// Deliver jobs one bot may have in flight among `workers`: half of them, so a slow bot
     /// never holds them all (`herald serve` sets `jobs_per_bot` with it).
     pub fn bot_share(workers: usize) -> usize {

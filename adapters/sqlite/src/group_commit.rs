@@ -1,54 +1,142 @@
-//! Group commit of accepted requests: many accepts, one transaction, one fsync.
+//! Group commit: every caller's write transaction, many at a time in one SQLite transaction.
 //!
-//! A 202 may only be sent once its request is on disk, and an fsync costs far more than
-//! the rows it makes durable. So accepts do not each open a durable transaction: they queue
-//! here, and one committer task takes everything waiting (up to [`MAX_BATCH`]) and records
-//! it in one `synchronous=FULL` transaction, each accept inside its own savepoint so that
-//! one failing does not undo the others; then every caller gets its own answer. Under load
-//! the batch grows by itself (accepts arrive while the previous one commits); a lone
-//! accept waits for nobody.
+//! SQLite has one writer, and a commit costs far more than the rows it writes: the pages a
+//! commit touched are appended to the WAL whole, and a durable commit waits for an fsync.
+//! So [`Sqlite::transaction`] and [`Sqlite::durable_transaction`] do not each open a
+//! transaction: they queue their work here, and one writer thread takes everything waiting
+//! (up to [`MAX_BATCH`]) and runs it in one transaction, each caller's work inside its own
+//! savepoint so that one failing does not undo the others; then every caller gets its own
+//! answer. A batch holding any durable work commits with `synchronous=FULL` (one fsync for
+//! all of it). Under load the batch grows by itself — work arrives while the previous batch
+//! commits — and a page that several jobs touch (a request's counters, the queue's index)
+//! is written once per batch instead of once per caller; lone work waits for nobody.
+//!
+//! The thread is the store's own, not a task of some tokio runtime, so the store works from
+//! any runtime (or several) and a caller does not hop through the blocking pool.
 
-use crate::requests::{record_accept, Accept};
 use crate::{Inner, Sqlite};
-use herald_core::ports::Recorded;
 use herald_core::StoreError;
-use std::sync::{Arc, Weak};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::{Connection, Transaction};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc, Weak};
+use tokio::sync::oneshot;
 
-/// Most accepts recorded in one transaction.
+/// Most callers' work committed in one transaction.
 pub const MAX_BATCH: usize = 256;
 
-pub(crate) struct Pending {
-    accept: Accept,
-    done: oneshot::Sender<Result<Recorded, StoreError>>,
+/// One caller's work as the writer thread sees it, whatever it returns.
+pub(crate) trait Work: Send {
+    /// Whether it must be on disk (WAL fsynced) before its caller is answered.
+    fn durable(&self) -> bool;
+    /// Run it inside the batch's transaction; false when it failed (or panicked).
+    fn run(&mut self, tx: &Transaction) -> bool;
+    /// Answer its caller once the batch has committed, or failed to.
+    fn answer(self: Box<Self>, committed: &Result<(), String>);
 }
 
-pub(crate) type Queue = mpsc::UnboundedSender<Pending>;
+struct Pending<T, F> {
+    work: Option<F>,
+    durable: bool,
+    outcome: Option<Result<T, StoreError>>,
+    done: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Work for Pending<T, F>
+where
+    F: FnOnce(&Transaction) -> rusqlite::Result<T> + Send,
+    T: Send,
+{
+    fn durable(&self) -> bool {
+        self.durable
+    }
+
+    fn run(&mut self, tx: &Transaction) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let outcome = match catch_unwind(AssertUnwindSafe(|| work(tx))) {
+            Ok(result) => result.map_err(StoreError::new),
+            Err(_) => Err(StoreError::new("a write panicked; it was rolled back")),
+        };
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn answer(self: Box<Self>, committed: &Result<(), String>) {
+        let answer = match (self.outcome, committed) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(e)) => Err(StoreError::new(e)),
+            (None, Ok(())) => Err(StoreError::new("a write was not run")),
+        };
+        let _ = self.done.send(answer);
+    }
+}
+
+pub(crate) type Queue = mpsc::Sender<Box<dyn Work>>;
+pub(crate) type Waiting = mpsc::Receiver<Box<dyn Work>>;
 
 impl Sqlite {
-    /// Record `accept` durably, together with whatever other accepts are waiting.
-    pub(crate) async fn commit_accept(&self, accept: Accept) -> Result<Recorded, StoreError> {
-        let (done, answer) = oneshot::channel();
-        self.committer()
-            .send(Pending { accept, done })
-            .map_err(|_| StoreError::new("the accept committer has stopped"))?;
-        answer
-            .await
-            .map_err(|_| StoreError::new("the accept committer dropped a request"))?
+    /// Run `f` in a transaction on the writer, together with whatever other writes are
+    /// waiting; its result once committed.
+    pub async fn transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Transaction) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.commit(f, false).await
     }
 
-    fn committer(&self) -> &Queue {
-        self.inner.committer.get_or_init(|| {
-            let (queue, waiting) = mpsc::unbounded_channel();
-            // The task holds the store weakly: it ends when the last handle is dropped.
-            tokio::spawn(run(Arc::downgrade(&self.inner), waiting));
-            queue
-        })
+    /// [`Sqlite::transaction`], on disk (WAL fsynced) before it returns: for what a caller
+    /// is told has been recorded, such as an accepted request.
+    pub async fn durable_transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Transaction) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.commit(f, true).await
+    }
+
+    async fn commit<T, F>(&self, work: F, durable: bool) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Transaction) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, answer) = oneshot::channel();
+        let pending = Pending {
+            work: Some(work),
+            durable,
+            outcome: None,
+            done,
+        };
+        self.inner
+            .committer
+            .send(Box::new(pending))
+            .map_err(|_| StoreError::new("the writer thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| StoreError::new("the writer thread dropped a write"))?
     }
 }
 
-async fn run(store: Weak<Inner>, mut waiting: mpsc::UnboundedReceiver<Pending>) {
-    while let Some(first) = waiting.recv().await {
+/// The queue that hands the writer thread its work, and the thread's end of it.
+pub(crate) fn queue() -> (Queue, Waiting) {
+    mpsc::channel()
+}
+
+/// Start the writer thread of `store`, taking its work from `waiting`.
+pub(crate) fn start(store: Weak<Inner>, waiting: Waiting) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name("herald-writer".into())
+        .spawn(move || run(store, waiting))
+        .map_err(StoreError::new)?;
+    Ok(())
+}
+
+/// The writer thread: it ends when the store is dropped (its queue with it).
+fn run(store: Weak<Inner>, waiting: Waiting) {
+    while let Ok(first) = waiting.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match waiting.try_recv() {
@@ -56,42 +144,49 @@ async fn run(store: Weak<Inner>, mut waiting: mpsc::UnboundedReceiver<Pending>) 
                 Err(_) => break,
             }
         }
-        let Some(inner) = store.upgrade() else {
-            return;
+        let committed = match store.upgrade() {
+            Some(inner) => commit_batch(&inner, &mut batch),
+            None => Err("the store is closed".to_string()),
         };
-        let store = Sqlite { inner };
-        let (accepts, answers): (Vec<Accept>, Vec<_>) =
-            batch.into_iter().map(|p| (p.accept, p.done)).unzip();
-        let results = store
-            .durable_transaction(move |tx| {
-                let mut results = Vec::with_capacity(accepts.len());
-                for accept in &accepts {
-                    tx.execute_batch("SAVEPOINT accept")?;
-                    match record_accept(tx, accept) {
-                        Ok(recorded) => {
-                            tx.execute_batch("RELEASE accept")?;
-                            results.push(Ok(recorded));
-                        }
-                        Err(e) => {
-                            tx.execute_batch("ROLLBACK TO accept; RELEASE accept")?;
-                            results.push(Err(StoreError::new(e)));
-                        }
-                    }
-                }
-                Ok(results)
-            })
-            .await;
-        match results {
-            Ok(results) => {
-                for (answer, result) in answers.into_iter().zip(results) {
-                    let _ = answer.send(result);
-                }
-            }
-            Err(e) => {
-                for answer in answers {
-                    let _ = answer.send(Err(StoreError::new(&e)));
-                }
-            }
+        for work in batch {
+            work.answer(&committed);
         }
     }
+}
+
+/// Run `batch` in one transaction on the writer connection and commit it.
+fn commit_batch(inner: &Arc<Inner>, batch: &mut [Box<dyn Work>]) -> Result<(), String> {
+    let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+    let durable = batch.iter().any(|work| work.durable());
+    if durable {
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| e.to_string())?;
+    }
+    let committed = run_in_transaction(&mut conn, batch);
+    if durable {
+        // The next batch sets it again if it needs it; a failure here only costs an fsync.
+        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+    }
+    committed.map_err(|e| e.to_string())
+}
+
+fn run_in_transaction(conn: &mut Connection, batch: &mut [Box<dyn Work>]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    if let [alone] = batch {
+        // Nothing to keep apart: a failure rolls the whole transaction back.
+        return if alone.run(&tx) {
+            tx.commit()
+        } else {
+            tx.rollback()
+        };
+    }
+    for work in batch.iter_mut() {
+        tx.execute_batch("SAVEPOINT work")?;
+        if work.run(&tx) {
+            tx.execute_batch("RELEASE work")?;
+        } else {
+            tx.execute_batch("ROLLBACK TO work; RELEASE work")?;
+        }
+    }
+    tx.commit()
 }

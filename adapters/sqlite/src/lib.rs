@@ -4,9 +4,10 @@
 //! the event directory ([`events`]), the user store ([`users`]), the request log and intake
 //! ([`requests`]), a durable job queue with leases, attempts and dead jobs ([`queue`]) and
 //! the operators' changes ([`admin`]).
-//! Writes go through one writer connection (SQLite allows one writer at a time anyway);
-//! reads use a small pool of reader connections, so status reads never wait for writes.
-//! All calls run on tokio's blocking pool. [`worker_pool`] drains the queue with the core's
+//! Writes go through one writer connection (SQLite allows one writer at a time anyway):
+//! write transactions are queued to its thread, which commits many of them at a time
+//! ([`group_commit`]). Reads use a small pool of reader connections on tokio's blocking
+//! pool, so status reads never wait for writes. [`worker_pool`] drains the queue with the core's
 //! batch processor.
 
 pub mod admin;
@@ -37,8 +38,8 @@ pub(crate) struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// Woken whenever jobs are enqueued.
     jobs_ready: Notify,
-    /// Accepts waiting to be committed together ([`group_commit`]).
-    committer: std::sync::OnceLock<group_commit::Queue>,
+    /// Writes waiting to be committed together by the writer thread ([`group_commit`]).
+    committer: group_commit::Queue,
 }
 
 impl Sqlite {
@@ -55,15 +56,17 @@ impl Sqlite {
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(StoreError::new)?;
         schema::migrate(&mut writer).map_err(StoreError::new)?;
+        let (committer, waiting) = group_commit::queue();
         let store = Sqlite {
             inner: Arc::new(Inner {
                 path,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
                 jobs_ready: Notify::new(),
-                committer: std::sync::OnceLock::new(),
+                committer,
             }),
         };
+        group_commit::start(Arc::downgrade(&store.inner), waiting)?;
         checkpoints(&store)?;
         Ok(store)
     }
@@ -114,42 +117,6 @@ impl Sqlite {
         })
         .await
         .map_err(StoreError::new)?
-    }
-
-    /// Run `f` in one transaction on the writer connection.
-    pub async fn transaction<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        })
-        .await
-    }
-
-    /// [`Sqlite::transaction`], on disk (WAL fsynced) before it returns: for what a caller
-    /// is told has been recorded, such as an accepted request.
-    pub async fn durable_transaction<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.write(move |conn| {
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            let committed = (|| {
-                let tx = conn.transaction()?;
-                let value = f(&tx)?;
-                tx.commit()?;
-                Ok(value)
-            })();
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            committed
-        })
-        .await
     }
 
     /// Checkpoint the WAL now, as the background thread does every tick (see

@@ -82,7 +82,7 @@ impl JobQueue for Sqlite {
 impl Sqlite {
     /// Take the oldest visible job for `lease`, if any.
     pub async fn lease(&self, lease: Duration) -> Result<Option<Leased>, StoreError> {
-        self.write(move |conn| {
+        self.transaction(move |conn| {
             let now = now_ms();
             let row: Option<(String, u32)> = conn
                 .prepare_cached(
@@ -109,7 +109,7 @@ impl Sqlite {
     /// The job is done: delete it.
     pub async fn ack(&self, job_id: &str) -> Result<(), StoreError> {
         let job_id = job_id.to_string();
-        self.write(move |conn| {
+        self.transaction(move |conn| {
             conn.execute("DELETE FROM jobs WHERE id = ?1", [&job_id])
                 .map(|_| ())
         })
@@ -125,7 +125,7 @@ impl Sqlite {
         dead: bool,
     ) -> Result<(), StoreError> {
         let job_id = job_id.to_string();
-        self.write(move |conn| {
+        self.transaction(move |conn| {
             conn.execute(
                 "UPDATE jobs SET visible_at = ?2, state = ?3, leased = 0,
                         last_error = coalesce(?4, last_error),
@@ -149,7 +149,7 @@ impl Sqlite {
     /// request or its bot was busy).
     pub async fn postpone(&self, job_id: &str, delay: Duration) -> Result<(), StoreError> {
         let job_id = job_id.to_string();
-        self.write(move |conn| {
+        self.transaction(move |conn| {
             conn.execute(
                 "UPDATE jobs SET visible_at = ?2, leased = 0, attempts = max(attempts - 1, 0)
                  WHERE id = ?1",

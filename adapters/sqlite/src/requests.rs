@@ -42,7 +42,9 @@ impl Intake for Sqlite {
             jobs,
             remember: remember.cloned(),
         };
-        let recorded = self.commit_accept(accept).await?;
+        let recorded = self
+            .durable_transaction(move |tx| record_accept(tx, &accept))
+            .await?;
         if recorded == Recorded::New {
             self.notify_jobs();
         }
