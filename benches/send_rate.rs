@@ -24,6 +24,15 @@ fn herald() -> Command {
     Command::new(env!("CARGO_BIN_EXE_herald"))
 }
 
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn json_of(command: &mut Command) -> Value {
     let output = command.output().expect("herald runs");
     assert!(
@@ -105,19 +114,19 @@ async fn main() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Kept open (and the server killed) until the end, whatever happens: a server whose
+    // stdout is closed fails at its next line, and one left running holds the caller's pipe.
+    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+    let running = KillOnDrop(server);
     let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
     let base = first
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
         .unwrap()
         .to_string();
     let client = reqwest::Client::new();
-    let url = format!("{base}{}", event["url"].as_str().unwrap());
+    let url = format!("{base}{}", event["url_with_secret"].as_str().unwrap());
     let accepted: Value = client
         .post(&url)
         .json(&json!({"platform": "tg", "users": "everyone", "data": {}}))
@@ -129,7 +138,9 @@ async fn main() {
         .unwrap();
     let status_url = format!(
         "{base}{}/{}",
-        accepted["status_url"].as_str().unwrap(),
+        accepted["status_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not accepted: {accepted}")),
         event["secret"].as_str().unwrap()
     );
     let deadline = Instant::now() + Duration::from_secs(users as u64 / 10 + 120);
@@ -152,8 +163,8 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(running);
+    drop(stdout);
 
     let log = telegram.log.lock().unwrap();
     let span = log
