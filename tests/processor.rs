@@ -330,8 +330,8 @@ async fn everyone_pages_every_shard_and_targeted_becomes_final() {
     );
 }
 
-#[tokio::test]
-async fn a_redelivered_expand_page_is_skipped() {
+/// `everyone` accepted for a bot of 40 users, in pages of 5: the harness and request id.
+async fn everyone_of_forty_in_pages_of_five() -> (Harness, String) {
     let config = Config {
         expand_page: 5,
         ..Config::default()
@@ -345,14 +345,24 @@ async fn a_redelivered_expand_page_is_skipped() {
         json!({"platform": "tg", "users": "everyone"}),
     )
     .await;
-    let first_pages: Vec<Job> = h
-        .sql()
+    (h, id)
+}
+
+/// The jobs on the queue now.
+fn queued_jobs(h: &Harness) -> Vec<Job> {
+    h.sql()
         .prepare("SELECT payload FROM jobs")
         .unwrap()
         .query_map([], |r| r.get::<_, String>(0))
         .unwrap()
         .map(|p| serde_json::from_str(&p.unwrap()).unwrap())
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn a_redelivered_expand_page_is_skipped() {
+    let (h, id) = everyone_of_forty_in_pages_of_five().await;
+    let first_pages = queued_jobs(&h);
     h.run_jobs().await;
     // Every first page again, as a queue might redeliver them.
     for job in &first_pages {
@@ -369,29 +379,8 @@ async fn a_redelivered_expand_page_is_skipped() {
 /// and an idle worker can take it in between: it must wait, not be taken for a repeat.
 #[tokio::test]
 async fn a_page_that_runs_before_the_page_before_it_advanced_waits_for_it() {
-    let config = Config {
-        expand_page: 5,
-        ..Config::default()
-    };
-    let h = Harness::with(config, Arc::new(LogDeliverer::default()));
-    let event = h.event("bot").await;
-    h.users("bot", "tg", ids(0..40)).await;
-    let id = accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": "everyone"}),
-    )
-    .await;
-    let jobs = |sql: &str| -> Vec<Job> {
-        h.sql()
-            .prepare(sql)
-            .unwrap()
-            .query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .map(|p| serde_json::from_str(&p.unwrap()).unwrap())
-            .collect()
-    };
-    let first = jobs("SELECT payload FROM jobs").remove(0);
+    let (h, id) = everyone_of_forty_in_pages_of_five().await;
+    let first = queued_jobs(&h).remove(0);
     let JobKind::Expand { shard, .. } = first.kind else {
         panic!("an expansion job first")
     };
@@ -404,7 +393,7 @@ async fn a_page_that_runs_before_the_page_before_it_advanced_waits_for_it() {
             |r| r.get(0),
         )
         .unwrap();
-    let next = jobs("SELECT payload FROM jobs")
+    let next = queued_jobs(&h)
         .into_iter()
         .find(|job| matches!(&job.kind, JobKind::Expand { cursor: Some(c), .. } if *c == recorded))
         .expect("the next page is enqueued");
