@@ -7,8 +7,8 @@
 //! Writes go through one writer connection (SQLite allows one writer at a time anyway):
 //! write transactions are queued to its thread, which commits many of them at a time
 //! ([`group_commit`]). Reads use a small pool of reader connections on tokio's blocking
-//! pool, so status reads never wait for writes. [`worker_pool`] drains the queue with the core's
-//! batch processor.
+//! pool, so status reads never wait for writes. [`worker_pool`] drains the queue with the
+//! core's batch processor.
 
 pub mod admin;
 pub mod events;
@@ -75,7 +75,9 @@ impl Sqlite {
         &self.inner.path
     }
 
-    /// Run `f` on the writer connection, on the blocking pool.
+    /// Run `f` on the writer connection, on the blocking pool, outside any transaction and
+    /// outside group commit: for rare maintenance statements. Everything on a hot path goes
+    /// through [`Sqlite::transaction`].
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,

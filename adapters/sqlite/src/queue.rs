@@ -82,9 +82,9 @@ impl JobQueue for Sqlite {
 impl Sqlite {
     /// Take the oldest visible job for `lease`, if any.
     pub async fn lease(&self, lease: Duration) -> Result<Option<Leased>, StoreError> {
-        self.transaction(move |conn| {
+        self.transaction(move |tx| {
             let now = now_ms();
-            let row: Option<(String, u32)> = conn
+            let row: Option<(String, u32)> = tx
                 .prepare_cached(
                     "UPDATE jobs SET visible_at = ?2, attempts = attempts + 1, leased = 1
                      WHERE id = (SELECT id FROM jobs WHERE state = 'ready' AND visible_at <= ?1
@@ -109,8 +109,8 @@ impl Sqlite {
     /// The job is done: delete it.
     pub async fn ack(&self, job_id: &str) -> Result<(), StoreError> {
         let job_id = job_id.to_string();
-        self.transaction(move |conn| {
-            conn.execute("DELETE FROM jobs WHERE id = ?1", [&job_id])
+        self.transaction(move |tx| {
+            tx.execute("DELETE FROM jobs WHERE id = ?1", [&job_id])
                 .map(|_| ())
         })
         .await
@@ -125,8 +125,8 @@ impl Sqlite {
         dead: bool,
     ) -> Result<(), StoreError> {
         let job_id = job_id.to_string();
-        self.transaction(move |conn| {
-            conn.execute(
+        self.transaction(move |tx| {
+            tx.execute(
                 "UPDATE jobs SET visible_at = ?2, state = ?3, leased = 0,
                         last_error = coalesce(?4, last_error),
                         died_at = CASE WHEN ?3 = 'dead' THEN ?2 END
@@ -149,8 +149,8 @@ impl Sqlite {
     /// request or its bot was busy).
     pub async fn postpone(&self, job_id: &str, delay: Duration) -> Result<(), StoreError> {
         let job_id = job_id.to_string();
-        self.transaction(move |conn| {
-            conn.execute(
+        self.transaction(move |tx| {
+            tx.execute(
                 "UPDATE jobs SET visible_at = ?2, leased = 0, attempts = max(attempts - 1, 0)
                  WHERE id = ?1",
                 params![job_id, now_ms() + delay.as_millis() as i64],
