@@ -185,7 +185,7 @@ impl AdminStore for Sqlite {
 
     async fn create_event(&self, event: &Event) -> Result<(), StoreError> {
         let event = event.clone();
-        self.durable_transaction(move |tx| {
+        self.change_events(move |tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO bots (id, created_at) VALUES (?1, ?2)",
                 params![event.bot_id, now_ms()],
@@ -227,7 +227,7 @@ impl AdminStore for Sqlite {
         changes: &EventChanges,
     ) -> Result<bool, StoreError> {
         let (event_id, changes) = (event_id.to_string(), changes.clone());
-        self.durable_transaction(move |tx| {
+        self.change_events(move |tx| {
             let exists = tx
                 .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
                 .exists([&event_id])?;
@@ -264,7 +264,7 @@ impl AdminStore for Sqlite {
         previous_valid_until: i64,
     ) -> Result<bool, StoreError> {
         let event_id = event_id.to_string();
-        self.durable_transaction(move |tx| {
+        self.change_events(move |tx| {
             tx.execute(
                 "UPDATE events SET previous_secret_hash = secret_hash,
                         previous_secret_until = ?3, secret_hash = ?2
@@ -278,7 +278,7 @@ impl AdminStore for Sqlite {
 
     async fn delete_event(&self, event_id: &str) -> Result<bool, StoreError> {
         let event_id = event_id.to_string();
-        self.durable_transaction(move |tx| {
+        self.change_events(move |tx| {
             tx.execute("DELETE FROM idempotency WHERE event_id = ?1", [&event_id])?;
             tx.execute("DELETE FROM events WHERE id = ?1", [&event_id])
                 .map(|n| n == 1)

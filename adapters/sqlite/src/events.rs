@@ -1,5 +1,6 @@
-//! Bots and events in SQLite: the [`EventDirectory`] port, the row mapping the admin
-//! operations share ([`event_row`]), and the settings the server keeps.
+//! Bots and events in SQLite: the [`EventDirectory`] port (events read through the
+//! [`crate::event_cache`]), the row mapping the admin operations share ([`event_row`]), and
+//! the settings the server keeps.
 
 use crate::{from_json, now_ms, Sqlite};
 use async_trait::async_trait;
@@ -70,6 +71,18 @@ impl Sqlite {
         .await
     }
 
+    /// Write events: a durable transaction, after which no event read before it is used
+    /// (see [`crate::event_cache`]).
+    pub(crate) async fn change_events<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let changed = self.durable_transaction(f).await;
+        self.inner.events.changed();
+        changed
+    }
+
     /// Store the hash of the admin token (replacing any before it).
     pub async fn set_admin_token_hash(&self, hash: [u8; 32]) -> Result<(), StoreError> {
         self.durable_transaction(move |tx| {
@@ -138,12 +151,22 @@ impl EventDirectory for Sqlite {
     }
 
     async fn event(&self, event_id: &str) -> Result<Option<Event>, StoreError> {
-        let event_id = event_id.to_string();
-        self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?
-                .query_row([&event_id], event_row)
-                .optional()
-        })
-        .await
+        let cache = &self.inner.events;
+        let generation = cache.generation();
+        if let Some(event) = cache.get(event_id, generation) {
+            return Ok(Some(event));
+        }
+        let id = event_id.to_string();
+        let found = self
+            .read(move |conn| {
+                conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?
+                    .query_row([&id], event_row)
+                    .optional()
+            })
+            .await?;
+        if let Some(event) = &found {
+            cache.keep(event, generation);
+        }
+        Ok(found)
     }
 }

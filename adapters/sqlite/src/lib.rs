@@ -11,6 +11,7 @@
 //! core's batch processor.
 
 pub mod admin;
+pub mod event_cache;
 pub mod events;
 pub mod group_commit;
 pub mod queue;
@@ -40,6 +41,8 @@ pub(crate) struct Inner {
     jobs_ready: Notify,
     /// Writes waiting to be committed together by the writer thread ([`group_commit`]).
     committer: group_commit::Queue,
+    /// Events read lately ([`event_cache`]).
+    events: event_cache::EventCache,
 }
 
 impl Sqlite {
@@ -64,6 +67,7 @@ impl Sqlite {
                 readers: Mutex::new(Vec::new()),
                 jobs_ready: Notify::new(),
                 committer,
+                events: event_cache::EventCache::default(),
             }),
         };
         group_commit::start(Arc::downgrade(&store.inner), waiting)?;
