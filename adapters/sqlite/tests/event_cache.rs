@@ -27,7 +27,10 @@ async fn a_change_through_the_store_is_seen_at_once() {
     let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
     let created = store.new_event("bot", "e", screen()).await.unwrap();
     let id = &created.event_id;
-    assert!(store.event(id).await.unwrap().unwrap().enabled, "read and kept");
+    assert!(
+        store.event(id).await.unwrap().unwrap().enabled,
+        "read and kept"
+    );
 
     assert!(store.update_event(id, &disable()).await.unwrap());
     assert!(!store.event(id).await.unwrap().unwrap().enabled);
