@@ -11,37 +11,17 @@
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+
 use herald_fakes::{FakeTelegram, TelegramScript};
 use serde_json::{json, Value};
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{env_or, machine};
+use test_support::{herald_json, Server};
 
 const LIMIT: usize = 30;
-
-fn herald() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_herald"))
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn json_of(command: &mut Command) -> Value {
-    let output = command.output().expect("herald runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON")
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -54,7 +34,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bench.db");
     let db_arg = db.to_str().unwrap();
-    let event = json_of(herald().args([
+    let event = herald_json(&[
         "events",
         "create",
         "--db",
@@ -67,8 +47,8 @@ async fn main() {
         "message",
         "--template",
         "Hello {{ user.platform_id }}",
-    ]));
-    json_of(herald().args([
+    ]);
+    herald_json(&[
         "bots",
         "set",
         "--db",
@@ -77,7 +57,7 @@ async fn main() {
         "bench",
         "--telegram-token",
         "1:BENCH",
-    ]));
+    ]);
     let file = dir.path().join("users.jsonl");
     let mut out = std::fs::File::create(&file).unwrap();
     for i in 0..users {
@@ -89,7 +69,7 @@ async fn main() {
         .unwrap();
     }
     drop(out);
-    json_of(herald().args([
+    herald_json(&[
         "users",
         "import",
         "--db",
@@ -97,34 +77,11 @@ async fn main() {
         "--bot",
         "bench",
         file.to_str().unwrap(),
-    ]));
+    ]);
 
-    let mut server = herald()
-        .args([
-            "serve",
-            "--no-demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            db_arg,
-            "--telegram-api",
-            &telegram.url,
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Kept open (and the server killed) until the end, whatever happens: a server whose
-    // stdout is closed fails at its next line, and one left running holds the caller's pipe.
-    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
-    let running = KillOnDrop(server);
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
-    let base = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    // Killed when dropped, however the run ends.
+    let server = Server::start(&db, &["--no-demo", "--telegram-api", &telegram.url]);
+    let base = &server.base;
     let client = reqwest::Client::new();
     let url = format!("{base}{}", event["url_with_secret"].as_str().unwrap());
     let accepted: Value = client
@@ -163,8 +120,7 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    drop(running);
-    drop(stdout);
+    drop(server);
 
     let log = telegram.log.lock().unwrap();
     let span = log
