@@ -325,10 +325,12 @@ async fn expand(
         return Ok(JobReport::default());
     };
     let progress = app.requests.expansion(&record.id, shard).await?;
+    if progress.done {
+        return Ok(JobReport::default());
+    }
     // Pages run in cursor order (a cursor is the last `bm_id` of the page before, and no
     // cursor is the first page), so the recorded cursor tells which pages are behind.
     match progress.cursor.as_deref().cmp(&cursor) {
-        _ if progress.done => return Ok(JobReport::default()),
         // This page was already expanded (a redelivered job).
         Ordering::Greater => return Ok(JobReport::default()),
         // The page before enqueued this one but has not recorded its cursor yet: wait for
