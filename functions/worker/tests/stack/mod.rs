@@ -352,7 +352,10 @@ impl Stack {
             .iter()
             .map(|f| f.item_identifier.clone())
             .collect();
-        for message in messages {
+        // As Lambda's SQS event source does: failed messages become visible again, the
+        // rest are deleted in one batch call.
+        let mut done = Vec::new();
+        for (i, message) in messages.into_iter().enumerate() {
             let receipt = message.receipt_handle.unwrap();
             if failed.contains(message.message_id.as_ref().unwrap()) {
                 self.aws
@@ -365,24 +368,36 @@ impl Stack {
                     .await
                     .unwrap();
             } else {
-                self.aws
-                    .sqs
-                    .delete_message()
-                    .queue_url(&self.aws.settings.queue_url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await
-                    .unwrap();
+                done.push(
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .unwrap(),
+                );
             }
+        }
+        if !done.is_empty() {
+            let deleted = self
+                .aws
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.aws.settings.queue_url)
+                .set_entries(Some(done))
+                .send()
+                .await
+                .unwrap();
+            assert!(deleted.failed.is_empty(), "{:?}", deleted.failed);
         }
         failed
     }
 
     /// Run the worker over the queue until it is empty, with `concurrency` invocations at a
-    /// time as Lambda scales out.
-    pub async fn drain(&self, concurrency: usize) {
+    /// time as Lambda scales out; when the last invocation that had messages finished.
+    pub async fn drain(&self, concurrency: usize) -> Instant {
         let deadline = Instant::now() + Duration::from_secs(300);
         let mut idle = 0;
+        let mut last_work = Instant::now();
         while idle < 3 {
             assert!(Instant::now() < deadline, "the queue did not drain");
             let batches: Vec<Vec<SqsMessage>> = futures::future::join_all(
@@ -406,7 +421,9 @@ impl Stack {
                 }),
             )
             .await;
+            last_work = Instant::now();
         }
+        last_work
     }
 
     pub async fn user(
