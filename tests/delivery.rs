@@ -458,3 +458,79 @@ async fn a_slow_engine_holds_up_only_its_own_bot() {
     let slow_status = wait_done(&server, &slow_event, &slow_id).await;
     assert_eq!(slow_status["delivered"], 16);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_on_its_bots_pace_past_its_time_budget_hands_its_users_on() {
+    // Paced at 2 messages a second, 8 users take about 4 s; a job may start deliveries for
+    // 300 ms. Waiting for the pace must not hold a job past its budget (on a real bot, past
+    // its lease, and then its users are messaged twice): the waits give up at the budget
+    // and the users not reached go on in new jobs, each messaged once.
+    let telegram = FakeTelegram::start(TelegramScript {
+        limit_per_second: 5,
+        ..TelegramScript::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = message_event(&db, "shop", "Hello {{ user.platform_id }}");
+    herald_json(&[
+        "bots",
+        "set",
+        "--db",
+        db_arg(&db),
+        "--bot",
+        "shop",
+        "--telegram-token",
+        TOKEN,
+    ]);
+    let users: Vec<(&str, String)> = (0..8).map(|i| ("tg", (500 + i).to_string())).collect();
+    import(&db, "shop", &users);
+    let log = dir.path().join("log.jsonl");
+    let server = Server::start_logging(
+        &db,
+        &[
+            "--no-demo",
+            "--telegram-api",
+            &telegram.url,
+            "--telegram-rate",
+            "2",
+            "--job-time-budget-ms",
+            "300",
+        ],
+        &log,
+    );
+    let id = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": "everyone"}),
+    )
+    .await;
+    let status = wait_done(&server, &event, &id).await;
+    assert_eq!(
+        (status["delivered"].as_u64(), status["failed"].as_u64()),
+        (Some(8), Some(0)),
+        "{status}"
+    );
+    assert!(server.terminate().success());
+    {
+        let log = telegram.log.lock().unwrap();
+        assert_eq!(log.rate_limited, 0);
+        assert_eq!(log.delivered.len(), 8);
+        assert!(
+            log.delivered.values().all(|texts| texts.len() == 1),
+            "one message per user: {:?}",
+            log.delivered
+        );
+    }
+    let continued: u64 = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "job done")
+        .filter_map(|l| l["continued"].as_u64())
+        .sum();
+    assert!(
+        continued > 0,
+        "jobs handed users on rather than wait out the pace"
+    );
+}

@@ -626,3 +626,60 @@ async fn jobs_of_a_request_left_accepting_for_minutes_are_dropped() {
     assert_eq!(report.run_again_after, None, "dropped, not waited for");
     assert_eq!(deliverer.total_calls(), 0);
 }
+
+/// A deliverer that takes `each` per user, and counts calls per platform id.
+struct SlowDeliverer {
+    each: std::time::Duration,
+    calls: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+#[async_trait::async_trait]
+impl herald_core::ports::Deliverer for SlowDeliverer {
+    async fn deliver(
+        &self,
+        delivery: &herald_core::ports::Delivery<'_>,
+    ) -> herald_core::domain::DeliveryResult {
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry(delivery.user.platform_id.clone())
+            .or_default() += 1;
+        tokio::time::sleep(self.each).await;
+        herald_core::domain::DeliveryResult::Delivered { detail: None }
+    }
+}
+
+#[tokio::test]
+async fn a_job_out_of_time_hands_the_users_it_did_not_reach_to_a_new_job() {
+    let deliverer = Arc::new(SlowDeliverer {
+        each: std::time::Duration::from_millis(40),
+        calls: Default::default(),
+    });
+    let config = Config {
+        job_time_budget: std::time::Duration::from_millis(100),
+        delivery_concurrency: 1,
+        ..Config::default()
+    };
+    let h = Harness::with(config, deliverer.clone());
+    let event = h.event("bot").await;
+    h.users("bot", "tg", ids(0..10)).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": (0..10).map(|i| i.to_string()).collect::<Vec<_>>()}),
+    )
+    .await;
+    // One job of ten users at 40 ms each would take 400 ms; the budget of 100 ms lets a
+    // job start three or so, and each next job takes over the rest.
+    let jobs = h.run_jobs().await;
+    assert!(jobs >= 3, "the users went on in new jobs: {jobs} jobs ran");
+    let calls = deliverer.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 10, "every user reached: {calls:?}");
+    assert!(
+        calls.values().all(|&n| n == 1),
+        "nobody delivered twice: {calls:?}"
+    );
+    let s = status(&h, &id).await;
+    assert_eq!((s.state, s.delivered, s.pending), ("done", 10, 0));
+}

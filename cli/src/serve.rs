@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// Users read per expand page of an `everyone` request.
     #[arg(long, env = "HERALD_EXPAND_PAGE", default_value_t = 1000)]
     expand_page: usize,
+    /// How long one deliver job starts deliveries before the users it has not reached go on
+    /// in a new job, in milliseconds. Keep it well under the 60 s lease of a job: a job
+    /// still running when its lease ends would run again beside itself.
+    #[arg(long, env = "HERALD_JOB_TIME_BUDGET_MS", default_value_t = 20_000)]
+    job_time_budget_ms: u64,
     /// Seconds in-flight jobs get to finish at shutdown before they are released.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value_t = 10)]
     shutdown_grace: u64,
@@ -77,6 +82,12 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format);
+    let half_a_lease = PoolOptions::default().lease / 2;
+    anyhow::ensure!(
+        Duration::from_millis(args.job_time_budget_ms) <= half_a_lease,
+        "--job-time-budget-ms must be at most {} (half of a job's lease)",
+        half_a_lease.as_millis()
+    );
     let store = Sqlite::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -104,6 +115,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         public_base_url: args.public_url.clone(),
         base_backoff: Duration::from_millis(args.retry_base_ms),
         jobs_per_bot: Config::bot_share(args.workers),
+        job_time_budget: Duration::from_millis(args.job_time_budget_ms),
         ..Config::default()
     };
     let deliverer: Arc<dyn Deliverer> = if args.simulate_delivery_ms > 0 {

@@ -50,6 +50,13 @@ pub struct Config {
     /// Deliver jobs of one bot in flight at once in one process: a slow bot holds at most
     /// this many workers.
     pub jobs_per_bot: usize,
+    /// How long a deliver job starts deliveries; past it, the users it has not reached go
+    /// to a new job and this one finishes. A bot's pace (30 Telegram messages a second,
+    /// shared by every job of the bot in the process) can make 100 users take minutes, and
+    /// a job must end well inside its lease (`herald serve`: 60 s) and the worker
+    /// function's timeout (AWS: 60 s), or it would run again beside itself and message its
+    /// users twice. A delivery started before the budget runs out still finishes.
+    pub job_time_budget: Duration,
     /// Public base URL (`https://herald.example.com`); URLs are paths when absent.
     pub public_base_url: Option<String>,
     /// SHA-256 of the admin token; the admin API answers 401 to everyone when absent.
@@ -81,6 +88,7 @@ impl Default for Config {
             max_backoff: Duration::from_secs(300),
             delivery_concurrency: 16,
             jobs_per_bot: 4,
+            job_time_budget: Duration::from_secs(20),
             public_base_url: None,
             admin_token_hash: None,
         }

@@ -11,6 +11,8 @@ pub const REQUESTS: &str = "herald_requests_total";
 pub const USERS: &str = "herald_users_total";
 /// Users re-enqueued for another attempt.
 pub const RETRIES: &str = "herald_user_retries_total";
+/// Users a deliver job did not reach within its time budget, handed to a new job.
+pub const CONTINUED: &str = "herald_users_continued_total";
 /// Jobs processed, by `kind` (deliver, expand).
 pub const JOB_ATTEMPTS: &str = "herald_job_attempts_total";
 /// Seconds one delivery (a message or a screen webhook) took.
@@ -27,6 +29,10 @@ pub fn describe() {
     metrics::describe_counter!(REQUESTS, "Event requests answered, by HTTP status");
     metrics::describe_counter!(USERS, "Users with a final outcome, by outcome");
     metrics::describe_counter!(RETRIES, "Users re-enqueued for another attempt");
+    metrics::describe_counter!(
+        CONTINUED,
+        "Users a deliver job did not reach within its time budget, handed to a new job"
+    );
     metrics::describe_counter!(JOB_ATTEMPTS, "Jobs processed, by kind");
     metrics::describe_histogram!(
         DELIVERY_SECONDS,
@@ -57,5 +63,8 @@ pub fn job(kind: &'static str, report: &crate::processor::JobReport) {
     }
     if report.retried > 0 {
         metrics::counter!(RETRIES).increment(report.retried);
+    }
+    if report.continued > 0 {
+        metrics::counter!(CONTINUED).increment(report.continued);
     }
 }

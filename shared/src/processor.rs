@@ -4,7 +4,9 @@
 //! look the rest up (unknown users are `not_found`, never created), write `last_request`
 //! monotonically, run the event's action through the [`Deliverer`], re-enqueue the users
 //! whose failure is retryable — alone, with backoff — and record every final outcome. Users
-//! still failing at the attempt limit are counted `failed` and kept as a dead job.
+//! still failing at the attempt limit are counted `failed` and kept as a dead job. A job
+//! starts deliveries for at most `Config::job_time_budget`; the users it did not reach by
+//! then go on in a new job, so no job outlives its lease however slow its bot's pace.
 //! A cancelled request's deliver jobs count their remaining users `cancelled`; its expand
 //! jobs close their shard without reading it.
 //! `expand`: read one page of a shard of the bot's users, enqueue their `deliver` jobs and
@@ -23,7 +25,7 @@ use crate::merge::merge_patch;
 use crate::ports::{App, Delivery, RequestStamp};
 use futures::stream::{self, StreamExt};
 use std::cmp::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What processing a job did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -34,6 +36,8 @@ pub struct JobReport {
     pub cancelled: u64,
     /// Users re-enqueued for another attempt.
     pub retried: u64,
+    /// Users not reached within the job's time budget, handed to a new job.
+    pub continued: u64,
     /// Users skipped because they were already final (a redelivered job).
     pub skipped: u64,
     /// Deliver jobs enqueued by an expansion page.
@@ -55,6 +59,7 @@ impl JobReport {
             failed = self.failed,
             cancelled = self.cancelled,
             retried = self.retried,
+            continued = self.continued,
             skipped = self.skipped,
             enqueued = self.enqueued,
             ms = elapsed.as_millis() as u64,
@@ -134,6 +139,7 @@ async fn deliver(
     attempt: u32,
     users: &[JobUser],
 ) -> Result<JobReport, StoreError> {
+    let deadline = Instant::now() + app.config.job_time_budget;
     let mut report = JobReport::default();
     let keys: Vec<String> = users.iter().map(|u| u.user.key()).collect();
     let finished = app.requests.finished(&record.id, &keys).await?;
@@ -199,13 +205,19 @@ async fn deliver(
         }
     }
 
+    // A delivery not started by the deadline is not started at all: its user goes on in a
+    // new job. One started runs to its end, so nobody is messaged twice.
     let results: Vec<(Live, DeliveryResult)> = stream::iter(acting)
         .map(|l| async move {
+            if Instant::now() >= deadline {
+                return (l, DeliveryResult::NotStarted);
+            }
             let data = l.data.as_ref().unwrap_or(&record.data);
             let delivery = Delivery {
                 request: record,
                 user: &l.state,
                 data,
+                start_by: deadline,
             };
             let started = std::time::Instant::now();
             let result = app.deliverer.deliver(&delivery).await;
@@ -218,12 +230,14 @@ async fn deliver(
         .await;
 
     let mut retry_users = Vec::new();
+    let mut not_reached = Vec::new();
     let mut exhausted = Vec::new();
     let mut newly_blocked = Vec::new();
     let mut last_reason = String::new();
     let mut retry_after: Option<Duration> = None;
     for (l, result) in results {
         match result {
+            DeliveryResult::NotStarted => not_reached.push(l.entry),
             DeliveryResult::Delivered { detail } => {
                 outcomes.push((l.key, Outcome::Delivered { detail }))
             }
@@ -249,6 +263,12 @@ async fn deliver(
                 }
             }
         }
+    }
+    if !not_reached.is_empty() {
+        // The same attempt, at once: these users have not been tried yet.
+        report.continued = not_reached.len() as u64;
+        let rest = Job::deliver(&record.id, attempt, not_reached);
+        app.queue.enqueue(vec![rest], Duration::ZERO).await?;
     }
     if !retry_users.is_empty() {
         report.retried = retry_users.len() as u64;

@@ -138,6 +138,7 @@ mod tests {
             DeliveryResult::Delivered { .. } => ("delivered", ""),
             DeliveryResult::Retry { reason, .. } => ("retry", reason),
             DeliveryResult::Permanent { reason, .. } => ("permanent", reason),
+            DeliveryResult::NotStarted => ("not started", ""),
         }
     }
 

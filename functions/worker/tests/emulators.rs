@@ -510,3 +510,83 @@ async fn a_redelivered_message_does_not_send_twice() {
         "each user got one message"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_out_of_time_hands_its_users_on_through_the_queue() {
+    // Paced at 4 messages a second, 8 users take 2 s; a job may start deliveries for
+    // 300 ms. An invocation must not wait out the pace (on Lambda, past its timeout, after
+    // which nothing is recorded and the same users are messaged again): the job sends what
+    // it can and enqueues the rest.
+    let telegram = FakeTelegram::start(TelegramScript {
+        limit_per_second: 10,
+        ..TelegramScript::default()
+    })
+    .await;
+    let delivery = DeliveryConfig {
+        telegram_api: telegram.url.clone(),
+        telegram_rate: 4,
+        ..DeliveryConfig::default()
+    };
+    let mut stack = Stack::with_delivery(delivery.clone(), 1).await;
+    let config = Config {
+        job_time_budget: Duration::from_millis(300),
+        ..stack.app.config.clone()
+    };
+    let dispatcher = Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery));
+    stack.app = stack.aws.app(config, dispatcher);
+    stack.instances = vec![stack.app.clone()];
+    let template = "Hello {{ user.platform_id }}".to_string();
+    stack
+        .event_with("shop", herald_core::domain::Action::Message { template })
+        .await;
+    let bot = herald_core::domain::Bot {
+        id: "shop".into(),
+        telegram_token: Some("42:TOKEN".into()),
+        ..Default::default()
+    };
+    stack.aws.put_bot(&bot).await.unwrap();
+    let ids: Vec<String> = (0..8).map(|i| (700 + i).to_string()).collect();
+    stack
+        .users(
+            "shop",
+            ids.iter()
+                .map(|id| ("tg".to_string(), id.clone(), format!("u{id}"))),
+        )
+        .await;
+    let (status, body) = stack
+        .api_body(json!({"platform": "tg", "users": ids}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+
+    // The one deliver job, in one invocation: it reaches some users and hands the rest on.
+    let batch = stack.receive(&stack.aws.settings.queue_url).await;
+    assert_eq!(batch.len(), 1);
+    let failed = stack.invoke_instance(&stack.app, batch).await;
+    assert!(failed.is_empty());
+    let reached = telegram.log.lock().unwrap().delivered.len();
+    assert!(
+        (1..8).contains(&reached),
+        "some users reached in the first job: {reached}"
+    );
+    assert_eq!(
+        stack.queue_count(&stack.aws.settings.queue_url).await,
+        1,
+        "the rest went on in a new job"
+    );
+
+    stack.drain(1).await;
+    let s = stack.status(body["request_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (s["delivered"].as_u64(), s["failed"].as_u64()),
+        (Some(8), Some(0)),
+        "{s}"
+    );
+    let log = telegram.log.lock().unwrap();
+    assert_eq!(log.rate_limited, 0);
+    assert_eq!(log.delivered.len(), 8);
+    assert!(
+        log.delivered.values().all(|texts| texts.len() == 1),
+        "one message per user: {:?}",
+        log.delivered
+    );
+}
