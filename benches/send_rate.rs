@@ -15,7 +15,7 @@ mod support;
 #[path = "../tests/support/mod.rs"]
 mod test_support;
 
-use herald_fakes::{FakeTelegram, TelegramScript};
+use herald_fakes::FakeTelegram;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -27,11 +27,7 @@ const LIMIT: usize = 30;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let users: usize = env_or("USERS", 300);
-    let telegram = FakeTelegram::start(TelegramScript {
-        limit_per_second: LIMIT,
-        ..TelegramScript::default()
-    })
-    .await;
+    let telegram = FakeTelegram::with_limit(LIMIT).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bench.db");
     let db_arg = db.to_str().unwrap();

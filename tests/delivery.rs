@@ -41,6 +41,20 @@ fn message_event(db: &Path, bot: &str, template: &str) -> Event {
     create_event(db, bot, &["--action", "message", "--template", template])
 }
 
+/// Connect `bot` to Telegram with `token`.
+fn set_telegram_token(db: &Path, bot: &str, token: &str) {
+    herald_json(&[
+        "bots",
+        "set",
+        "--db",
+        db_arg(db),
+        "--bot",
+        bot,
+        "--telegram-token",
+        token,
+    ]);
+}
+
 fn screen_event(db: &Path, bot: &str) -> Event {
     create_event(db, bot, &["--action", "screen", "--screen", "thanks"])
 }
@@ -87,11 +101,7 @@ fn serve(db: &Path, telegram: &FakeTelegram, rate: u32) -> Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_to_a_thousand_users_stays_under_the_platform_rate_limit() {
     // The fake allows 100 messages per second per token; Herald is set to 95.
-    let telegram = FakeTelegram::start(TelegramScript {
-        limit_per_second: 100,
-        ..TelegramScript::default()
-    })
-    .await;
+    let telegram = FakeTelegram::with_limit(100).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("herald.db");
     let event = message_event(
@@ -99,16 +109,7 @@ async fn a_broadcast_to_a_thousand_users_stays_under_the_platform_rate_limit() {
         "shop",
         "Order {{ last_request.order }} is ready, chat {{ user.platform_id }}",
     );
-    herald_json(&[
-        "bots",
-        "set",
-        "--db",
-        db_arg(&db),
-        "--bot",
-        "shop",
-        "--telegram-token",
-        TOKEN,
-    ]);
+    set_telegram_token(&db, "shop", TOKEN);
     let users: Vec<(&str, String)> = (0..1000)
         .map(|i| ("tg", (100_000 + i).to_string()))
         .collect();
@@ -151,16 +152,7 @@ async fn permanent_failures_are_final_and_transient_ones_retried_until_success()
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("herald.db");
     let event = message_event(&db, "shop", "Hi {{ last_request.name }}");
-    herald_json(&[
-        "bots",
-        "set",
-        "--db",
-        db_arg(&db),
-        "--bot",
-        "shop",
-        "--telegram-token",
-        TOKEN,
-    ]);
+    set_telegram_token(&db, "shop", TOKEN);
     import(
         &db,
         "shop",
@@ -369,16 +361,7 @@ async fn the_bot_token_never_reaches_logs_or_status() {
     let db = dir.path().join("herald.db");
     let event = message_event(&db, "shop", "Hi");
     let token = "987654:SECRET-TOKEN-VALUE";
-    herald_json(&[
-        "bots",
-        "set",
-        "--db",
-        db_arg(&db),
-        "--bot",
-        "shop",
-        "--telegram-token",
-        token,
-    ]);
+    set_telegram_token(&db, "shop", token);
     import(&db, "shop", &[("tg", "1".into())]);
     let log_file = dir.path().join("log.jsonl");
     let api = format!("http://{closed}");
@@ -465,24 +448,11 @@ async fn a_job_waiting_on_its_bots_pace_past_its_time_budget_hands_its_users_on(
     // 300 ms. Waiting for the pace must not hold a job past its budget (on a real bot, past
     // its lease, and then its users are messaged twice): the waits give up at the budget
     // and the users not reached go on in new jobs, each messaged once.
-    let telegram = FakeTelegram::start(TelegramScript {
-        limit_per_second: 5,
-        ..TelegramScript::default()
-    })
-    .await;
+    let telegram = FakeTelegram::with_limit(5).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("herald.db");
     let event = message_event(&db, "shop", "Hello {{ user.platform_id }}");
-    herald_json(&[
-        "bots",
-        "set",
-        "--db",
-        db_arg(&db),
-        "--bot",
-        "shop",
-        "--telegram-token",
-        TOKEN,
-    ]);
+    set_telegram_token(&db, "shop", TOKEN);
     let users: Vec<(&str, String)> = (0..8).map(|i| ("tg", (500 + i).to_string())).collect();
     import(&db, "shop", &users);
     let log = dir.path().join("log.jsonl");
@@ -516,11 +486,7 @@ async fn a_job_waiting_on_its_bots_pace_past_its_time_budget_hands_its_users_on(
         let log = telegram.log.lock().unwrap();
         assert_eq!(log.rate_limited, 0);
         assert_eq!(log.delivered.len(), 8);
-        assert!(
-            log.delivered.values().all(|texts| texts.len() == 1),
-            "one message per user: {:?}",
-            log.delivered
-        );
+        assert_eq!(log.messaged_more_than_once(), 0, "{:?}", log.delivered);
     }
     let continued: u64 = std::fs::read_to_string(&log)
         .unwrap()

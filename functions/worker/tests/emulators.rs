@@ -395,11 +395,7 @@ async fn users_failing_past_the_attempt_limit_are_failed_and_their_job_is_dead_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_through_two_worker_instances_stays_under_the_rate_limit() {
     // The fake allows 100 messages per second per token; the two instances share 95.
-    let telegram = FakeTelegram::start(TelegramScript {
-        limit_per_second: 100,
-        ..TelegramScript::default()
-    })
-    .await;
+    let telegram = FakeTelegram::with_limit(100).await;
     let delivery = DeliveryConfig {
         telegram_api: telegram.url.clone(),
         telegram_rate: herald_worker::per_instance_rate(95, 2),
@@ -410,12 +406,7 @@ async fn a_broadcast_through_two_worker_instances_stays_under_the_rate_limit() {
     stack
         .event_with("shop", herald_core::domain::Action::Message { template })
         .await;
-    let bot = herald_core::domain::Bot {
-        id: "shop".into(),
-        telegram_token: Some("42:TOKEN".into()),
-        ..Default::default()
-    };
-    stack.aws.put_bot(&bot).await.unwrap();
+    stack.telegram_bot("shop").await;
     stack
         .users(
             "shop",
@@ -486,12 +477,7 @@ async fn a_redelivered_message_does_not_send_twice() {
             },
         )
         .await;
-    let bot = herald_core::domain::Bot {
-        id: "demo".into(),
-        telegram_token: Some("42:TOKEN".into()),
-        ..Default::default()
-    };
-    stack.aws.put_bot(&bot).await.unwrap();
+    stack.telegram_bot("demo").await;
     stack.demo_users("demo").await;
     stack
         .api_body(json!({"platform": "tg", "users": ["123456", "234567"]}))
@@ -517,11 +503,7 @@ async fn a_job_out_of_time_hands_its_users_on_through_the_queue() {
     // 300 ms. An invocation must not wait out the pace (on Lambda, past its timeout, after
     // which nothing is recorded and the same users are messaged again): the job sends what
     // it can and enqueues the rest.
-    let telegram = FakeTelegram::start(TelegramScript {
-        limit_per_second: 10,
-        ..TelegramScript::default()
-    })
-    .await;
+    let telegram = FakeTelegram::with_limit(10).await;
     let delivery = DeliveryConfig {
         telegram_api: telegram.url.clone(),
         telegram_rate: 4,
@@ -539,12 +521,7 @@ async fn a_job_out_of_time_hands_its_users_on_through_the_queue() {
     stack
         .event_with("shop", herald_core::domain::Action::Message { template })
         .await;
-    let bot = herald_core::domain::Bot {
-        id: "shop".into(),
-        telegram_token: Some("42:TOKEN".into()),
-        ..Default::default()
-    };
-    stack.aws.put_bot(&bot).await.unwrap();
+    stack.telegram_bot("shop").await;
     let ids: Vec<String> = (0..8).map(|i| (700 + i).to_string()).collect();
     stack
         .users(
@@ -584,9 +561,5 @@ async fn a_job_out_of_time_hands_its_users_on_through_the_queue() {
     let log = telegram.log.lock().unwrap();
     assert_eq!(log.rate_limited, 0);
     assert_eq!(log.delivered.len(), 8);
-    assert!(
-        log.delivered.values().all(|texts| texts.len() == 1),
-        "one message per user: {:?}",
-        log.delivered
-    );
+    assert_eq!(log.messaged_more_than_once(), 0, "{:?}", log.delivered);
 }

@@ -38,6 +38,16 @@ pub struct TelegramLog {
     sent: HashMap<String, VecDeque<Instant>>,
 }
 
+impl TelegramLog {
+    /// Chats that received more than one accepted message.
+    pub fn messaged_more_than_once(&self) -> usize {
+        self.delivered
+            .values()
+            .filter(|texts| texts.len() > 1)
+            .count()
+    }
+}
+
 pub struct FakeTelegram {
     pub url: String,
     pub log: Arc<Mutex<TelegramLog>>,
@@ -54,6 +64,15 @@ impl FakeTelegram {
             url: serve(app).await,
             log,
         }
+    }
+
+    /// A fake that only enforces `limit_per_second` messages per second per token.
+    pub async fn with_limit(limit_per_second: usize) -> FakeTelegram {
+        FakeTelegram::start(TelegramScript {
+            limit_per_second,
+            ..TelegramScript::default()
+        })
+        .await
     }
 }
 

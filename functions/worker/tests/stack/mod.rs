@@ -112,6 +112,16 @@ impl Stack {
         stack
     }
 
+    /// Register `bot` with a Telegram token.
+    pub async fn telegram_bot(&self, bot: &str) {
+        let bot = herald_core::domain::Bot {
+            id: bot.into(),
+            telegram_token: Some("42:TOKEN".into()),
+            ..Default::default()
+        };
+        self.aws.put_bot(&bot).await.unwrap();
+    }
+
     pub async fn event_with(&self, bot: &str, action: herald_core::domain::Action) {
         self.aws
             .put_event(FIXTURE_EVENT, bot, "fixture", FIXTURE_SECRET, &action)
