@@ -12,6 +12,7 @@ use herald_core::status::RequestStatus;
 use herald_core::Config;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use support::{blocked, quick_retries, transient, Harness, ScriptedDeliverer};
 
 async fn accept(h: &Harness, event_id: &str, body: Value) -> String {
@@ -405,8 +406,19 @@ async fn a_page_that_runs_before_the_page_before_it_advanced_waits_for_it() {
         )
         .unwrap();
     let early = processor::process(&h.app, &next).await.unwrap();
-    assert!(early.run_again_after.is_some(), "waits: {early:?}");
+    let wait = early.run_again_after.expect("it waits");
+    assert!(wait < Duration::from_secs(1), "briefly at first: {wait:?}");
     assert_eq!(early.enqueued, 0);
+    // Had it waited ten minutes (its predecessor's job dead), it would look again every
+    // 30 s, not every few milliseconds.
+    let ten_minutes_ago =
+        ulid::Ulid::from_parts((herald_core::domain::now_ms() - 600_000) as u64, 1);
+    let long_waiting = Job {
+        id: ten_minutes_ago.to_string().to_lowercase(),
+        ..next.clone()
+    };
+    let late = processor::process(&h.app, &long_waiting).await.unwrap();
+    assert_eq!(late.run_again_after, Some(Duration::from_secs(30)));
     // The first page's cursor lands; the waiting page then runs.
     h.sql()
         .execute(

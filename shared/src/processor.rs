@@ -42,7 +42,8 @@ pub struct JobReport {
     pub skipped: u64,
     /// Deliver jobs enqueued by an expansion page.
     pub enqueued: u64,
-    /// The job itself must run again after this long (its request is still being accepted).
+    /// The job itself must run again after this long: its request is still being accepted,
+    /// its bot's slots are taken, or the page before it has not recorded its cursor.
     pub run_again_after: Option<Duration>,
 }
 
@@ -74,8 +75,22 @@ const BOT_BUSY_WAIT: Duration = Duration::from_millis(200);
 /// How long a job waits for a request that is still being accepted.
 const ACCEPTING_WAIT: Duration = Duration::from_secs(1);
 
-/// How long an expansion page waits for the page before it to record its cursor.
-const PAGE_BEFORE_WAIT: Duration = Duration::from_millis(20);
+/// How long an expansion page waits for the page before it to record its cursor: a tenth
+/// of how long the page's job has existed, between these bounds. The page before is
+/// usually milliseconds from recording it, so the first waits are short; a page whose
+/// predecessor's job died waits until an operator redrives that job, and then it looks
+/// again every 30 s rather than every 20 ms.
+const PAGE_BEFORE_WAIT: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(30));
+
+/// [`PAGE_BEFORE_WAIT`] for the page of job `job_id` (a ULID: it tells when the job was
+/// made).
+pub fn page_before_wait(job_id: &str) -> Duration {
+    let made = ulid::Ulid::from_string(job_id)
+        .map(|id| id.timestamp_ms() as i64)
+        .unwrap_or_else(|_| now_ms());
+    let waited = Duration::from_millis((now_ms() - made).max(0) as u64);
+    (waited / 10).clamp(PAGE_BEFORE_WAIT.0, PAGE_BEFORE_WAIT.1)
+}
 
 /// A request still `accepting` this long after it was created lost its accept call (the
 /// client was answered 503): its jobs are dropped.
@@ -121,7 +136,9 @@ async fn run(app: &App, job: &Job) -> Result<JobReport, StoreError> {
             };
             deliver(app, &record, job.attempt, users).await
         }
-        JobKind::Expand { shard, cursor } => expand(app, &record, *shard, cursor.as_deref()).await,
+        JobKind::Expand { shard, cursor } => {
+            expand(app, &job.id, &record, *shard, cursor.as_deref()).await
+        }
     }
 }
 
@@ -139,7 +156,6 @@ async fn deliver(
     attempt: u32,
     users: &[JobUser],
 ) -> Result<JobReport, StoreError> {
-    let deadline = Instant::now() + app.config.job_time_budget;
     let mut report = JobReport::default();
     let keys: Vec<String> = users.iter().map(|u| u.user.key()).collect();
     let finished = app.requests.finished(&record.id, &keys).await?;
@@ -206,7 +222,10 @@ async fn deliver(
     }
 
     // A delivery not started by the deadline is not started at all: its user goes on in a
-    // new job. One started runs to its end, so nobody is messaged twice.
+    // new job. One started runs to its end, so nobody is messaged twice. The budget counts
+    // from here: however slow the reads and writes before it, a job always gets to try
+    // its deliveries.
+    let deadline = Instant::now() + app.config.job_time_budget;
     let results: Vec<(Live, DeliveryResult)> = stream::iter(acting)
         .map(|l| async move {
             if Instant::now() >= deadline {
@@ -336,6 +355,7 @@ fn backoff(app: &App, attempt: u32) -> Duration {
 
 async fn expand(
     app: &App,
+    job_id: &str,
     record: &RequestRecord,
     shard: u32,
     cursor: Option<&str>,
@@ -357,7 +377,7 @@ async fn expand(
         // it. Skipping would lose the rest of the shard.
         Ordering::Less => {
             return Ok(JobReport {
-                run_again_after: Some(PAGE_BEFORE_WAIT),
+                run_again_after: Some(page_before_wait(job_id)),
                 ..JobReport::default()
             })
         }

@@ -109,7 +109,8 @@ async fn handle_message(app: &App, aws: &Aws, message: &SqsMessage) -> Result<()
         .await
         .map_err(|e| e.to_string())?;
     if let Some(after) = report.run_again_after {
-        // Its request is still being accepted: put the job back for later.
+        // Not its turn yet (its request is still being accepted, its bot's slots are taken,
+        // or the page before it has not recorded its cursor): put it back for later.
         app.queue
             .enqueue(vec![job.clone()], after)
             .await
