@@ -84,7 +84,7 @@ const PAGE_BEFORE_WAIT: (Duration, Duration) = (Duration::from_millis(20), Durat
 
 /// [`PAGE_BEFORE_WAIT`] for the page of job `job_id` (a ULID: it tells when the job was
 /// made).
-pub fn page_before_wait(job_id: &str) -> Duration {
+fn page_before_wait(job_id: &str) -> Duration {
     let made = ulid::Ulid::from_string(job_id)
         .map(|id| id.timestamp_ms() as i64)
         .unwrap_or_else(|_| now_ms());
