@@ -12,6 +12,7 @@ use std::time::Duration;
 use support::{accept, herald, herald_json, wait_done, Event, Server};
 
 const TOKEN: &str = "123456:TEST-TOKEN";
+const ADMIN_TOKEN: &str = "delivery-test-admin-token";
 
 fn db_arg(db: &Path) -> &str {
     db.to_str().unwrap()
@@ -466,6 +467,8 @@ async fn a_job_waiting_on_its_bots_pace_past_its_time_budget_hands_its_users_on(
             "2",
             "--job-time-budget-ms",
             "300",
+            "--admin-token",
+            ADMIN_TOKEN,
         ],
         &log,
     );
@@ -481,6 +484,20 @@ async fn a_job_waiting_on_its_bots_pace_past_its_time_budget_hands_its_users_on(
         (Some(8), Some(0)),
         "{status}"
     );
+    let metrics = support::client()
+        .get(server.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_users_continued_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no continued counter in:\n{metrics}"));
     assert!(server.terminate().success());
     {
         let log = telegram.log.lock().unwrap();
@@ -499,4 +516,27 @@ async fn a_job_waiting_on_its_bots_pace_past_its_time_budget_hands_its_users_on(
         continued > 0,
         "jobs handed users on rather than wait out the pace"
     );
+    assert_eq!(
+        counted, continued,
+        "the metric counts what the job logs say"
+    );
+}
+
+#[test]
+fn a_job_time_budget_over_half_a_lease_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let output = herald()
+        .args(["serve", "--no-demo", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .args(["--job-time-budget-ms", "30001"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--job-time-budget-ms must be at most 30000"),
+        "{stderr}"
+    );
+    assert!(!db.exists(), "refused before anything was opened");
 }

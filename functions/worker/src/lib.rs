@@ -119,3 +119,31 @@ async fn handle_message(app: &App, aws: &Aws, message: &SqsMessage) -> Result<()
     report.log(&job, started.elapsed());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// The worker function's `Timeout` in `template.yaml`.
+    fn function_timeout() -> Duration {
+        let template = include_str!("../../../template.yaml");
+        let worker = &template[template
+            .find("\n  WorkerFunction:")
+            .expect("the worker function")..];
+        let seconds = worker
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Timeout:"))
+            .expect("its timeout")
+            .trim()
+            .parse()
+            .expect("a number of seconds");
+        Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn a_job_time_budget_is_at_most_half_the_functions_timeout() {
+        // The other half is for sends already started and the writes after them: an
+        // invocation cut off by its timeout records nothing.
+        assert!(super::config().job_time_budget * 2 <= function_timeout());
+    }
+}
