@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{env_or, machine, ms, quantile, today};
-use test_support::{herald_json, Server};
+use test_support::{herald_json, url_in, Server};
 
 const CONNECTIONS: usize = 64;
 
@@ -79,12 +79,10 @@ impl Bare {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)
             .unwrap();
-        let base = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .expect("the bare server prints its address")
-            .to_string();
-        Bare { child, base }
+        Bare {
+            child,
+            base: url_in(&first),
+        }
     }
 }
 

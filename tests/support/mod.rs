@@ -158,6 +158,14 @@ pub struct Server {
     pub banner: String,
 }
 
+/// The `http://` address a server printed in `line`.
+pub fn url_in(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string()
+}
+
 pub fn herald() -> Command {
     Command::new(env!("CARGO_BIN_EXE_herald"))
 }
@@ -189,11 +197,7 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let first = lines.next().expect("herald prints its address").unwrap();
-        let base = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .expect("address in the first line")
-            .to_string();
+        let base = url_in(&first);
         let mut banner = first.clone();
         // The demo banner, if any, follows at once; read what is there without blocking on
         // a quiet server by handing the rest of stdout to a thread.
