@@ -639,37 +639,14 @@ async fn jobs_of_a_request_left_accepting_for_minutes_are_dropped() {
     assert_eq!(deliverer.total_calls(), 0);
 }
 
-/// A deliverer that takes `each` per user, and counts calls per platform id.
-struct SlowDeliverer {
-    each: std::time::Duration,
-    calls: std::sync::Mutex<std::collections::HashMap<String, u32>>,
-}
-
-#[async_trait::async_trait]
-impl herald_core::ports::Deliverer for SlowDeliverer {
-    async fn deliver(
-        &self,
-        delivery: &herald_core::ports::Delivery<'_>,
-    ) -> herald_core::domain::DeliveryResult {
-        *self
-            .calls
-            .lock()
-            .unwrap()
-            .entry(delivery.user.platform_id.clone())
-            .or_default() += 1;
-        tokio::time::sleep(self.each).await;
-        herald_core::domain::DeliveryResult::Delivered { detail: None }
-    }
-}
-
 #[tokio::test]
 async fn a_job_out_of_time_hands_the_users_it_did_not_reach_to_a_new_job() {
-    let deliverer = Arc::new(SlowDeliverer {
-        each: std::time::Duration::from_millis(40),
-        calls: Default::default(),
+    let deliverer = Arc::new(ScriptedDeliverer {
+        each: Duration::from_millis(40),
+        ..ScriptedDeliverer::default()
     });
     let config = Config {
-        job_time_budget: std::time::Duration::from_millis(100),
+        job_time_budget: Duration::from_millis(100),
         delivery_concurrency: 1,
         ..Config::default()
     };

@@ -87,6 +87,8 @@ pub struct ScriptedDeliverer {
     /// platform_id -> results to give, first first; when exhausted: delivered.
     pub script: Mutex<HashMap<String, Vec<DeliveryResult>>>,
     pub calls: Mutex<HashMap<String, u32>>,
+    /// How long each delivery takes (none by default).
+    pub each: Duration,
 }
 
 impl ScriptedDeliverer {
@@ -116,6 +118,9 @@ impl Deliverer for ScriptedDeliverer {
     async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryResult {
         let id = delivery.user.platform_id.clone();
         *self.calls.lock().unwrap().entry(id.clone()).or_default() += 1;
+        if !self.each.is_zero() {
+            tokio::time::sleep(self.each).await;
+        }
         let mut script = self.script.lock().unwrap();
         match script.get_mut(&id) {
             Some(results) if !results.is_empty() => results.remove(0),

@@ -11,10 +11,10 @@
 //!
 //! DynamoDB Local is a JVM: its first thousands of calls run before the JIT has compiled
 //! them and are up to three times slower (a fifth of the users was not warm-up enough).
-//! So both sides first run once, unmeasured; then the baseline runs before and after Herald, and Herald is
-//! compared with their mean. Herald's time ends when the last worker invocation that had
-//! messages returns (not when the harness has made sure the queue stays empty). Needs the
-//! emulators:
+//! So both sides first run once, unmeasured; then the baseline runs before and after
+//! Herald, and Herald is compared with their mean. Herald's time ends when the last worker
+//! invocation that had messages returns (not when the harness has made sure the queue
+//! stays empty). Needs the emulators:
 //!
 //!     infra/emulators start && . .cache/run/env && cargo bench -p herald-worker --bench aws_fanout
 
