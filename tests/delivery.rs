@@ -443,6 +443,80 @@ async fn a_slow_engine_holds_up_only_its_own_bot() {
     assert_eq!(slow_status["delivered"], 16);
 }
 
+/// Users handed to a new job at the time budget, summed over the "job done" lines of a
+/// JSON log.
+fn continued_in(log: &Path) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "job done")
+        .filter_map(|l| l["continued"].as_u64())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_for_a_slow_engine_past_its_time_budget_hands_its_users_on() {
+    // 600 ms per webhook, at most 8 in flight per bot, 16 users, 300 ms of budget: the 8
+    // users waiting for a free connection give up at the budget and go on in a new job.
+    let engine = FakeEngine::slow("k", Duration::from_millis(600)).await;
+    let telegram = FakeTelegram::start(TelegramScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = screen_event(&db, "slow");
+    herald_json(&[
+        "bots",
+        "set",
+        "--db",
+        db_arg(&db),
+        "--bot",
+        "slow",
+        "--screen-url",
+        &engine.url,
+        "--signing-secret",
+        "k",
+    ]);
+    let users: Vec<(&str, String)> = (0..16).map(|i| ("tg", i.to_string())).collect();
+    import(&db, "slow", &users);
+    let log = dir.path().join("log.jsonl");
+    let server = Server::start_logging(
+        &db,
+        &[
+            "--no-demo",
+            "--telegram-api",
+            &telegram.url,
+            "--job-time-budget-ms",
+            "300",
+        ],
+        &log,
+    );
+    let id = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": "everyone"}),
+    )
+    .await;
+    let status = wait_done(&server, &event, &id).await;
+    assert_eq!(status["delivered"], 16, "{status}");
+    assert!(server.terminate().success());
+    let shown: Vec<String> = engine
+        .log
+        .lock()
+        .unwrap()
+        .accepted
+        .iter()
+        .map(|w| w["user"]["platform_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut once = shown.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!((shown.len(), once.len()), (16, 16), "one screen per user");
+    assert!(
+        continued_in(&log) > 0,
+        "users waiting for the engine went on"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_waiting_on_its_bots_pace_past_its_time_budget_hands_its_users_on() {
     // Paced at 2 messages a second, 8 users take about 4 s; a job may start deliveries for
@@ -505,13 +579,7 @@ async fn a_job_waiting_on_its_bots_pace_past_its_time_budget_hands_its_users_on(
         assert_eq!(log.delivered.len(), 8);
         assert_eq!(log.messaged_more_than_once(), 0, "{:?}", log.delivered);
     }
-    let continued: u64 = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l["message"] == "job done")
-        .filter_map(|l| l["continued"].as_u64())
-        .sum();
+    let continued = continued_in(&log);
     assert!(
         continued > 0,
         "jobs handed users on rather than wait out the pace"

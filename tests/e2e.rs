@@ -393,7 +393,7 @@ async fn a_crash_mid_fan_out_loses_nothing_and_counts_nothing_twice() {
 
 /// Wait until every job has finished and been removed. A request can be done
 /// while a duplicate page (one the crash left leased, now redelivered) is still
-/// queued: it is skipped as a repeat when it next comes up, within milliseconds.
+/// queued: it is skipped as a repeat when it next comes up (an early page after its wait).
 async fn wait_for_empty_queue(db: &std::path::Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
