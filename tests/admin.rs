@@ -8,7 +8,7 @@ use herald_fakes::{FakeTelegram, TelegramScript};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::Output;
-use support::{client, herald, post, wait_done, Event, Server};
+use support::{client, herald, metrics, post, wait_done, Event, Server};
 
 const ADMIN: &str = "admin-token-for-tests-0123456789";
 
@@ -660,15 +660,7 @@ async fn metrics_count_requests_and_users_and_show_the_queue() {
         post(&server, &event, json!({"platform": "tg"})).await.0,
         422
     );
-    let text = client()
-        .get(server.url("/metrics"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(&server, ADMIN).await;
     for expected in [
         "herald_requests_total{status=\"202\"} 1",
         "herald_requests_total{status=\"422\"} 1",

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-use support::{accept, herald, herald_json, wait_done, Event, Server};
+use support::{accept, herald, herald_json, metrics, wait_done, Event, Server};
 
 const TOKEN: &str = "123456:TEST-TOKEN";
 const ADMIN_TOKEN: &str = "delivery-test-admin-token";
@@ -558,20 +558,12 @@ async fn a_job_waiting_on_its_bots_pace_past_its_time_budget_hands_its_users_on(
         (Some(8), Some(0)),
         "{status}"
     );
-    let metrics = support::client()
-        .get(server.url("/metrics"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let counted: u64 = metrics
+    let scraped = metrics(&server, ADMIN_TOKEN).await;
+    let counted: u64 = scraped
         .lines()
         .find_map(|l| l.strip_prefix("herald_users_continued_total "))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no continued counter in:\n{metrics}"));
+        .unwrap_or_else(|| panic!("no continued counter in:\n{scraped}"));
     assert!(server.terminate().success());
     {
         let log = telegram.log.lock().unwrap();

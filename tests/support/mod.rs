@@ -339,6 +339,19 @@ pub async fn status(server: &Server, event: &Event, request_id: &str) -> serde_j
         .unwrap()
 }
 
+/// The server's `GET /metrics` text (Prometheus format), read with the admin token.
+pub async fn metrics(server: &Server, admin_token: &str) -> String {
+    client()
+        .get(server.url("/metrics"))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Poll the status until the request is done (at most three minutes).
 pub async fn wait_done(server: &Server, event: &Event, request_id: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(180);
