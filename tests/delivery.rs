@@ -6,98 +6,14 @@ mod support;
 
 use herald_fakes::{FakeEngine, FakeTelegram, TelegramScript};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-use support::{accept, herald, herald_json, metrics, wait_done, Event, Server};
+use support::bots::{
+    db_arg, import, message_event, screen_event, serve, set_telegram_token, TOKEN,
+};
+use support::{accept, herald, herald_json, metrics, wait_done, Server};
 
-const TOKEN: &str = "123456:TEST-TOKEN";
 const ADMIN_TOKEN: &str = "delivery-test-admin-token";
-
-fn db_arg(db: &Path) -> &str {
-    db.to_str().unwrap()
-}
-
-/// Create an event with the CLI; `action` is its `--action …` arguments.
-fn create_event(db: &Path, bot: &str, action: &[&str]) -> Event {
-    let mut args = vec![
-        "events",
-        "create",
-        "--db",
-        db_arg(db),
-        "--bot",
-        bot,
-        "--name",
-        "e",
-    ];
-    args.extend_from_slice(action);
-    let created = herald_json(&args);
-    Event {
-        id: created["event"]["id"].as_str().unwrap().into(),
-        secret: created["secret"].as_str().unwrap().into(),
-    }
-}
-
-fn message_event(db: &Path, bot: &str, template: &str) -> Event {
-    create_event(db, bot, &["--action", "message", "--template", template])
-}
-
-/// Connect `bot` to Telegram with `token`.
-fn set_telegram_token(db: &Path, bot: &str, token: &str) {
-    herald_json(&[
-        "bots",
-        "set",
-        "--db",
-        db_arg(db),
-        "--bot",
-        bot,
-        "--telegram-token",
-        token,
-    ]);
-}
-
-fn screen_event(db: &Path, bot: &str) -> Event {
-    create_event(db, bot, &["--action", "screen", "--screen", "thanks"])
-}
-
-fn import(db: &Path, bot: &str, users: &[(&str, String)]) {
-    let file = db.with_extension("users.jsonl");
-    let mut out = std::fs::File::create(&file).unwrap();
-    for (platform, id) in users {
-        writeln!(
-            out,
-            "{}",
-            json!({"platform": platform, "platform_id": id, "bm_id": format!("bm-{platform}-{id}")})
-        )
-        .unwrap();
-    }
-    drop(out);
-    herald_json(&[
-        "users",
-        "import",
-        "--db",
-        db_arg(db),
-        "--bot",
-        bot,
-        file.to_str().unwrap(),
-    ]);
-}
-
-fn serve(db: &Path, telegram: &FakeTelegram, rate: u32) -> Server {
-    let rate = rate.to_string();
-    Server::start(
-        db,
-        &[
-            "--no-demo",
-            "--telegram-api",
-            &telegram.url,
-            "--telegram-rate",
-            &rate,
-            "--retry-base-ms",
-            "50",
-        ],
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_to_a_thousand_users_stays_under_the_platform_rate_limit() {

@@ -54,8 +54,10 @@ pub struct ServeArgs {
     /// still running when its lease ends would run again beside itself.
     #[arg(long, env = "HERALD_JOB_TIME_BUDGET_MS", default_value_t = 20_000)]
     job_time_budget_ms: u64,
-    /// Seconds in-flight jobs get to finish at shutdown before they are released.
-    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value_t = 10)]
+    /// Seconds in-flight jobs get at shutdown to end the sends they started and record
+    /// them before they are released. Must exceed the delivery timeout (10 s), so that no
+    /// send is cut off.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value_t = 15)]
     shutdown_grace: u64,
     /// Make the log deliverer take this long per user, to watch a fan-out progress.
     #[arg(long, env = "HERALD_SIMULATE_DELIVERY_MS", default_value_t = 0)]
@@ -87,6 +89,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Duration::from_millis(args.job_time_budget_ms) <= half_a_lease,
         "--job-time-budget-ms must be at most {} (half of a job's lease)",
         half_a_lease.as_millis()
+    );
+    let delivery = DeliveryConfig {
+        telegram_api: args.telegram_api.clone(),
+        telegram_rate: args.telegram_rate,
+        ..DeliveryConfig::default()
+    };
+    anyhow::ensure!(
+        Duration::from_secs(args.shutdown_grace) > delivery.timeout,
+        "--shutdown-grace must exceed the delivery timeout ({} s): a send still running when \
+         the grace ends would be cut off and its user messaged again after the restart",
+        delivery.timeout.as_secs()
     );
     let store = Sqlite::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -123,11 +136,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.simulate_delivery_ms,
         )))
     } else {
-        let delivery = DeliveryConfig {
-            telegram_api: args.telegram_api.clone(),
-            telegram_rate: args.telegram_rate,
-            ..DeliveryConfig::default()
-        };
         Arc::new(Dispatcher::new(Arc::new(store.clone()), &delivery))
     };
     let app = Arc::new(herald_sqlite::app(&store, config, deliverer));

@@ -325,8 +325,9 @@ pub enum DeliveryResult {
         message: String,
         after: Option<std::time::Duration>,
     },
-    /// Not tried: its wait (for the bot's pace, or a free connection to its engine) reached
-    /// the delivery's `start_by`. The user goes on in a new job, this attempt unspent.
+    /// Not tried: the job's cutoff came first (its time budget, shutdown), possibly while
+    /// it waited for the bot's pace or a free connection to its engine. The user goes on
+    /// in a new job, this attempt unspent.
     NotStarted,
 }
 

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod admin_api;
 pub mod config;
+pub mod cutoff;
 pub mod domain;
 pub mod error;
 pub mod import;

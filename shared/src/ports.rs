@@ -239,12 +239,12 @@ pub struct Delivery<'a> {
     pub user: &'a UserState,
     /// The user's `last_request` for this request (request data merged with per-user data).
     pub data: &'a Object,
-    /// When the job's time budget runs out: a deliverer that must wait before it sends
-    /// stops waiting then and answers [`DeliveryResult::NotStarted`]. Once a send has
-    /// begun it runs to its end.
+    /// When the job stops starting deliveries (its time budget, shutdown, the runtime's
+    /// deadline): a deliverer that must wait before it sends stops waiting then and
+    /// answers [`DeliveryResult::NotStarted`]. Once a send has begun it runs to its end.
     ///
     /// [`DeliveryResult::NotStarted`]: crate::domain::DeliveryResult::NotStarted
-    pub start_by: std::time::Instant,
+    pub cutoff: &'a crate::cutoff::Cutoff,
 }
 
 /// Runs an event's action for one user.

@@ -3,10 +3,13 @@
 //! `deliver`: skip users that already have a final outcome in this request (redelivery),
 //! look the rest up (unknown users are `not_found`, never created), write `last_request`
 //! monotonically, run the event's action through the [`Deliverer`], re-enqueue the users
-//! whose failure is retryable — alone, with backoff — and record every final outcome. Users
-//! still failing at the attempt limit are counted `failed` and kept as a dead job. A job
-//! starts deliveries for at most `Config::job_time_budget`; the users it did not reach by
-//! then go on in a new job, so no job outlives its lease however slow its bot's pace.
+//! whose failure is retryable — alone, with backoff — and record every final outcome as
+//! its delivery ends (in batches of at most 20 users or 200 ms), so a crash repeats only
+//! the sends in flight and one unrecorded batch. Users still failing at the attempt limit
+//! are counted `failed` and kept as a dead job. A job starts deliveries until its
+//! [`Cutoff`]: `Config::job_time_budget`, shutdown, or the runtime's deadline; the users
+//! it did not reach by then go on in a new job, so no job outlives its lease however slow
+//! its bot's pace, and a stopping process lets its sends end instead of cutting them off.
 //! A cancelled request's deliver jobs count their remaining users `cancelled`; its expand
 //! jobs close their shard without reading it.
 //! `expand`: read one page of a shard of the bot's users, enqueue their `deliver` jobs and
@@ -16,6 +19,7 @@
 //!
 //! [`Deliverer`]: crate::ports::Deliverer
 
+use crate::cutoff::{Cutoff, Stop};
 use crate::domain::{
     now_ms, Action, DeliveryResult, Job, JobKind, JobUser, LastRequestWrite, Object, Outcome,
     RequestRecord, RequestState, UserRef, UserState, WriteResult, BLOCKED,
@@ -26,6 +30,7 @@ use crate::ports::{App, Delivery, RequestStamp};
 use futures::stream::{self, StreamExt};
 use std::cmp::Ordering;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// What processing a job did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -96,16 +101,22 @@ fn page_before_wait(job_id: &str) -> Duration {
 /// client was answered 503): its jobs are dropped.
 const ACCEPTING_TIMEOUT_MS: i64 = 120_000;
 
-/// Process one job against `app`'s ports.
+/// Process one job against `app`'s ports, stopping deliveries at its time budget only.
 pub async fn process(app: &App, job: &Job) -> Result<JobReport, StoreError> {
-    let report = run(app, job).await?;
+    process_until(app, job, &Stop::never()).await
+}
+
+/// Process one job; its deliveries also stop starting at `stop` (shutdown, the runtime's
+/// deadline), and those started run to their end with their outcomes recorded.
+pub async fn process_until(app: &App, job: &Job, stop: &Stop) -> Result<JobReport, StoreError> {
+    let report = run(app, job, stop).await?;
     if report.run_again_after.is_none() {
         crate::metrics::job(job.kind_name(), &report);
     }
     Ok(report)
 }
 
-async fn run(app: &App, job: &Job) -> Result<JobReport, StoreError> {
+async fn run(app: &App, job: &Job, stop: &Stop) -> Result<JobReport, StoreError> {
     let Some((record, state)) = app.requests.record(&job.request_id).await? else {
         tracing::warn!(job_id = %job.id, request_id = %job.request_id, "job for an unknown request dropped");
         return Ok(JobReport::default());
@@ -134,7 +145,7 @@ async fn run(app: &App, job: &Job) -> Result<JobReport, StoreError> {
                     ..JobReport::default()
                 });
             };
-            deliver(app, &record, job.attempt, users).await
+            deliver(app, &record, job.attempt, users, stop).await
         }
         JobKind::Expand { shard, cursor } => {
             expand(app, &job.id, &record, *shard, cursor.as_deref()).await
@@ -155,6 +166,7 @@ async fn deliver(
     record: &RequestRecord,
     attempt: u32,
     users: &[JobUser],
+    stop: &Stop,
 ) -> Result<JobReport, StoreError> {
     let mut report = JobReport::default();
     let keys: Vec<String> = users.iter().map(|u| u.user.key()).collect();
@@ -221,51 +233,80 @@ async fn deliver(
         }
     }
 
-    // A delivery not started by the deadline is not started at all: its user goes on in a
-    // new job. One started runs to its end, so nobody is messaged twice. The budget counts
-    // from here: however slow the reads and writes before it, a job always gets to try
-    // its deliveries.
-    let deadline = Instant::now() + app.config.job_time_budget;
-    let results: Vec<(Live, DeliveryResult)> = stream::iter(acting)
-        .map(|l| async move {
-            if Instant::now() >= deadline {
-                return (l, DeliveryResult::NotStarted);
-            }
-            let data = l.data.as_ref().unwrap_or(&record.data);
-            let delivery = Delivery {
-                request: record,
-                user: &l.state,
-                data,
-                start_by: deadline,
+    // A delivery not started by the cutoff is not started at all: its user goes on in a
+    // new job. One started runs to its end and its outcome is recorded, so nobody is
+    // messaged twice. The budget counts from here: however slow the reads and writes
+    // before it, a job always gets to try its deliveries.
+    let cutoff = stop.cutoff(Instant::now() + app.config.job_time_budget);
+    let (finals, finals_rx) = mpsc::unbounded_channel::<Final>();
+    for (key, outcome) in outcomes {
+        let _ = finals.send(Final::plain(key, outcome));
+    }
+    let cutoff = &cutoff;
+    let deliveries = async {
+        let mut results = stream::iter(acting)
+            .map(|l| async move {
+                if cutoff.is_reached() {
+                    return (l, DeliveryResult::NotStarted);
+                }
+                let data = l.data.as_ref().unwrap_or(&record.data);
+                let delivery = Delivery {
+                    request: record,
+                    user: &l.state,
+                    data,
+                    cutoff,
+                };
+                let started = std::time::Instant::now();
+                let result = app.deliverer.deliver(&delivery).await;
+                if !matches!(result, DeliveryResult::NotStarted) {
+                    metrics::histogram!(crate::metrics::DELIVERY_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
+                }
+                (l, result)
+            })
+            .buffer_unordered(app.config.delivery_concurrency.max(1));
+        // Final outcomes go to the recorder as each delivery ends; the rest are settled
+        // below once every delivery has ended.
+        let mut unsettled = Vec::new();
+        while let Some((l, result)) = results.next().await {
+            let done = match result {
+                DeliveryResult::Delivered { detail } => {
+                    Final::plain(l.key, Outcome::Delivered { detail })
+                }
+                DeliveryResult::Permanent { reason, message } => Final {
+                    blocked: (reason == BLOCKED).then(|| l.state.bm_id.clone()),
+                    key: l.key,
+                    outcome: Outcome::Failed { reason, message },
+                },
+                other => {
+                    unsettled.push((l.entry, l.key, other));
+                    continue;
+                }
             };
-            let started = std::time::Instant::now();
-            let result = app.deliverer.deliver(&delivery).await;
-            metrics::histogram!(crate::metrics::DELIVERY_SECONDS)
-                .record(started.elapsed().as_secs_f64());
-            (l, result)
-        })
-        .buffer_unordered(app.config.delivery_concurrency.max(1))
-        .collect()
-        .await;
+            // A closed recorder failed on the store and tripped the cutoff: nothing more
+            // starts, and the job is retried whole.
+            let _ = finals.send(done);
+        }
+        drop(finals);
+        unsettled
+    };
+    let (unsettled, recorded) = tokio::join!(
+        deliveries,
+        record_as_they_end(app, &record.id, &record.bot_id, finals_rx, cutoff)
+    );
+    let mut report = JobReport {
+        skipped: report.skipped,
+        ..recorded?
+    };
 
     let mut retry_users = Vec::new();
     let mut not_reached = Vec::new();
     let mut exhausted = Vec::new();
-    let mut newly_blocked = Vec::new();
+    let mut exhausted_outcomes = Vec::new();
     let mut last_reason = String::new();
     let mut retry_after: Option<Duration> = None;
-    for (l, result) in results {
+    for (entry, key, result) in unsettled {
         match result {
-            DeliveryResult::NotStarted => not_reached.push(l.entry),
-            DeliveryResult::Delivered { detail } => {
-                outcomes.push((l.key, Outcome::Delivered { detail }))
-            }
-            DeliveryResult::Permanent { reason, message } => {
-                if reason == BLOCKED {
-                    newly_blocked.push(l.state.bm_id.clone());
-                }
-                outcomes.push((l.key, Outcome::Failed { reason, message }))
-            }
             DeliveryResult::Retry {
                 reason,
                 message,
@@ -273,14 +314,16 @@ async fn deliver(
             } => {
                 if attempt + 1 < app.config.max_attempts {
                     retry_after = retry_after.max(after);
-                    retry_users.push(l.entry);
+                    retry_users.push(entry);
                 } else {
                     let message = format!("gave up after {} attempts: {message}", attempt + 1);
                     last_reason = format!("{reason}: {message}");
-                    exhausted.push(l.entry);
-                    outcomes.push((l.key, Outcome::Failed { reason, message }));
+                    exhausted.push(entry);
+                    exhausted_outcomes.push((key, Outcome::Failed { reason, message }));
                 }
             }
+            // NotStarted (Delivered and Permanent went to the recorder).
+            _ => not_reached.push(entry),
         }
     }
     if !not_reached.is_empty() {
@@ -295,16 +338,98 @@ async fn deliver(
         let retry = Job::deliver(&record.id, attempt + 1, retry_users);
         app.queue.enqueue(vec![retry], delay).await?;
     }
-    if !newly_blocked.is_empty() {
-        app.users
-            .mark_blocked(&record.bot_id, &newly_blocked)
-            .await?;
-    }
     if !exhausted.is_empty() {
         // Kept as a dead job with its reason, for an operator to look at and redrive.
         let dead = Job::deliver(&record.id, attempt + 1, exhausted);
         app.queue.bury(dead, &last_reason).await?;
+        report.failed += exhausted_outcomes.len() as u64;
+        app.requests
+            .record_outcomes(&record.id, &exhausted_outcomes)
+            .await?;
     }
+    Ok(report)
+}
+
+/// A user's final outcome on its way to the store.
+struct Final {
+    key: String,
+    outcome: Outcome,
+    /// The user's `bm_id` when the platform said they blocked the bot.
+    blocked: Option<String>,
+}
+
+impl Final {
+    fn plain(key: String, outcome: Outcome) -> Final {
+        Final {
+            key,
+            outcome,
+            blocked: None,
+        }
+    }
+}
+
+/// Final outcomes are recorded in batches of at most this many users…
+const OUTCOME_BATCH: usize = 20;
+/// …and none waits longer than this to be recorded: after a crash, only the deliveries
+/// in flight and at most one such batch per job are repeated.
+const OUTCOME_WAIT: Duration = Duration::from_millis(200);
+
+/// Record the final outcomes of a job's deliveries as they end, in small batches, and
+/// count them. On a store failure the job's cutoff is tripped, so that no more deliveries
+/// start whose outcomes could not be recorded, and the error is returned.
+async fn record_as_they_end(
+    app: &App,
+    request_id: &str,
+    bot_id: &str,
+    mut finals: mpsc::UnboundedReceiver<Final>,
+    cutoff: &Cutoff,
+) -> Result<JobReport, StoreError> {
+    let mut report = JobReport::default();
+    let mut batch: Vec<Final> = Vec::new();
+    let mut due: Option<Instant> = None;
+    loop {
+        // Some(received): a final outcome, or None once every delivery has ended;
+        // None: the oldest unrecorded outcome is due.
+        let next = match due {
+            None => Some(finals.recv().await),
+            Some(at) => tokio::time::timeout_at(at.into(), finals.recv()).await.ok(),
+        };
+        let ended = matches!(next, Some(None));
+        if let Some(Some(one)) = next {
+            batch.push(one);
+            due.get_or_insert_with(|| Instant::now() + OUTCOME_WAIT);
+            if batch.len() < OUTCOME_BATCH {
+                continue;
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(e) = record_batch(app, request_id, bot_id, &mut batch, &mut report).await {
+                cutoff.trip();
+                return Err(e);
+            }
+        }
+        due = None;
+        if ended {
+            return Ok(report);
+        }
+    }
+}
+
+/// Record one batch of final outcomes (marking the users who blocked the bot first, so
+/// that later messages skip them), count them, and empty the batch.
+async fn record_batch(
+    app: &App,
+    request_id: &str,
+    bot_id: &str,
+    batch: &mut Vec<Final>,
+    report: &mut JobReport,
+) -> Result<(), StoreError> {
+    let blocked: Vec<String> = batch.iter().filter_map(|f| f.blocked.clone()).collect();
+    if !blocked.is_empty() {
+        app.users.mark_blocked(bot_id, &blocked).await?;
+    }
+    let outcomes: Vec<(String, Outcome)> = batch.drain(..).map(|f| (f.key, f.outcome)).collect();
+    app.requests.record_outcomes(request_id, &outcomes).await?;
     for (_, outcome) in &outcomes {
         match outcome {
             Outcome::Delivered { .. } => report.delivered += 1,
@@ -313,8 +438,7 @@ async fn deliver(
             Outcome::Cancelled => report.cancelled += 1,
         }
     }
-    app.requests.record_outcomes(&record.id, &outcomes).await?;
-    Ok(report)
+    Ok(())
 }
 
 /// A job of a cancelled request: its users not yet final are counted `cancelled`; an

@@ -2,6 +2,8 @@
 //! fail on demand, and a handle on the real `herald` binary for end-to-end tests.
 #![allow(dead_code)]
 
+pub mod bots;
+
 use async_trait::async_trait;
 use herald_core::admin::{AdminStore, NewUser};
 use herald_core::domain::{Action, DeliveryResult};

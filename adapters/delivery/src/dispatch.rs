@@ -4,7 +4,7 @@
 //!   the user (a missing value fails that user with reason `template`), then sent through
 //!   [`Telegram`], at most `telegram_rate` messages per second per bot, evenly spaced, for
 //!   every worker of this process together. A delivery still waiting for its turn at the
-//!   job's `start_by` is not sent (`NotStarted`): its user goes on in a new job.
+//!   job's cutoff is not sent (`NotStarted`): its user goes on in a new job.
 //! - `screen` for a bot with a `screen_url`: a signed webhook through [`BotEngine`], at most
 //!   `engine_concurrency` in flight per bot, so a slow engine holds up only its own bot.
 //! - A bot with no connection at all: the core's `log` deliverer (records what would be
@@ -104,12 +104,10 @@ impl Dispatcher {
             Ok(text) => text,
             Err(failure) => return failure,
         };
-        let paced = tokio::time::timeout_at(
-            delivery.start_by.into(),
-            self.telegram_pace.until_key_ready(&bot.id),
-        );
-        if paced.await.is_err() {
-            return DeliveryResult::NotStarted;
+        tokio::select! {
+            biased;
+            _ = delivery.cutoff.reached() => return DeliveryResult::NotStarted,
+            _ = self.telegram_pace.until_key_ready(&bot.id) => {}
         }
         self.telegram.send(token, &user.platform_id, &text).await
     }
@@ -137,9 +135,10 @@ impl Dispatcher {
         });
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let slot = self.engine_slot(&bot.id);
-        let Ok(_permit) = tokio::time::timeout_at(delivery.start_by.into(), slot.acquire()).await
-        else {
-            return DeliveryResult::NotStarted;
+        let _permit = tokio::select! {
+            biased;
+            _ = delivery.cutoff.reached() => return DeliveryResult::NotStarted,
+            permit = slot.acquire() => permit,
         };
         self.engine
             .show(url, bot.signing_secret.as_deref(), body)

@@ -4,17 +4,19 @@
 //! Each worker leases one job, runs [`herald_core::processor::process`], then acks it,
 //! puts it back for later (its request is still being accepted), or — when the processor
 //! failed on the store — releases it with backoff until it has used its attempts and is
-//! kept as dead. On shutdown the workers stop leasing and finish the job in hand; a job
-//! still running when the grace period ends is released at once for the next start.
+//! kept as dead. On shutdown the workers stop leasing and the jobs in hand stop starting
+//! deliveries: the sends already started end (within the delivery timeout), their
+//! outcomes are recorded, the users not reached go on in new jobs, and the job is acked.
+//! A job still running when the grace period ends is released at once for the next start.
 
 use crate::queue::Leased;
 use crate::Sqlite;
+use herald_core::cutoff::Stop;
 use herald_core::processor::{self, JobReport};
 use herald_core::App;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 #[derive(Debug, Clone)]
@@ -42,7 +44,7 @@ impl Default for PoolOptions {
 
 /// A running pool; [`WorkerPool::shutdown`] stops it.
 pub struct WorkerPool {
-    stop: watch::Sender<bool>,
+    stop: Stop,
     tasks: JoinSet<()>,
     store: Sqlite,
     in_flight: Arc<Mutex<HashSet<String>>>,
@@ -50,7 +52,7 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     pub fn start(app: Arc<App>, store: Sqlite, options: PoolOptions) -> WorkerPool {
-        let (stop, stopped) = watch::channel(false);
+        let stop = Stop::never();
         let in_flight = Arc::new(Mutex::new(HashSet::new()));
         let mut tasks = JoinSet::new();
         for worker in 0..options.workers {
@@ -59,7 +61,7 @@ impl WorkerPool {
                 app: app.clone(),
                 store: store.clone(),
                 options: options.clone(),
-                stopped: stopped.clone(),
+                stop: stop.clone(),
                 in_flight: in_flight.clone(),
             };
             tasks.spawn(worker.run());
@@ -72,9 +74,10 @@ impl WorkerPool {
         }
     }
 
-    /// Stop leasing, let jobs in hand finish for up to `grace`, then release the rest.
+    /// Stop leasing and starting deliveries, let the jobs in hand end for up to `grace`,
+    /// then release the rest.
     pub async fn shutdown(mut self, grace: Duration) {
-        let _ = self.stop.send(true);
+        self.stop.shutdown.cancel();
         let drained = tokio::time::timeout(grace, async {
             while self.tasks.join_next().await.is_some() {}
         })
@@ -106,19 +109,19 @@ struct Worker {
     app: Arc<App>,
     store: Sqlite,
     options: PoolOptions,
-    stopped: watch::Receiver<bool>,
+    stop: Stop,
     in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Worker {
-    async fn run(mut self) {
-        while !*self.stopped.borrow() {
+    async fn run(self) {
+        while !self.stop.shutdown.is_cancelled() {
             match self.store.lease(self.options.lease).await {
                 Ok(Some(leased)) => self.handle(leased).await,
                 Ok(None) => {
                     tokio::select! {
                         _ = self.store.wait_for_jobs(self.options.idle_poll) => {}
-                        _ = self.stopped.changed() => {}
+                        _ = self.stop.shutdown.cancelled() => {}
                     }
                 }
                 Err(e) => {
@@ -135,7 +138,7 @@ impl Worker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(job_id.clone());
-        settle(&self.app, &self.store, &self.options, leased).await;
+        settle(&self.app, &self.store, &self.options, leased, &self.stop).await;
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -153,17 +156,17 @@ pub async fn drain(
 ) -> Result<usize, herald_core::StoreError> {
     let mut ran = 0;
     while let Some(leased) = store.lease(options.lease).await? {
-        settle(app, store, options, leased).await;
+        settle(app, store, options, leased, &Stop::never()).await;
         ran += 1;
     }
     Ok(ran)
 }
 
 /// Process one leased job and ack, release or bury it according to the outcome.
-async fn settle(app: &App, store: &Sqlite, options: &PoolOptions, leased: Leased) {
+async fn settle(app: &App, store: &Sqlite, options: &PoolOptions, leased: Leased, stop: &Stop) {
     let job = &leased.job;
     let started = std::time::Instant::now();
-    let result = processor::process(app, job).await;
+    let result = processor::process_until(app, job, stop).await;
     let settled = match result {
         Ok(JobReport {
             run_again_after: Some(after),

@@ -13,11 +13,13 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures::future::join_all;
 use futures::FutureExt;
 use herald_aws::Aws;
+use herald_core::cutoff::Stop;
 use herald_core::processor;
 use herald_core::{App, Config};
 use herald_delivery::DeliveryConfig;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The processor's configuration in the worker. An invocation holds at most one batch (10
 /// messages): all of them run, whatever their bot, rather than bounce jobs between
@@ -63,15 +65,35 @@ pub fn per_instance_rate(rate: u32, instances: u32) -> u32 {
     (rate / instances.max(1)).max(1)
 }
 
-/// Handle one SQS batch; the answer lists the messages to retry.
+/// Time kept between the last delivery a worker may start and its invocation's deadline,
+/// besides that delivery's own timeout: for the outcome writes and the answer to SQS.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+
+/// When an invocation stops starting deliveries: its deadline (Unix milliseconds, as the
+/// Lambda context gives it) less one delivery's `timeout` and [`DEADLINE_MARGIN`]. The
+/// function gets no signal at its timeout, so a send must end, and its outcome be
+/// recorded, before it; each job's own time budget may stop it sooner.
+pub fn start_deliveries_until(deadline_ms: u64, now_ms: i64, timeout: Duration) -> Instant {
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms.max(0) as u64));
+    let now = Instant::now();
+    now + left.saturating_sub(timeout + DEADLINE_MARGIN)
+}
+
+/// Handle one SQS batch with no deadline but each job's time budget (tests, tools).
 pub async fn handle(app: &App, aws: &Aws, event: SqsEvent) -> SqsBatchResponse {
+    handle_until(app, aws, event, &Stop::never()).await
+}
+
+/// Handle one SQS batch, starting no delivery after `stop`; the answer lists the messages
+/// to retry.
+pub async fn handle_until(app: &App, aws: &Aws, event: SqsEvent, stop: &Stop) -> SqsBatchResponse {
     let app = &App {
         requests: Arc::new(records::OncePerBatch::new(app.requests.clone())),
         ..app.clone()
     };
     let failures = join_all(event.records.into_iter().map(|message| async move {
         let id = message.message_id.clone().unwrap_or_default();
-        match AssertUnwindSafe(handle_message(app, aws, &message)).catch_unwind().await {
+        match AssertUnwindSafe(handle_message(app, aws, &message, stop)).catch_unwind().await {
             Ok(Ok(())) => None,
             Ok(Err(reason)) => {
                 tracing::warn!(message_id = %id, reason, "message failed; SQS will redeliver it");
@@ -97,7 +119,12 @@ pub async fn handle(app: &App, aws: &Aws, event: SqsEvent) -> SqsBatchResponse {
     response
 }
 
-async fn handle_message(app: &App, aws: &Aws, message: &SqsMessage) -> Result<(), String> {
+async fn handle_message(
+    app: &App,
+    aws: &Aws,
+    message: &SqsMessage,
+    stop: &Stop,
+) -> Result<(), String> {
     let body = message.body.as_deref().unwrap_or_default();
     let job = match aws.decode(body).await {
         Ok(Some(job)) => job,
@@ -105,7 +132,7 @@ async fn handle_message(app: &App, aws: &Aws, message: &SqsMessage) -> Result<()
         Err(e) => return Err(e.to_string()),
     };
     let started = std::time::Instant::now();
-    let report = processor::process(app, &job)
+    let report = processor::process_until(app, &job, stop)
         .await
         .map_err(|e| e.to_string())?;
     if let Some(after) = report.run_again_after {
@@ -122,7 +149,23 @@ async fn handle_message(app: &App, aws: &Aws, message: &SqsMessage) -> Result<()
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn deliveries_stop_starting_a_timeout_and_a_margin_before_the_deadline() {
+        let timeout = Duration::from_secs(10);
+        let now_ms = 1_000_000;
+        let before = Instant::now();
+        let until = super::start_deliveries_until(now_ms as u64 + 60_000, now_ms, timeout);
+        let left = until.saturating_duration_since(before);
+        assert!(left <= Duration::from_secs(45), "{left:?}");
+        assert!(left >= Duration::from_secs(44), "{left:?}");
+        // A deadline already too close (or past) starts nothing.
+        let until = super::start_deliveries_until(now_ms as u64 + 3_000, now_ms, timeout);
+        assert!(until <= Instant::now());
+        let until = super::start_deliveries_until(0, now_ms, timeout);
+        assert!(until <= Instant::now());
+    }
 
     /// The worker function's `Timeout` in `template.yaml`.
     fn function_timeout() -> Duration {

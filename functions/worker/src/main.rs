@@ -13,9 +13,18 @@ async fn main() -> Result<(), Error> {
     let delivery = herald_worker::delivery_config_from_env()?;
     let deliverer = Arc::new(Dispatcher::new(Arc::new(aws.clone()), &delivery));
     let app = aws.app(herald_worker::config(), deliverer);
+    let timeout = delivery.timeout;
     let (app, aws, emf) = (&app, &aws, &emf);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        let answer = herald_worker::handle(app, aws, event.payload).await;
+        let stop = herald_core::cutoff::Stop {
+            deadline: Some(herald_worker::start_deliveries_until(
+                event.context.deadline,
+                herald_core::domain::now_ms(),
+                timeout,
+            )),
+            ..herald_core::cutoff::Stop::never()
+        };
+        let answer = herald_worker::handle_until(app, aws, event.payload, &stop).await;
         emf.flush();
         Ok::<_, Error>(answer)
     }))
