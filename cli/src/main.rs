@@ -8,6 +8,7 @@
 mod client;
 mod commands;
 mod demo;
+mod http;
 mod import;
 mod logging;
 mod output;

@@ -7,6 +7,7 @@
 //! SIGTERM, then stop accepting, let in-flight jobs finish (or release them) and exit.
 
 use crate::demo;
+use crate::http;
 use crate::logging::{self, LogFormat};
 use anyhow::Context;
 use clap::Parser;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
 pub struct ServeArgs {
@@ -76,6 +78,24 @@ pub struct ServeArgs {
     /// (doubled per attempt, with jitter, up to 5 minutes).
     #[arg(long, env = "HERALD_RETRY_BASE_MS", default_value_t = 2000)]
     retry_base_ms: u64,
+    /// Seconds a request's head may take to arrive, from its first byte (from the
+    /// connection's opening, for its first request); the connection is closed past it.
+    #[arg(long, env = "HERALD_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a request's body may take to arrive whole, from its head (408 past it).
+    #[arg(long, env = "HERALD_BODY_TIMEOUT", default_value_t = 30)]
+    body_timeout: u64,
+    /// Seconds a keep-alive connection may sit idle between requests.
+    #[arg(long, env = "HERALD_KEEP_ALIVE_IDLE", default_value_t = 75)]
+    keep_alive_idle: u64,
+    /// Most connections open at once (held below the process's open-file limit); past
+    /// it a connection is answered 503 with Retry-After and closed.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Most requests being handled at once; past it a request is answered 503 with
+    /// Retry-After and its connection closed.
+    #[arg(long, env = "HERALD_MAX_REQUESTS", default_value_t = 512)]
+    max_requests: usize,
     /// Admin token for /v1/admin and /metrics (only its hash is stored). Without it, the
     /// token stored before is kept; on a database with none, one is made and shown once.
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
@@ -172,20 +192,49 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             },
         )
     });
+    let file_limit = http::raise_file_limit();
+    let limits = http::HttpLimits {
+        header_read: Duration::from_secs(args.header_timeout.max(1)),
+        body_read: Duration::from_secs(args.body_timeout.max(1)),
+        keep_alive_idle: Duration::from_secs(args.keep_alive_idle.max(1)),
+        max_connections: http::clamp_connections(args.max_connections, file_limit),
+        max_requests: args.max_requests.max(1),
+    };
+    if limits.max_connections < args.max_connections {
+        tracing::warn!(
+            asked = args.max_connections,
+            allowed = limits.max_connections,
+            file_limit,
+            "--max-connections lowered to stay below the open-file limit"
+        );
+    }
     tracing::info!(listen = %local, db = %args.db.display(), workers = args.workers, "herald serving");
     let router = herald_core::router::router(app.clone()).merge(metrics_route(
         app.clone(),
         store.clone(),
         metrics,
     ));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    tracing::info!("no longer accepting requests; finishing in-flight jobs");
-    if let Some(pool) = pool {
-        pool.shutdown(Duration::from_secs(args.shutdown_grace))
-            .await;
-    }
+    // On SIGINT or SIGTERM the server and the workers stop together: the server stops
+    // accepting and drops clients that linger; the workers stop starting deliveries and
+    // record the ones in flight.
+    let stopping = CancellationToken::new();
+    let signalled = stopping.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signalled.cancel();
+    });
+    let grace = Duration::from_secs(args.shutdown_grace);
+    let workers = async {
+        stopping.cancelled().await;
+        tracing::info!("stopping: no longer accepting requests or starting deliveries");
+        if let Some(pool) = pool {
+            pool.shutdown(grace).await;
+        }
+    };
+    tokio::join!(
+        http::serve(listener, router, limits, stopping.cancelled()),
+        workers
+    );
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

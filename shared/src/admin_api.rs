@@ -118,7 +118,10 @@ async fn document<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
         .await
-        .map_err(|_| {
+        .map_err(|e| {
+            if crate::router::caused_by_timeout(&e) {
+                return ApiError::BodyTimeout;
+            }
             ApiError::Request(RequestError::TooLarge(vec![crate::request::FieldError {
                 field: String::new(),
                 message: format!("the body is over the limit of {MAX_ADMIN_BODY} bytes"),

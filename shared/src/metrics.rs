@@ -23,10 +23,17 @@ pub const QUEUE_DEPTH: &str = "herald_queue_depth";
 pub const QUEUE_OLDEST_AGE: &str = "herald_queue_oldest_job_age_seconds";
 /// Jobs kept dead.
 pub const DEAD_LETTERS: &str = "herald_dead_letters";
+/// Connections and requests `herald serve` refused at a cap, by `cap` (connections,
+/// requests, files).
+pub const HTTP_REFUSED: &str = "herald_http_refused_total";
 
 /// Describe every metric once, for recorders that publish descriptions.
 pub fn describe() {
     metrics::describe_counter!(REQUESTS, "Event requests answered, by HTTP status");
+    metrics::describe_counter!(
+        HTTP_REFUSED,
+        "Connections and requests refused at a cap of the server, by cap"
+    );
     metrics::describe_counter!(USERS, "Users with a final outcome, by outcome");
     metrics::describe_counter!(RETRIES, "Users re-enqueued for another attempt");
     metrics::describe_counter!(

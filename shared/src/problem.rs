@@ -45,6 +45,13 @@ pub enum ApiError {
     BadHeader(String),
     #[error(transparent)]
     Unavailable(#[from] StoreError),
+    /// The server is at one of its caps (connections, requests in flight); nothing was
+    /// done. Answered with `Retry-After` and `Connection: close`.
+    #[error("overloaded: {0}")]
+    Overloaded(&'static str),
+    /// The body did not arrive within the server's body read timeout.
+    #[error("body read timed out")]
+    BodyTimeout,
     /// A bug in Herald (a handler panicked); never caused by what a client sent.
     #[error("internal error")]
     Internal,
@@ -67,6 +74,12 @@ impl From<RequestError> for ApiError {
         ApiError::Request(e)
     }
 }
+
+/// The error a request body reports when it did not arrive within the server's body read
+/// timeout; reading the body answers [`ApiError::BodyTimeout`] for it.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
 
 #[derive(Serialize)]
 struct Problem {
@@ -95,6 +108,8 @@ impl ApiError {
             ApiError::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadHeader(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -180,6 +195,18 @@ impl ApiError {
                 "the request could not be recorded; nothing was accepted, retry later".to_string(),
                 vec![],
             ),
+            ApiError::Overloaded(what) => (
+                "overloaded",
+                "Service unavailable",
+                format!("the server is at its limit of {what}; nothing was done, retry later"),
+                vec![],
+            ),
+            ApiError::BodyTimeout => (
+                "request-timeout",
+                "Request timeout",
+                "the body did not arrive in time; nothing was accepted".to_string(),
+                vec![],
+            ),
             ApiError::Internal => (
                 "internal",
                 "Internal error",
@@ -233,12 +260,18 @@ impl IntoResponse for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(crate::throttle::retry_after_secs(*wait)),
             )),
+            ApiError::Overloaded(_) => Some((
+                header::RETRY_AFTER,
+                HeaderValue::from(UNAVAILABLE_RETRY_AFTER),
+            )),
             ApiError::Unauthorized => Some((
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"herald-admin\""),
             )),
             _ => None,
         };
+        // After these the connection is closed: it is what the server must shed.
+        let close = matches!(self, ApiError::Overloaded(_) | ApiError::BodyTimeout);
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
         let mut response = (
             status,
@@ -251,6 +284,11 @@ impl IntoResponse for ApiError {
             .into_response();
         if let Some((name, value)) = extra {
             response.headers_mut().insert(name, value);
+        }
+        if close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -267,9 +267,25 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if caused_by_timeout(&e) {
+            ApiError::BodyTimeout
+        } else {
+            too_large()
+        }
+    })
+}
+
+/// Whether reading a body failed because the server's body read timeout struck.
+pub fn caused_by_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<crate::problem::BodyTimedOut>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {

@@ -190,8 +190,29 @@ impl Server {
         Server::spawn(db, &args, "debug", Stdio::from(file))
     }
 
+    /// Like [`Server::start`], with the process's open-file limit (soft and hard) at `files`.
+    pub fn start_with_file_limit(db: &Path, extra: &[&str], files: u32) -> Server {
+        let mut command = Command::new("bash");
+        command.args([
+            "-c",
+            &format!("ulimit -n {files} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_herald"),
+        ]);
+        Server::spawn_command(command, db, extra, "warn", Stdio::inherit())
+    }
+
     fn spawn(db: &Path, extra: &[&str], level: &str, stderr: Stdio) -> Server {
-        let mut child = herald()
+        Server::spawn_command(herald(), db, extra, level, stderr)
+    }
+
+    fn spawn_command(
+        mut command: Command,
+        db: &Path,
+        extra: &[&str],
+        level: &str,
+        stderr: Stdio,
+    ) -> Server {
+        let mut child = command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(db)
