@@ -3,6 +3,10 @@
 mod support;
 
 use herald_core::admin::AdminStore;
+use herald_core::domain::{Outcome, RequestRecord, RequestState};
+use herald_core::ports::{Expansion, RequestLog, RequestProgress};
+use herald_core::StoreError;
+use std::collections::HashSet;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -377,6 +381,96 @@ async fn status_needs_the_events_secret_by_bearer_or_path() {
     )
     .await;
     assert_problem(&unknown, StatusCode::NOT_FOUND);
+}
+
+/// The store's request log, counting the reads of whole request records.
+struct CountingRecordReads {
+    inner: std::sync::Arc<dyn RequestLog>,
+    whole: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl RequestLog for CountingRecordReads {
+    async fn progress(&self, id: &str) -> Result<Option<RequestProgress>, StoreError> {
+        self.whole.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.progress(id).await
+    }
+    async fn event_of(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.inner.event_of(id).await
+    }
+    async fn record(&self, id: &str) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
+        self.whole.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.record(id).await
+    }
+    async fn finished(&self, id: &str, keys: &[String]) -> Result<HashSet<String>, StoreError> {
+        self.inner.finished(id, keys).await
+    }
+    async fn record_outcomes(&self, id: &str, o: &[(String, Outcome)]) -> Result<(), StoreError> {
+        self.inner.record_outcomes(id, o).await
+    }
+    async fn expansion(&self, id: &str, shard: u32) -> Result<Expansion, StoreError> {
+        self.inner.expansion(id, shard).await
+    }
+    async fn advance_expansion(
+        &self,
+        id: &str,
+        shard: u32,
+        from: Option<&str>,
+        to: Option<&str>,
+        added: u64,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .advance_expansion(id, shard, from, to, added)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_status_lookup_checks_the_secret_before_reading_the_record() {
+    let (h, url, secret) = setup().await;
+    let accepted = call(
+        &h,
+        post_json(
+            &url,
+            json!({"platform": "tg", "users": ["123456"], "data": {"big": "x".repeat(200_000)}}),
+        ),
+    )
+    .await;
+    let id = accepted.body["request_id"].as_str().unwrap().to_string();
+    let counting = std::sync::Arc::new(CountingRecordReads {
+        inner: h.app.requests.clone(),
+        whole: Default::default(),
+    });
+    let app = std::sync::Arc::new(herald_core::App {
+        requests: counting.clone(),
+        ..(*h.app).clone()
+    });
+    let ask = |secret: String| {
+        let router = herald_core::router::router(app.clone());
+        let id = id.clone();
+        async move {
+            router
+                .oneshot(
+                    Request::get(format!("/v1/requests/{id}/{secret}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for _ in 0..50 {
+        assert_eq!(ask("wrong".into()).await, StatusCode::NOT_FOUND);
+    }
+    let reads = || counting.whole.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        reads(),
+        0,
+        "no record (with its data) read for a wrong secret"
+    );
+    assert_eq!(ask(secret).await, StatusCode::OK);
+    assert_eq!(reads(), 1);
 }
 
 #[tokio::test]

@@ -188,6 +188,10 @@ pub struct Expansion {
 pub trait RequestLog: Send + Sync {
     async fn progress(&self, request_id: &str) -> Result<Option<RequestProgress>, StoreError>;
 
+    /// The event a request belongs to, read without its record (whose `data` may be
+    /// 256 KiB): what the status route needs to check a secret before reading more.
+    async fn event_of(&self, request_id: &str) -> Result<Option<String>, StoreError>;
+
     /// The record and state of a request, without its counters.
     async fn record(
         &self,

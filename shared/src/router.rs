@@ -323,14 +323,22 @@ async fn status(
     request_id: &str,
     secret: &str,
 ) -> Result<Json<RequestStatus>, ApiError> {
+    // The secret is checked against the request's event before the record (with its
+    // data) is read: an anonymous caller costs one small read.
+    let event_id = app
+        .requests
+        .event_of(request_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    // A disabled event's requests stay readable: only the secret matters here.
+    match intake::authenticate(app, &event_id, secret).await {
+        Ok(_) | Err(ApiError::EventDisabled) => {}
+        Err(e) => return Err(e),
+    }
     let progress = app
         .requests
         .progress(request_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    // A disabled event's requests stay readable: only the secret matters here.
-    match intake::authenticate(app, &progress.record.event_id, secret).await {
-        Ok(_) | Err(ApiError::EventDisabled) => Ok(Json(progress.into())),
-        Err(e) => Err(e),
-    }
+    Ok(Json(progress.into()))
 }

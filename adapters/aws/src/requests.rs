@@ -294,6 +294,22 @@ impl RequestLog for Aws {
         }
     }
 
+    async fn event_of(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.request_key(request_id, REQUEST_SK)))
+            .projection_expression("event_id")
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(out
+            .item
+            .as_ref()
+            .map(|item| get_s(item, "event_id").to_string()))
+    }
+
     async fn record(
         &self,
         request_id: &str,

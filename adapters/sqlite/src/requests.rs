@@ -199,6 +199,16 @@ impl RequestLog for Sqlite {
         .await
     }
 
+    async fn event_of(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+        let request_id = request_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT event_id FROM requests WHERE id = ?1")?
+                .query_row([&request_id], |row| row.get(0))
+                .optional()
+        })
+        .await
+    }
+
     async fn record(
         &self,
         request_id: &str,

@@ -55,6 +55,10 @@ impl RequestLog for OncePerBatch {
         self.inner.progress(request_id).await
     }
 
+    async fn event_of(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+        self.inner.event_of(request_id).await
+    }
+
     async fn finished(
         &self,
         request_id: &str,
@@ -126,6 +130,9 @@ mod tests {
             Ok(Some((record(request_id), *self.state.lock().unwrap())))
         }
         async fn progress(&self, _: &str) -> Result<Option<RequestProgress>, StoreError> {
+            unimplemented!()
+        }
+        async fn event_of(&self, _: &str) -> Result<Option<String>, StoreError> {
             unimplemented!()
         }
         async fn finished(&self, _: &str, _: &[String]) -> Result<HashSet<String>, StoreError> {
