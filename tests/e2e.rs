@@ -460,6 +460,48 @@ async fn sigterm_stops_accepting_finishes_in_flight_jobs_and_the_rest_resumes() 
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worst_case_per_user_data_does_not_stall_the_server() {
+    // Every entry's patch lands over data a few bytes under the 256 KiB limit, so each
+    // merged size must be measured: once that meant a copy of the data per entry (two such
+    // requests stalled /healthz for 26 s). The bound below is generous, not a timing.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = create_event(&db, "shop");
+    let server = Server::start(&db, &["--no-demo", "--workers", "0"]);
+    let blob = "x".repeat(256 * 1024 - 24);
+    let entries: Vec<Value> = (0..10_000)
+        .map(|i| json!({"id": (100_000 + i).to_string(), "data": {"n": i}}))
+        .collect();
+    let body = json!({"platform": "tg", "users": entries, "data": {"blob": blob, "n": 0}});
+    let posts: Vec<_> = (0..2)
+        .map(|_| {
+            let url = server.url(&format!("/v1/events/{}/{}", event.id, event.secret));
+            let body = body.clone();
+            tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let health = client()
+        .get(server.url("/healthz"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(health.is_ok_and(|r| r.status() == 200), "health answered");
+    for post in posts {
+        assert_eq!(post.await.unwrap(), 202);
+    }
+}
+
 #[tokio::test]
 async fn json_logs_carry_request_ids_but_never_data_or_secrets() {
     let dir = tempfile::tempdir().unwrap();

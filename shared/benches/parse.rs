@@ -1,9 +1,11 @@
 //! Benchmark: parsing and validating event requests, against plain JSON parsing of the same
 //! bytes (the least any server must do with them).
 //!
-//! Three bodies: the External Event document's first example with 10 users, 10,000 users
-//! (the limit), and 10 users with 1 MiB of `data` (over the 256 KiB `data` limit, so it
-//! measures reading up to the refusal — what a hostile client costs). Criterion reports
+//! Four bodies: the External Event document's first example with 10 users, 10,000 users
+//! (the limit), 10,000 entries each with its own `data` patched over a `data` of nearly
+//! 256 KiB (the worst case of per-user data: every merged size must be measured), and 10
+//! users with 1 MiB of `data` (over the 256 KiB `data` limit, so it measures reading up
+//! to the refusal — what a hostile client costs). Criterion reports
 //! time and bytes/s for each; the ratio to `serde_json::from_slice::<Value>` is what
 //! validation adds.
 //!
@@ -29,6 +31,22 @@ fn bodies() -> Vec<(&'static str, Vec<u8>)> {
             json!({"platform": "tg", "users": users(10_000), "data": {}})
                 .to_string()
                 .into_bytes(),
+        ),
+        (
+            // The worst case of per-user data: every entry's patch over `data` within a few
+            // bytes of the 256 KiB limit, so that each merged size must be measured.
+            "10000 patches over 256 KiB data",
+            {
+                let blob = "x".repeat(256 * 1024 - 24);
+                let entries: Vec<Value> = users(10_000)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, id)| json!({"id": id, "data": {"n": i}}))
+                    .collect();
+                json!({"platform": "tg", "users": entries, "data": {"blob": blob, "n": 0}})
+                    .to_string()
+                    .into_bytes()
+            },
         ),
         (
             "1 MiB data",

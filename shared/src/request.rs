@@ -9,7 +9,7 @@
 
 use crate::config::Limits;
 use crate::domain::{JobUser, Object, PlatformFilter, UserRef};
-use crate::merge::merge_patch;
+use crate::merge::Measured;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -310,7 +310,9 @@ impl<'a> Validator<'a> {
             return None;
         }
         let errors_before = self.invalid.len() + self.too_large.len();
-        let data_size = serialized_len(data);
+        // Measured once: each entry's merged size is then found in time linear in its own
+        // patch, so validating costs time linear in the body.
+        let measured = Measured::new(data);
         let mut users: Vec<JobUser> = Vec::with_capacity(entries.len());
         let mut seen: HashMap<String, usize> = HashMap::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
@@ -319,7 +321,7 @@ impl<'a> Validator<'a> {
             } else {
                 field.to_string()
             };
-            let Some((id, patch)) = self.entry(&path, entry, data, data_size) else {
+            let Some((id, patch)) = self.entry(&path, entry, &measured) else {
                 continue;
             };
             match seen.get(&id) {
@@ -344,8 +346,7 @@ impl<'a> Validator<'a> {
         &mut self,
         path: &str,
         entry: &Value,
-        data: &Object,
-        data_size: usize,
+        data: &Measured,
     ) -> Option<(String, Option<Object>)> {
         match entry {
             Value::Object(fields) => {
@@ -366,8 +367,8 @@ impl<'a> Validator<'a> {
                         }
                         // A merged object is at most both sizes together: measure it only
                         // when that bound is over the limit.
-                        if data_size + serialized_len(patch) > self.limits.max_data_bytes {
-                            let merged = serialized_len(&merge_patch(data, patch));
+                        if data.len() + serialized_len(patch) > self.limits.max_data_bytes {
+                            let merged = data.merged_len(patch);
                             if merged > self.limits.max_data_bytes {
                                 self.too_large.push(field_error(
                                     data_path,
@@ -481,18 +482,5 @@ pub fn object_depth(object: &Object) -> usize {
 
 /// Length of the compact JSON serialization, without building it.
 pub fn serialized_len(object: &Object) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    // Writing a Map to an infallible writer cannot fail.
-    let _ = serde_json::to_writer(&mut counter, object);
-    counter.0
+    crate::merge::serialized_len_of(object)
 }
