@@ -360,6 +360,11 @@ pub fn new_id() -> String {
     id.to_string().to_ascii_lowercase()
 }
 
+/// A request still `accepting` this long after it was created lost its accept call (the
+/// accepting process died, or its client was answered 503): workers drop its jobs, and a
+/// retry with its idempotency key marks it `aborted` and is accepted anew.
+pub const ACCEPTING_TIMEOUT_MS: i64 = 120_000;
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -8,7 +8,10 @@
 //!
 //! [`Intake`]: crate::ports::Intake
 
-use crate::domain::{new_id, now_ms, Audience, Event, Job, JobUser, RequestRecord, RequestState};
+use crate::domain::{
+    new_id, now_ms, Audience, Event, Job, JobUser, RequestRecord, RequestState,
+    ACCEPTING_TIMEOUT_MS,
+};
 use crate::ports::{App, Recorded, Remember, Remembered};
 use crate::problem::ApiError;
 use crate::request::{self, EventRequest, Targets};
@@ -101,7 +104,10 @@ pub async fn accept(
     let body_hash = idempotency_key.map_or([0u8; 32], |_| secret::hash_bytes(body));
     if let Some(key) = idempotency_key {
         if let Some(first) = app.intake.remembered(&event.id, key).await? {
-            return replay(app, first, &body_hash).await;
+            if let Some(answer) = replay(app, &event.id, key, first, &body_hash).await? {
+                return Ok(answer);
+            }
+            // The first request's accept died midway and was given up: accept this one.
         }
     }
     if let Some(limit) = &event.rate_limit {
@@ -164,28 +170,56 @@ pub async fn accept(
         .await?
     {
         Recorded::New => Ok(Answer::Accepted(accepted)),
-        Recorded::Duplicate(first) => replay(app, first, &body_hash).await,
+        Recorded::Duplicate(first) => {
+            let key = remember.as_ref().map_or("", |r| r.key.as_str());
+            match replay(app, &event.id, key, first, &body_hash).await? {
+                Some(answer) => Ok(answer),
+                // Given up just now: the key is free for the client's retry.
+                None => Err(ApiError::Unavailable(crate::StoreError::new(
+                    "the first request with this idempotency key was given up",
+                ))),
+            }
+        }
     }
 }
 
-/// An idempotency key's first answer, once its request is accepted; 422 for another body.
-async fn replay(app: &App, first: Remembered, body_hash: &[u8; 32]) -> Result<Answer, ApiError> {
+/// The answer to a request whose idempotency key names a `first` request: its answer
+/// again, a conflict, a 503 while it may still be accepted — or None when its accept died
+/// midway ([`ACCEPTING_TIMEOUT_MS`] ago): it is marked `aborted`, its key freed, and this
+/// request is to be accepted as new.
+async fn replay(
+    app: &App,
+    event_id: &str,
+    key: &str,
+    first: Remembered,
+    body_hash: &[u8; 32],
+) -> Result<Option<Answer>, ApiError> {
     if !secret::equal(&first.body_hash, body_hash) {
         return Err(ApiError::IdempotencyConflict);
     }
     // A concurrent first request may still be accepting; it may yet fail.
     for _ in 0..DUPLICATE_POLLS {
         match app.requests.record(&first.request_id).await? {
+            Some((record, RequestState::Accepting))
+                if now_ms() - record.created_at > ACCEPTING_TIMEOUT_MS =>
+            {
+                tracing::warn!(request_id = %record.id, "a request left accepting by a dead accept was aborted; its idempotency key is accepted anew");
+                app.intake.abandon(event_id, key, &first.request_id).await?;
+                return Ok(None);
+            }
             Some((_, RequestState::Accepting)) => tokio::time::sleep(DUPLICATE_WAIT).await,
             Some((_, RequestState::Aborted)) | None => {
                 return Err(ApiError::Unavailable(crate::StoreError::new(
                     "the first request with this idempotency key was not accepted",
                 )))
             }
-            Some(_) => break,
+            Some(_) => return Ok(Some(Answer::Replay(first))),
         }
     }
-    Ok(Answer::Replay(first))
+    // Still being accepted: it may yet be, or fail. Never replay a 202 it may not earn.
+    Err(ApiError::Unavailable(crate::StoreError::new(
+        "the first request with this idempotency key is still being accepted",
+    )))
 }
 
 fn deliver_jobs(app: &App, request_id: &str, users: Vec<JobUser>) -> Vec<Job> {

@@ -140,6 +140,11 @@ pub trait Intake: Send + Sync {
     /// [`IDEMPOTENCY_WINDOW_MS`].
     async fn remembered(&self, event_id: &str, key: &str)
         -> Result<Option<Remembered>, StoreError>;
+
+    /// Give up on a request whose accept died midway: mark it `aborted` if it is still
+    /// `accepting`, and free the idempotency key if it still names it, so that a retry is
+    /// accepted anew. (A store that accepts in one transaction never leaves one behind.)
+    async fn abandon(&self, event_id: &str, key: &str, request_id: &str) -> Result<(), StoreError>;
 }
 
 /// A sample of one user's failure, kept with the request.

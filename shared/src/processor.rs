@@ -22,7 +22,7 @@
 use crate::cutoff::{Cutoff, Stop};
 use crate::domain::{
     now_ms, Action, DeliveryResult, Job, JobKind, JobUser, LastRequestWrite, Object, Outcome,
-    RequestRecord, RequestState, UserRef, UserState, WriteResult, BLOCKED,
+    RequestRecord, RequestState, UserRef, UserState, WriteResult, ACCEPTING_TIMEOUT_MS, BLOCKED,
 };
 use crate::error::StoreError;
 use crate::merge::merge_patch;
@@ -96,10 +96,6 @@ fn page_before_wait(job_id: &str) -> Duration {
     let waited = Duration::from_millis((now_ms() - made).max(0) as u64);
     (waited / 10).clamp(PAGE_BEFORE_WAIT.0, PAGE_BEFORE_WAIT.1)
 }
-
-/// A request still `accepting` this long after it was created lost its accept call (the
-/// client was answered 503): its jobs are dropped.
-const ACCEPTING_TIMEOUT_MS: i64 = 120_000;
 
 /// Process one job against `app`'s ports, stopping deliveries at its time budget only.
 pub async fn process(app: &App, job: &Job) -> Result<JobReport, StoreError> {

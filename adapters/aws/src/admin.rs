@@ -40,12 +40,6 @@ const IMPORT_CONCURRENCY: usize = 32;
 /// Seconds a dead letter stays hidden while a redrive or purge works on it.
 const WORK_VISIBILITY: i32 = 60;
 
-fn conditional_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
-}
-
 /// Whether a conditional write was applied: false when its condition failed.
 fn applied<T, E>(result: Result<T, SdkError<E>>) -> Result<bool, StoreError>
 where
@@ -53,7 +47,7 @@ where
 {
     match result {
         Ok(_) => Ok(true),
-        Err(e) if conditional_failed(&e) => Ok(false),
+        Err(e) if crate::condition_failed(&e) => Ok(false),
         Err(e) => Err(store_error(e)),
     }
 }

@@ -154,6 +154,30 @@ impl Aws {
         Ok(Recorded::New)
     }
 
+    /// `accepting` → `accepted`, unless the request was given up meanwhile (a retry found
+    /// it `accepting` past [`herald_core::domain::ACCEPTING_TIMEOUT_MS`] and aborted it).
+    async fn accepted(&self, request_id: &str) -> Result<(), StoreError> {
+        let updated = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.request_key(request_id, REQUEST_SK)))
+            .update_expression("SET #state = :accepted")
+            .condition_expression("#state = :accepting")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":accepted", s(RequestState::Accepted.as_str()))
+            .expression_attribute_values(":accepting", s(RequestState::Accepting.as_str()))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(()),
+            Err(e) if crate::condition_failed(&e) => Err(StoreError::new(
+                "the request was given up while it was being accepted",
+            )),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
     fn idempotency_key(&self, event_id: &str, key: &str) -> crate::Item {
         self.request_key(&format!("idem#{event_id}#{key}"), IDEMPOTENCY_SK)
     }
@@ -186,10 +210,7 @@ impl Intake for Aws {
             return Ok(Recorded::Duplicate(first));
         }
         let sent = match self.enqueue(jobs, Duration::ZERO).await {
-            Ok(()) => {
-                self.set_request_state(&record.id, RequestState::Accepted)
-                    .await
-            }
+            Ok(()) => self.accepted(&record.id).await,
             Err(e) => Err(e),
         };
         if let Err(e) = sent {
@@ -248,5 +269,39 @@ impl Intake for Aws {
             answer: get_s(&item, "answer").to_string(),
             at,
         }))
+    }
+
+    async fn abandon(&self, event_id: &str, key: &str, request_id: &str) -> Result<(), StoreError> {
+        let aborted = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.request_key(request_id, REQUEST_SK)))
+            .update_expression("SET #state = :aborted")
+            .condition_expression("#state = :accepting")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":aborted", s(RequestState::Aborted.as_str()))
+            .expression_attribute_values(":accepting", s(RequestState::Accepting.as_str()))
+            .send()
+            .await;
+        match aborted {
+            Ok(_) => {}
+            Err(e) if crate::condition_failed(&e) => {}
+            Err(e) => return Err(store_error(e)),
+        }
+        let freed = self
+            .dynamodb
+            .delete_item()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.idempotency_key(event_id, key)))
+            .condition_expression("request_id = :id")
+            .expression_attribute_values(":id", s(request_id))
+            .send()
+            .await;
+        match freed {
+            Ok(_) => Ok(()),
+            Err(e) if crate::condition_failed(&e) => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
     }
 }

@@ -144,6 +144,15 @@ impl Aws {
 pub type Item = HashMap<String, AttributeValue>;
 
 /// Any SDK failure, with its whole context, as a retryable [`StoreError`].
+/// Whether a DynamoDB call failed only because its condition did not hold.
+pub(crate) fn condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
+    e: &aws_sdk_dynamodb::error::SdkError<E>,
+) -> bool {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
 pub(crate) fn store_error<E: std::error::Error + 'static>(e: E) -> StoreError {
     StoreError::new(aws_sdk_dynamodb::error::DisplayErrorContext(e))
 }

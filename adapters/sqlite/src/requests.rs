@@ -60,6 +60,28 @@ impl Intake for Sqlite {
         self.read(move |conn| remembered(conn, &event_id, &key))
             .await
     }
+
+    async fn abandon(&self, event_id: &str, key: &str, request_id: &str) -> Result<(), StoreError> {
+        // Accepts commit whole here, so this finds nothing to do unless a request was left
+        // `accepting` by other means; it is still done right.
+        let (event_id, key, request_id) = (
+            event_id.to_string(),
+            key.to_string(),
+            request_id.to_string(),
+        );
+        self.durable_transaction(move |tx| {
+            tx.execute(
+                "UPDATE requests SET state = 'aborted' WHERE id = ?1 AND state = 'accepting'",
+                [&request_id],
+            )?;
+            tx.execute(
+                "DELETE FROM idempotency WHERE event_id = ?1 AND key = ?2 AND request_id = ?3",
+                [&event_id, &key, &request_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 /// One request to record, with its first jobs (see [`crate::group_commit`]).

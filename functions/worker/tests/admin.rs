@@ -322,6 +322,64 @@ async fn an_idempotency_key_answers_its_first_answer_and_enqueues_once() {
     assert_eq!(status["delivered"], 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_an_accept_that_died_midway_is_never_told_202_for_nothing() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use herald_core::domain::{now_ms, RequestState};
+    let stack = Stack::new().await;
+    stack.demo_users("shop").await;
+    let (event_id, secret) = create_event(&stack, "shop", json!({})).await;
+    let body = json!({"platform": "tg", "users": ["123456"], "data": {"n": 1}});
+    let key = [("idempotency-key", "died-midway")];
+    let (status, first, _) = stack
+        .post_event(&event_id, &secret, &key, body.clone())
+        .await;
+    assert_eq!(status, 202, "{first}");
+    let first_id = first["request_id"].as_str().unwrap().to_string();
+    // As if its accept had died between writing `accepting` and `accepted`, just now: it
+    // may still finish, so a retry is told to come back, not replayed a 202.
+    stack
+        .aws
+        .set_request_state(&first_id, RequestState::Accepting)
+        .await
+        .unwrap();
+    let (status, answer, retry_after) = stack
+        .post_event(&event_id, &secret, &key, body.clone())
+        .await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(retry_after.is_some());
+    // …and three minutes ago: workers drop its jobs, so it is given up and the retry is
+    // accepted as a new request.
+    stack
+        .aws
+        .dynamodb
+        .update_item()
+        .table_name(&stack.aws.settings.requests_table)
+        .key("pk", AttributeValue::S(first_id.clone()))
+        .key("sk", AttributeValue::S("request".into()))
+        .update_expression("SET #record.created_at = :old")
+        .expression_attribute_names("#record", "record")
+        .expression_attribute_values(":old", AttributeValue::N((now_ms() - 180_000).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let (status, retried, _) = stack
+        .post_event(&event_id, &secret, &key, body.clone())
+        .await;
+    assert_eq!(status, 202, "{retried}");
+    let retried_id = retried["request_id"].as_str().unwrap().to_string();
+    assert_ne!(retried_id, first_id);
+    assert_eq!(request_status(&stack, &first_id).await["state"], "aborted");
+    // The key now answers the retry's request.
+    let (status, again, _) = stack.post_event(&event_id, &secret, &key, body).await;
+    assert_eq!(
+        (status, again["request_id"].as_str()),
+        (202, Some(retried_id.as_str()))
+    );
+    stack.drain(1).await;
+    assert_eq!(request_status(&stack, &retried_id).await["delivered"], 1);
+}
+
 #[tokio::test]
 async fn over_the_rate_limit_is_429_with_retry_after_and_nothing_enqueued() {
     let stack = Stack::new().await;
