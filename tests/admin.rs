@@ -82,7 +82,8 @@ async fn every_admin_subcommand_works_against_a_running_server() {
         &["bots", "create", "other", "--telegram-token", "1:TOKEN"],
     );
     assert_eq!(bot["telegram_token_set"], true);
-    let bot = cli(
+    // A screen URL without a signing secret would mean unsigned webhooks: refused.
+    let unsigned = run(
         &server,
         &[
             "bots",
@@ -92,7 +93,26 @@ async fn every_admin_subcommand_works_against_a_running_server() {
             "https://engine.example/s",
         ],
     );
+    assert_eq!(unsigned.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unsigned.stderr).contains("never sent unsigned"),
+        "{}",
+        String::from_utf8_lossy(&unsigned.stderr)
+    );
+    let bot = cli(
+        &server,
+        &[
+            "bots",
+            "update",
+            "other",
+            "--screen-url",
+            "https://engine.example/s",
+            "--signing-secret",
+            "engine-key",
+        ],
+    );
     assert_eq!(bot["screen_url"], "https://engine.example/s");
+    assert_eq!(bot["signing_secret_set"], true);
     cli(
         &server,
         &["bots", "set", "--bot", "third", "--signing-secret", "k"],

@@ -3,7 +3,7 @@
 
 mod support;
 
-use herald_core::domain::{Job, JobKind, JobUser, RequestState, UserRef};
+use herald_core::domain::{DeliveryResult, Job, JobKind, JobUser, RequestState, UserRef};
 use herald_core::intake::{self, Answer};
 use herald_core::log_deliverer::LogDeliverer;
 use herald_core::ports::{JobQueue, RequestLog};
@@ -189,6 +189,44 @@ async fn a_redelivered_job_does_not_repeat_a_success_or_count_twice() {
     assert_eq!(deliverer.total_calls(), 3);
     let s = status(&h, &id).await;
     assert_eq!((s.delivered, s.not_found, s.pending), (3, 1, 0));
+}
+
+#[tokio::test]
+async fn a_huge_retry_after_waits_no_longer_than_the_longest_backoff() {
+    let deliverer = Arc::new(ScriptedDeliverer::default());
+    deliverer.fail(
+        "1",
+        vec![DeliveryResult::Retry {
+            reason: "rate_limited".into(),
+            message: "Retry-After: 9999999999".into(),
+            after: Some(Duration::from_secs(9_999_999_999)),
+        }],
+    );
+    let h = Harness::with(Config::default(), deliverer.clone());
+    let event = h.event("bot").await;
+    h.users("bot", "tg", ids(1..2)).await;
+    accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1"]}),
+    )
+    .await;
+    let before = herald_core::domain::now_ms();
+    h.run_jobs().await;
+    let visible_at: i64 = h
+        .sql()
+        .query_row(
+            "SELECT visible_at FROM jobs WHERE state = 'ready'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let longest = Config::default().max_backoff.as_millis() as i64;
+    assert!(
+        visible_at <= herald_core::domain::now_ms() + longest && visible_at >= before,
+        "the retry waits {} ms",
+        visible_at - before
+    );
 }
 
 #[tokio::test]

@@ -156,7 +156,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.simulate_delivery_ms,
         )))
     } else {
-        Arc::new(Dispatcher::new(Arc::new(store.clone()), &delivery))
+        Arc::new(
+            Dispatcher::new(Arc::new(store.clone()), &delivery)
+                .context("building the delivery HTTP client")?,
+        )
     };
     let app = Arc::new(herald_sqlite::app(&store, config, deliverer));
 

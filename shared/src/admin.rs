@@ -69,6 +69,36 @@ impl BotChanges {
     }
 }
 
+impl BotChanges {
+    /// Refuse the changes if they would leave the bot (`current`, None for a new one)
+    /// with a screen URL but no signing secret: webhooks are never sent unsigned.
+    pub fn keeps_webhooks_signed(
+        &self,
+        current: Option<&BotSummary>,
+    ) -> Result<(), Vec<(String, String)>> {
+        let set = |change: &Option<String>, now: bool| match change.as_deref() {
+            Some(value) => !value.is_empty(),
+            None => now,
+        };
+        let url = set(
+            &self.screen_url,
+            current.is_some_and(|b| b.screen_url.is_some()),
+        );
+        let secret = set(
+            &self.signing_secret,
+            current.is_some_and(|b| b.signing_secret_set),
+        );
+        if url && !secret {
+            return Err(vec![(
+                "signing_secret".into(),
+                "a bot with a screen_url needs a signing_secret: webhooks are never sent unsigned"
+                    .into(),
+            )]);
+        }
+        Ok(())
+    }
+}
+
 /// Changes to an event: absent fields stay as they are; `"rate_limit": null` removes
 /// the limit.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -204,6 +204,9 @@ async fn create_bot(
         .map_err(|e| ApiError::invalid(vec![(String::new(), e.to_string())]))?;
     check_id("id", &new.id)?;
     new.changes.validate().map_err(ApiError::invalid)?;
+    new.changes
+        .keeps_webhooks_signed(None)
+        .map_err(ApiError::invalid)?;
     if !app.admin.create_bot(&new.id, &new.changes).await? {
         return Err(ApiError::Conflict(format!("bot {} exists already", new.id)));
     }
@@ -238,6 +241,10 @@ async fn update_bot(
     let bot_id = path(bot_id)?;
     let changes: BotChanges = document(&headers, body).await?;
     changes.validate().map_err(ApiError::invalid)?;
+    let current = app.admin.bot_summary(&bot_id).await?;
+    changes
+        .keeps_webhooks_signed(current.as_ref())
+        .map_err(ApiError::invalid)?;
     if !app.admin.update_bot(&bot_id, &changes).await? {
         return Err(ApiError::NotFound);
     }

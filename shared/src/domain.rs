@@ -74,8 +74,8 @@ pub struct RateLimit {
 impl RateLimit {
     /// Whether the limit can be enforced: a positive finite rate, a burst of at least 1.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.per_second.is_finite() && self.per_second > 0.0 && self.per_second <= 1e6) {
-            return Err("per_second must be a number above 0 and at most 1000000".into());
+        if !(self.per_second.is_finite() && self.per_second >= 0.001 && self.per_second <= 1e6) {
+            return Err("per_second must be a number from 0.001 to 1000000".into());
         }
         if self.burst == 0 || self.burst > 1_000_000 {
             return Err("burst must be between 1 and 1000000".into());

@@ -330,7 +330,11 @@ async fn deliver(
     }
     if !retry_users.is_empty() {
         report.retried = retry_users.len() as u64;
-        let delay = backoff(app, attempt).max(retry_after.unwrap_or_default());
+        // A platform's or engine's wait is honoured up to the longest backoff: an answer of
+        // `Retry-After: 9999999999` must not park its users for centuries.
+        let delay = backoff(app, attempt)
+            .max(retry_after.unwrap_or_default())
+            .min(app.config.max_backoff);
         let retry = Job::deliver(&record.id, attempt + 1, retry_users);
         app.queue.enqueue(vec![retry], delay).await?;
     }

@@ -15,15 +15,21 @@ use std::time::Duration;
 
 /// The TAT after admitting one request at `now` (microseconds), or how long to wait.
 pub fn gcra(tat: Option<i64>, now: i64, limit: &RateLimit) -> Result<i64, Duration> {
-    let interval = (1e6 / limit.per_second).round().max(1.0) as i64;
+    // Saturating throughout: a rate too small to mean anything (stored before limits were
+    // checked, or on the edge of them) must refuse, never wrap around and admit all.
+    let interval = (1e6 / limit.per_second).round().clamp(1.0, MAX_INTERVAL_US) as i64;
     let tolerance = interval.saturating_mul(i64::from(limit.burst.max(1)) - 1);
     let tat = tat.unwrap_or(now).max(now);
-    if tat - now > tolerance {
-        Err(Duration::from_micros((tat - tolerance - now) as u64))
+    let ahead = tat.saturating_sub(now);
+    if ahead > tolerance {
+        Err(Duration::from_micros(ahead.saturating_sub(tolerance) as u64))
     } else {
-        Ok(tat + interval)
+        Ok(tat.saturating_add(interval))
     }
 }
+
+/// The longest interval between two admitted requests: about 30 years.
+const MAX_INTERVAL_US: f64 = 1e15;
 
 /// Whole seconds to tell a client to wait (`Retry-After`), at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
@@ -109,6 +115,30 @@ mod tests {
             tat = Some(gcra(tat, later, &limit).expect("burst refilled"));
         }
         assert!(gcra(tat, later, &limit).is_err());
+    }
+
+    #[test]
+    fn a_tiny_rate_admits_one_request_then_refuses_without_overflowing() {
+        for per_second in [1e-300, f64::MIN_POSITIVE, 1e-3] {
+            let limit = RateLimit {
+                per_second,
+                burst: 1,
+            };
+            let now = 1_800_000_000 * SECOND;
+            let tat = gcra(None, now, &limit).expect("the first is admitted");
+            for later in [now, now + SECOND, now + 500 * SECOND] {
+                assert!(gcra(Some(tat), later, &limit).is_err(), "{per_second}");
+            }
+        }
+        let wide = RateLimit {
+            per_second: 1e-300,
+            burst: 1_000_000,
+        };
+        let mut tat = None;
+        for _ in 0..3 {
+            tat = Some(gcra(tat, 0, &wide).unwrap_or(i64::MAX));
+        }
+        assert!(tat.is_some());
     }
 
     #[test]

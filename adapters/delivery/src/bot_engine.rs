@@ -10,7 +10,9 @@
 //! An engine recomputes the HMAC over the raw body, compares in constant time, and
 //! refuses timestamps older than a few minutes (replays) — [`verify`] does exactly that.
 //! 2xx is delivered; 408, 429, 5xx, connection errors and timeouts retry (honouring
-//! `Retry-After`); any other 4xx is permanent.
+//! `Retry-After`); a 3xx is a permanent failure (`redirected`: redirects are never
+//! followed, so the signed body goes only to the configured URL); any other 4xx is
+//! permanent (`rejected`).
 
 use herald_core::domain::DeliveryResult;
 use hmac::{Hmac, Mac};
@@ -60,20 +62,18 @@ impl BotEngine {
         BotEngine { http }
     }
 
-    /// POST `body` to `url`, signed with `secret` (unsigned without one).
-    pub async fn show(&self, url: &str, secret: Option<&str>, body: Vec<u8>) -> DeliveryResult {
+    /// POST `body` to `url`, signed with `secret`.
+    pub async fn show(&self, url: &str, secret: &str, body: Vec<u8>) -> DeliveryResult {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut request = self
+        let request = self
             .http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(TIMESTAMP_HEADER, now.to_string());
-        if let Some(secret) = secret {
-            request = request.header(SIGNATURE_HEADER, sign(secret, now, &body));
-        }
+            .header(TIMESTAMP_HEADER, now.to_string())
+            .header(SIGNATURE_HEADER, sign(secret, now, &body));
         let response = match request.body(body).send().await {
             Ok(response) => response,
             Err(e) => {
@@ -82,9 +82,11 @@ impl BotEngine {
                 } else {
                     "unreachable"
                 };
+                // Without the URL: its query string may carry a credential of the engine's,
+                // and this message is shown in the status document.
                 return DeliveryResult::Retry {
                     reason: what.into(),
-                    message: format!("bot engine {what}: {e}"),
+                    message: format!("bot engine {what}: {}", e.without_url()),
                     after: None,
                 };
             }
@@ -98,6 +100,14 @@ impl BotEngine {
 fn classify(status: u16, wait: Option<Duration>) -> DeliveryResult {
     match status {
         200..=299 => DeliveryResult::Delivered { detail: None },
+        // Redirects are not followed: the signed body goes only where the bot's owner
+        // configured it.
+        300..=399 => DeliveryResult::Permanent {
+            reason: "redirected".into(),
+            message: format!(
+                "bot engine answered {status}; redirects are not followed, set the final URL as screen_url"
+            ),
+        },
         408 | 429 | 500..=599 => DeliveryResult::Retry {
             reason: if status == 429 {
                 "rate_limited"

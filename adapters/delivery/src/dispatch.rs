@@ -43,14 +43,15 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(directory: Arc<dyn EventDirectory>, config: &DeliveryConfig) -> Dispatcher {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .build()
-            .unwrap_or_default();
+    /// Fails only when the HTTP client cannot be built (a broken TLS set-up): never fall
+    /// back to a client without the timeouts the job time budget counts on.
+    pub fn new(
+        directory: Arc<dyn EventDirectory>,
+        config: &DeliveryConfig,
+    ) -> reqwest::Result<Dispatcher> {
+        let http = crate::http_client(config.timeout)?;
         let rate = NonZeroU32::new(config.telegram_rate.max(1)).unwrap_or(NonZeroU32::MIN);
-        Dispatcher {
+        Ok(Dispatcher {
             directory,
             telegram: Telegram::new(http.clone(), &config.telegram_api),
             engine: BotEngine::new(http),
@@ -58,7 +59,7 @@ impl Dispatcher {
             engine_concurrency: config.engine_concurrency.max(1),
             engine_slots: Mutex::new(HashMap::new()),
             bots: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     async fn bot(&self, bot_id: &str) -> Result<Bot, herald_core::StoreError> {
@@ -120,6 +121,13 @@ impl Dispatcher {
                 LogDeliverer::default().deliver(delivery).await
             };
         };
+        let Some(secret) = bot.signing_secret.as_deref() else {
+            // Never unsigned: an engine could not tell Herald's webhooks from anyone's.
+            return no_connection(format!(
+                "bot {} has a screen_url but no signing_secret; webhooks are never sent unsigned",
+                bot.id
+            ));
+        };
         let request = delivery.request;
         let body = json!({
             "bot_id": bot.id,
@@ -140,9 +148,7 @@ impl Dispatcher {
             _ = delivery.cutoff.reached() => return DeliveryResult::NotStarted,
             permit = slot.acquire() => permit,
         };
-        self.engine
-            .show(url, bot.signing_secret.as_deref(), body)
-            .await
+        self.engine.show(url, secret, body).await
     }
 }
 

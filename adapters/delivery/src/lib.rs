@@ -38,6 +38,16 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// The HTTP client every delivery goes through: `timeout` on the whole call and on
+/// connecting, and no redirects (a 3xx is an answer, never followed).
+pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
 /// Seconds from a `Retry-After` header (delta-seconds form).
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers

@@ -32,10 +32,15 @@ pub struct QueueDepth {
     pub oldest_ready_ms: u64,
 }
 
+/// `delay` after `now` (Unix milliseconds), saturating rather than overflowing.
+fn later(now: i64, delay: Duration) -> i64 {
+    now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Insert `jobs` in `tx`, visible after `delay`.
 pub(crate) fn insert_jobs(tx: &Transaction, jobs: &[Job], delay: Duration) -> rusqlite::Result<()> {
     let now = now_ms();
-    let visible_at = now + delay.as_millis() as i64;
+    let visible_at = later(now, delay);
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO jobs (id, request_id, kind, payload, visible_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -133,7 +138,7 @@ impl Sqlite {
                  WHERE id = ?1",
                 params![
                     job_id,
-                    now_ms() + delay.as_millis() as i64,
+                    later(now_ms(), delay),
                     if dead { "dead" } else { "ready" },
                     error
                 ],
@@ -153,7 +158,7 @@ impl Sqlite {
             tx.execute(
                 "UPDATE jobs SET visible_at = ?2, leased = 0, attempts = max(attempts - 1, 0)
                  WHERE id = ?1",
-                params![job_id, now_ms() + delay.as_millis() as i64],
+                params![job_id, later(now_ms(), delay)],
             )
             .map(|_| ())
         })

@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let emf = herald_aws::emf::Emf::install();
     let aws = Aws::connect(AwsSettings::from_env()?).await;
     let delivery = herald_worker::delivery_config_from_env()?;
-    let deliverer = Arc::new(Dispatcher::new(Arc::new(aws.clone()), &delivery));
+    let deliverer = Arc::new(Dispatcher::new(Arc::new(aws.clone()), &delivery)?);
     let app = aws.app(herald_worker::config(), deliverer);
     let timeout = delivery.timeout;
     let (app, aws, emf) = (&app, &aws, &emf);

@@ -514,7 +514,7 @@ async fn a_job_out_of_time_hands_its_users_on_through_the_queue() {
         job_time_budget: Duration::from_millis(300),
         ..stack.app.config.clone()
     };
-    let dispatcher = Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery));
+    let dispatcher = Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery).unwrap());
     stack.app = stack.aws.app(config, dispatcher);
     stack.instances = vec![stack.app.clone()];
     let template = "Hello {{ user.platform_id }}".to_string();

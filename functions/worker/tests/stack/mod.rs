@@ -103,7 +103,7 @@ impl Stack {
     pub async fn with_delivery(delivery: DeliveryConfig, instances: usize) -> Stack {
         let mut stack = Stack::new().await;
         let dispatcher = || -> Arc<dyn Deliverer> {
-            Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery))
+            Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery).unwrap())
         };
         stack.instances = (0..instances)
             .map(|_| stack.aws.app(stack.app.config.clone(), dispatcher()))
