@@ -229,6 +229,52 @@ async fn a_huge_retry_after_waits_no_longer_than_the_longest_backoff() {
     );
 }
 
+/// A deliverer with a bug: it panics for every user.
+struct Panicking;
+
+#[async_trait::async_trait]
+impl herald_core::ports::Deliverer for Panicking {
+    async fn deliver(&self, _: &herald_core::ports::Delivery<'_>) -> DeliveryResult {
+        panic!("a bug in a deliverer")
+    }
+}
+
+#[tokio::test]
+async fn a_job_that_panics_fails_alone_and_is_kept_as_dead() {
+    let h = Harness::with(Config::default(), Arc::new(Panicking));
+    let event = h.event("bot").await;
+    h.users("bot", "tg", ids(1..3)).await;
+    accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1", "2"]}),
+    )
+    .await;
+    let options = herald_sqlite::worker_pool::PoolOptions {
+        max_job_attempts: 2,
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        herald_sqlite::worker_pool::drain(&h.app, &h.store, &options)
+            .await
+            .unwrap();
+        h.sql()
+            .execute("UPDATE jobs SET visible_at = 0", [])
+            .unwrap();
+    }
+    let depth = h.store.queue_depth().await.unwrap();
+    assert_eq!(
+        (depth.ready, depth.dead),
+        (0, 1),
+        "retried, then kept as dead"
+    );
+    let error: String = h
+        .sql()
+        .query_row("SELECT last_error FROM jobs", [], |r| r.get(0))
+        .unwrap();
+    assert!(error.contains("panicked"), "{error}");
+}
+
 #[tokio::test]
 async fn retryable_failures_are_retried_alone_until_they_succeed() {
     let deliverer = Arc::new(ScriptedDeliverer::default());

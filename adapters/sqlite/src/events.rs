@@ -75,7 +75,7 @@ impl Sqlite {
     /// (see [`crate::event_cache`]).
     pub(crate) async fn change_events<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T> + Send + 'static,
+        F: Fn(&rusqlite::Transaction) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let changed = self.durable_transaction(f).await;

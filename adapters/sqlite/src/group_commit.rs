@@ -28,14 +28,15 @@ pub const MAX_BATCH: usize = 256;
 pub(crate) trait Work: Send {
     /// Whether it must be on disk (WAL fsynced) before its caller is answered.
     fn durable(&self) -> bool;
-    /// Run it inside the batch's transaction; false when it failed (or panicked).
+    /// Run it inside the batch's transaction; false when it failed (or panicked). It may
+    /// run again, replacing its outcome, when another work's failure undid the batch.
     fn run(&mut self, tx: &Transaction) -> bool;
     /// Answer its caller once the batch has committed, or failed to.
     fn answer(self: Box<Self>, committed: &Result<(), String>);
 }
 
 struct Pending<T, F> {
-    work: Option<F>,
+    work: F,
     durable: bool,
     outcome: Option<Result<T, StoreError>>,
     done: oneshot::Sender<Result<T, StoreError>>,
@@ -43,7 +44,7 @@ struct Pending<T, F> {
 
 impl<T, F> Work for Pending<T, F>
 where
-    F: FnOnce(&Transaction) -> rusqlite::Result<T> + Send,
+    F: Fn(&Transaction) -> rusqlite::Result<T> + Send,
     T: Send,
 {
     fn durable(&self) -> bool {
@@ -51,9 +52,7 @@ where
     }
 
     fn run(&mut self, tx: &Transaction) -> bool {
-        let Some(work) = self.work.take() else {
-            return false;
-        };
+        let work = &self.work;
         let outcome = match catch_unwind(AssertUnwindSafe(|| work(tx))) {
             Ok(result) => result.map_err(StoreError::new),
             Err(_) => Err(StoreError::new("a write panicked; it was rolled back")),
@@ -82,7 +81,7 @@ impl Sqlite {
     /// waiting; its result once committed.
     pub async fn transaction<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&Transaction) -> rusqlite::Result<T> + Send + 'static,
+        F: Fn(&Transaction) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
         self.commit(f, false).await
@@ -92,7 +91,7 @@ impl Sqlite {
     /// is told has been recorded, such as an accepted request.
     pub async fn durable_transaction<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&Transaction) -> rusqlite::Result<T> + Send + 'static,
+        F: Fn(&Transaction) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
         self.commit(f, true).await
@@ -100,12 +99,12 @@ impl Sqlite {
 
     async fn commit<T, F>(&self, work: F, durable: bool) -> Result<T, StoreError>
     where
-        F: FnOnce(&Transaction) -> rusqlite::Result<T> + Send + 'static,
+        F: Fn(&Transaction) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let (done, answer) = oneshot::channel();
         let pending = Pending {
-            work: Some(work),
+            work,
             durable,
             outcome: None,
             done,
@@ -171,22 +170,36 @@ fn commit_batch(inner: &Arc<Inner>, batch: &mut [Box<dyn Work>]) -> Result<(), S
 }
 
 fn run_in_transaction(conn: &mut Connection, batch: &mut [Box<dyn Work>]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    if let [alone] = batch {
-        // Nothing to keep apart: a failure rolls the whole transaction back.
-        return if alone.run(&tx) {
-            tx.commit()
-        } else {
-            tx.rollback()
-        };
-    }
-    for work in batch.iter_mut() {
-        tx.execute_batch("SAVEPOINT work")?;
-        if work.run(&tx) {
-            tx.execute_batch("RELEASE work")?;
-        } else {
-            tx.execute_batch("ROLLBACK TO work; RELEASE work")?;
+    // Works whose failure undid the whole transaction (SQLite rolls back by itself on a
+    // full disk, an I/O error or running out of memory): the batch runs again without
+    // them, so that one failing write does not fail the others with it.
+    let mut left_out = vec![false; batch.len()];
+    'batch: loop {
+        let tx = conn.transaction()?;
+        let running = left_out.iter().filter(|out| !**out).count();
+        for (i, work) in batch.iter_mut().enumerate() {
+            if left_out[i] {
+                continue;
+            }
+            if running == 1 {
+                // Nothing to keep apart: a failure rolls the whole transaction back.
+                return if work.run(&tx) {
+                    tx.commit()
+                } else {
+                    tx.rollback()
+                };
+            }
+            tx.execute_batch("SAVEPOINT work")?;
+            if work.run(&tx) {
+                tx.execute_batch("RELEASE work")?;
+            } else if tx.execute_batch("ROLLBACK TO work; RELEASE work").is_err()
+                || tx.is_autocommit()
+            {
+                left_out[i] = true;
+                drop(tx);
+                continue 'batch;
+            }
         }
+        return tx.commit();
     }
-    tx.commit()
 }

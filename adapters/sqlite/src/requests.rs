@@ -295,7 +295,7 @@ impl RequestLog for Sqlite {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let (mut delivered, mut not_found, mut failed, mut cancelled) = (0i64, 0i64, 0i64, 0i64);
-            for (key, outcome) in outcomes {
+            for (key, outcome) in &outcomes {
                 let (name, reason) = match &outcome {
                     Outcome::Delivered { .. } => ("delivered", None),
                     Outcome::NotFound => ("not_found", None),
@@ -310,7 +310,7 @@ impl RequestLog for Sqlite {
                         delivered += 1;
                         if let (Some(detail), true) = (detail, deliveries.len() < DELIVERY_SAMPLES)
                         {
-                            deliveries.push(detail);
+                            deliveries.push(detail.clone());
                         }
                     }
                     Outcome::NotFound => not_found += 1,
@@ -318,9 +318,9 @@ impl RequestLog for Sqlite {
                     Outcome::Failed { reason, message } => {
                         failed += 1;
                         *reasons.entry(reason.clone()).or_default() += 1;
-                        let of_reason = errors.iter().filter(|(_, r, _)| *r == reason).count();
+                        let of_reason = errors.iter().filter(|(_, r, _)| r == reason).count();
                         if errors.len() < ERROR_SAMPLES && of_reason < ERROR_SAMPLES_PER_REASON {
-                            errors.push((key, reason, message));
+                            errors.push((key.clone(), reason.clone(), message.clone()));
                         }
                     }
                 }

@@ -41,7 +41,7 @@ impl Sqlite {
             )?;
             let mut report = ImportReport::default();
             let now = now_ms();
-            for user in users {
+            for user in &users {
                 let bm_id = user.state_id();
                 let shard = shard_of(&bm_id, SHARDS);
                 match insert.execute(params![bot_id, user.platform, user.platform_id, bm_id, shard, now])? {
@@ -255,7 +255,7 @@ impl UserStore for Sqlite {
                 "UPDATE users SET blocked_at = ?3 WHERE bot_id = ?1 AND bm_id = ?2 AND blocked_at IS NULL",
             )?;
             let now = now_ms();
-            for bm_id in bm_ids {
+            for bm_id in &bm_ids {
                 mark.execute(params![bot_id, bm_id, now])?;
             }
             Ok(())

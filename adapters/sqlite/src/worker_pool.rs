@@ -11,10 +11,12 @@
 
 use crate::queue::Leased;
 use crate::Sqlite;
+use futures::FutureExt;
 use herald_core::cutoff::Stop;
 use herald_core::processor::{self, JobReport};
 use herald_core::App;
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -166,7 +168,15 @@ pub async fn drain(
 async fn settle(app: &App, store: &Sqlite, options: &PoolOptions, leased: Leased, stop: &Stop) {
     let job = &leased.job;
     let started = std::time::Instant::now();
-    let result = processor::process_until(app, job, stop).await;
+    // A panic in one job (a bug) fails that job alone, as a store error would: the worker
+    // lives on and the job is retried, then kept as dead.
+    let result = AssertUnwindSafe(processor::process_until(app, job, stop))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(job_id = %job.id, request_id = %job.request_id, "a job panicked");
+            Err(herald_core::StoreError::new("the job panicked"))
+        });
     let settled = match result {
         Ok(JobReport {
             run_again_after: Some(after),

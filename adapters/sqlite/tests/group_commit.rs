@@ -108,3 +108,58 @@ fn the_store_works_from_one_runtime_after_another() {
     }
     assert_eq!(numbers(&store), vec![0, 1, 2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_failure_undoes_the_whole_batch_fails_alone() {
+    // SQLite rolls the whole transaction back by itself on some errors (a full disk, an
+    // I/O error, out of memory); a write that ends the transaction stands in for them.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
+    store
+        .transaction(|tx| tx.execute_batch("CREATE TABLE scratch (n INTEGER PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let holder = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .transaction(|tx| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    tx.execute("INSERT INTO scratch (n) VALUES (1000)", [])
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let writes: Vec<_> = (0..20i64)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let result = store
+                    .durable_transaction(move |tx: &rusqlite::Transaction| {
+                        tx.execute("INSERT INTO scratch (n) VALUES (?1)", [n])?;
+                        if n == 5 {
+                            tx.execute_batch("ROLLBACK")?;
+                            return tx.execute("INSERT INTO no_such_table VALUES (1)", []);
+                        }
+                        Ok(1)
+                    })
+                    .await;
+                (n, result)
+            })
+        })
+        .collect();
+    assert!(holder.await.unwrap().is_ok());
+    let mut expected = vec![];
+    for write in writes {
+        let (n, result) = write.await.unwrap();
+        if n == 5 {
+            assert!(result.is_err());
+        } else {
+            assert_eq!(result.unwrap(), 1, "write {n} is not failed by write 5");
+            expected.push(n);
+        }
+    }
+    expected.push(1000);
+    assert_eq!(numbers(&store), expected);
+}
