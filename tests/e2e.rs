@@ -502,6 +502,121 @@ async fn worst_case_per_user_data_does_not_stall_the_server() {
     }
 }
 
+/// A small tmpfs of this test's own, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// None where this process may not mount (not root, no mount namespace).
+    fn mount(dir: &Path, megabytes: u32) -> Option<SmallDisk> {
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| SmallDisk(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+async fn ready(server: &Server) -> u16 {
+    client()
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Poll readiness until it answers `want` (readiness is reused for a second).
+async fn wait_ready(server: &Server, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ready(server).await != want {
+        assert!(Instant::now() < deadline, "readiness never answered {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_store_through_a_full_disk_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(dir.path(), 8) else {
+        eprintln!("skipped: this process cannot mount a tmpfs");
+        return;
+    };
+    let db = disk.0.join("herald.db");
+    let event = create_event(&db, "shop");
+    let server = Server::start(&db, &["--no-demo", "--min-free-disk-mb", "2"]);
+    wait_ready(&server, 200).await;
+    // Fill the disk.
+    let filler = disk.0.join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    wait_ready(&server, 503).await;
+    let body = json!({"platform": "tg", "users": ["1"], "data": {"pad": "x".repeat(100_000)}});
+    let (status, _) = post(&server, &event, body.clone()).await;
+    assert_eq!(status, 503, "an accept is refused while the disk is full");
+    assert_eq!(
+        client()
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the process still answers"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    wait_ready(&server, 200).await;
+    let (status, answer) = post(&server, &event, body).await;
+    assert_eq!(status, 202, "{answer}");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secrets_are_counted_and_logged_once_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = create_event(&db, "shop");
+    let log = dir.path().join("log.jsonl");
+    let token = "e2e-admin-token-0123456789";
+    let server = Server::start_logging(&db, &["--no-demo", "--admin-token", token], &log);
+    let wrong = Event {
+        id: event.id.clone(),
+        secret: "not-the-secret".into(),
+    };
+    for _ in 0..50 {
+        let (status, _) = post(&server, &wrong, json!({"platform": "tg", "users": ["1"]})).await;
+        assert_eq!(status, 404);
+    }
+    let scraped = support::metrics(&server, token).await;
+    assert!(
+        scraped.contains("herald_auth_refused_total{route=\"event\"} 50"),
+        "{scraped}"
+    );
+    drop(server);
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let refusals = lines
+        .lines()
+        .filter(|l| l.contains("unknown event or wrong secret"))
+        .count();
+    assert!(
+        (1..=5).contains(&refusals),
+        "{refusals} log lines for 50 refusals"
+    );
+}
+
 #[tokio::test]
 async fn json_logs_carry_request_ids_but_never_data_or_secrets() {
     let dir = tempfile::tempdir().unwrap();

@@ -166,3 +166,27 @@ fn a_shutdown_grace_no_longer_than_the_delivery_timeout_is_refused() {
     );
     assert!(!db.exists(), "refused before anything was opened");
 }
+
+#[test]
+fn a_second_server_on_the_same_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let first = Server::start(&db, &["--no-demo"]);
+    let output = support::herald()
+        .args(["serve", "--no-demo", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("another herald serve is running"),
+        "{stderr}"
+    );
+    // The CLI's other subcommands still work beside it, and a server may start once the
+    // first has stopped.
+    support::herald_json(&["events", "list", "--db", db.to_str().unwrap()]);
+    assert!(first.terminate().success());
+    let again = Server::start(&db, &["--no-demo"]);
+    assert!(again.terminate().success());
+}

@@ -8,6 +8,7 @@
 mod client;
 mod commands;
 mod demo;
+mod disk;
 mod http;
 mod import;
 mod logging;

@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// Retry-After and its connection closed.
     #[arg(long, env = "HERALD_MAX_REQUESTS", default_value_t = 512)]
     max_requests: usize,
+    /// Free disk space, in MiB, below which new event requests are refused with 503 and
+    /// readiness answers 503 (work already accepted goes on).
+    #[arg(long, env = "HERALD_MIN_FREE_DISK_MB", default_value_t = 64)]
+    min_free_disk_mb: u64,
     /// Admin token for /v1/admin and /metrics (only its hash is stored). Without it, the
     /// token stored before is kept; on a database with none, one is made and shown once.
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
@@ -121,6 +125,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
          the grace ends would be cut off and its user messaged again after the restart",
         delivery.timeout.as_secs()
     );
+    let _only_server = lock_database(&args.db)?;
     let store = Sqlite::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -212,11 +217,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     tracing::info!(listen = %local, db = %args.db.display(), workers = args.workers, "herald serving");
-    let router = herald_core::router::router(app.clone()).merge(metrics_route(
-        app.clone(),
-        store.clone(),
-        metrics,
-    ));
+    let disk = crate::disk::DiskWatch::start(&args.db, args.min_free_disk_mb * 1024 * 1024);
+    let router = herald_core::router::router(app.clone())
+        .merge(metrics_route(app.clone(), store.clone(), metrics))
+        .merge(readiness_route(store.clone(), disk.clone()))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            shed_when_disk_low(disk.clone(), request, next)
+        }));
     // On SIGINT or SIGTERM the server and the workers stop together: the server stops
     // accepting and drops clients that linger; the workers stop starting deliveries and
     // record the ones in flight.
@@ -240,6 +247,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Take `db`'s server lock (`<db>.lock`, an exclusive `flock` held while the returned file
+/// is open), or refuse: one `herald serve` per database file, since its start-up hands
+/// every leased job back, which would steal the jobs of a second server running beside
+/// it. The CLI's other subcommands do not take it.
+fn lock_database(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let mut path = db.as_os_str().to_owned();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock only reads the descriptor, which `file` keeps open.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    anyhow::ensure!(
+        locked,
+        "another herald serve is running on {} (it holds {}); one server per database file",
+        db.display(),
+        path.display()
+    );
+    Ok(file)
 }
 
 /// The admin token's hash: from `--admin-token` (stored), else the stored one, else a new
@@ -295,6 +328,63 @@ fn metrics_route(
         }
     };
     axum::Router::new().route("/metrics", axum::routing::get(scrape))
+}
+
+/// How long one readiness answer is reused: the probe is an fsynced write, and the route
+/// needs no token, so a flood of probes costs at most one write per this period.
+const READINESS_FOR: Duration = Duration::from_secs(1);
+
+/// `GET /readyz`: 200 while the store can be read and durably written and free disk is
+/// above the minimum, else 503 with `Retry-After` (`/healthz` only says the process
+/// answers).
+/// New event requests are refused while free disk is low (nothing is accepted; 503 with
+/// `Retry-After`); every other route goes on.
+async fn shed_when_disk_low(
+    disk: Arc<crate::disk::DiskWatch>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let accepting = request.method() == axum::http::Method::POST
+        && request.uri().path().starts_with("/v1/events/");
+    if accepting && disk.is_low() {
+        return herald_core::problem::ApiError::Overloaded("free disk").into_response();
+    }
+    next.run(request).await
+}
+
+fn readiness_route(store: Sqlite, disk: Arc<crate::disk::DiskWatch>) -> axum::Router {
+    use axum::response::IntoResponse;
+    use herald_core::problem::ApiError;
+    let last: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>> = Arc::default();
+    let ready = move || {
+        let (store, last) = (store.clone(), last.clone());
+        async move {
+            let mut last = last.lock().await;
+            let fresh = last.filter(|(at, _)| at.elapsed() < READINESS_FOR);
+            let ok = match fresh {
+                _ if disk.is_low() => false,
+                Some((_, ok)) => ok,
+                None => {
+                    let ok = match store.probe().await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "not ready: the store cannot be written");
+                            false
+                        }
+                    };
+                    *last = Some((std::time::Instant::now(), ok));
+                    ok
+                }
+            };
+            if ok {
+                "ready".into_response()
+            } else {
+                ApiError::Unavailable(herald_core::StoreError::new("store")).into_response()
+            }
+        }
+    };
+    axum::Router::new().route("/readyz", axum::routing::get(ready))
 }
 
 async fn shutdown_signal() {

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod import;
 pub mod intake;
+pub mod log_budget;
 pub mod log_deliverer;
 pub mod merge;
 pub mod metrics;

@@ -23,6 +23,8 @@ pub const QUEUE_DEPTH: &str = "herald_queue_depth";
 pub const QUEUE_OLDEST_AGE: &str = "herald_queue_oldest_job_age_seconds";
 /// Jobs kept dead.
 pub const DEAD_LETTERS: &str = "herald_dead_letters";
+/// Requests refused for an unknown event or a wrong secret, by `route` (event, status).
+pub const AUTH_REFUSED: &str = "herald_auth_refused_total";
 /// Connections and requests `herald serve` refused at a cap, by `cap` (connections,
 /// requests, files).
 pub const HTTP_REFUSED: &str = "herald_http_refused_total";
@@ -30,6 +32,10 @@ pub const HTTP_REFUSED: &str = "herald_http_refused_total";
 /// Describe every metric once, for recorders that publish descriptions.
 pub fn describe() {
     metrics::describe_counter!(REQUESTS, "Event requests answered, by HTTP status");
+    metrics::describe_counter!(
+        AUTH_REFUSED,
+        "Requests refused for an unknown event or a wrong secret, by route"
+    );
     metrics::describe_counter!(
         HTTP_REFUSED,
         "Connections and requests refused at a cap of the server, by cap"

@@ -7,6 +7,7 @@
 //! refusal is an [`ApiError`], so each answer is problem+json from one place.
 
 use crate::intake::{self, Answer};
+use crate::log_budget::LogBudget;
 use crate::ports::App;
 use crate::problem::ApiError;
 use crate::status::RequestStatus;
@@ -184,6 +185,22 @@ async fn event(
             }
             response
         }
+        Err(ApiError::NotFound) => {
+            // Anyone can send these (an unknown event, a wrong secret): counted, and
+            // summarised in one line a second. Secrets are 256 random bits, so guessing is
+            // hopeless and nobody is slowed down.
+            metrics::counter!(crate::metrics::AUTH_REFUSED, "route" => "event").increment(1);
+            static REFUSALS: LogBudget = LogBudget::new();
+            if let Some(left_out) = REFUSALS.take() {
+                tracing::info!(
+                    event_id,
+                    status = 404,
+                    more_since_last = left_out,
+                    "event request refused: unknown event or wrong secret"
+                );
+            }
+            ApiError::NotFound.into_response()
+        }
         Err(error) => {
             tracing::info!(
                 event_id,
@@ -333,7 +350,12 @@ async fn status(
     // A disabled event's requests stay readable: only the secret matters here.
     match intake::authenticate(app, &event_id, secret).await {
         Ok(_) | Err(ApiError::EventDisabled) => {}
-        Err(e) => return Err(e),
+        Err(e) => {
+            if matches!(e, ApiError::NotFound) {
+                metrics::counter!(crate::metrics::AUTH_REFUSED, "route" => "status").increment(1);
+            }
+            return Err(e);
+        }
     }
     let progress = app
         .requests

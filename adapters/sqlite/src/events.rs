@@ -97,6 +97,24 @@ impl Sqlite {
     }
 }
 
+impl Sqlite {
+    /// Whether the store can be read and durably written now: one read and one fsynced
+    /// write of a single row. What `herald serve`'s readiness answers from.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.read(|conn| conn.query_row("SELECT count(*) FROM settings", [], |_| Ok(())))
+            .await?;
+        self.durable_transaction(|tx| {
+            tx.execute(
+                "INSERT INTO settings (name, value) VALUES ('ready_probe', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [herald_core::domain::now_ms()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+}
+
 /// The columns [`event_row`] reads, in order.
 pub(crate) const EVENT_COLUMNS: &str = "id, bot_id, name, secret_hash, action, enabled, \
      rate_limit, previous_secret_hash, previous_secret_until, created_at";

@@ -7,8 +7,8 @@
 //! closed unanswered, so a flood cannot turn the refusals themselves into a pile.
 
 use axum::response::{IntoResponse, Response};
+use herald_core::log_budget::LogBudget;
 use herald_core::problem::ApiError;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,14 +25,14 @@ const HEAD_FOR: Duration = Duration::from_millis(250);
 
 pub struct Refusals {
     answering: Arc<Semaphore>,
-    last_logged_s: AtomicI64,
+    logged: LogBudget,
 }
 
 impl Default for Refusals {
     fn default() -> Self {
         Refusals {
             answering: Arc::new(Semaphore::new(ANSWERING)),
-            last_logged_s: AtomicI64::new(0),
+            logged: LogBudget::new(),
         }
     }
 }
@@ -86,21 +86,16 @@ impl Refusals {
     /// Accepting failed (out of file descriptors, most often).
     pub fn accept_failed(&self, error: &std::io::Error) {
         metrics::counter!(herald_core::metrics::HTTP_REFUSED, "cap" => "files").increment(1);
-        if self.first_this_second() {
-            tracing::warn!(%error, "could not accept a connection");
+        if let Some(more_since_last) = self.logged.take() {
+            tracing::warn!(%error, more_since_last, "could not accept a connection");
         }
     }
 
     fn count(&self, cap: &'static str, line: &'static str) {
         metrics::counter!(herald_core::metrics::HTTP_REFUSED, "cap" => cap).increment(1);
-        if self.first_this_second() {
-            tracing::warn!(cap, "{line}");
+        if let Some(more_since_last) = self.logged.take() {
+            tracing::warn!(cap, more_since_last, "{line}");
         }
-    }
-
-    fn first_this_second(&self) -> bool {
-        let now = herald_core::domain::now_ms() / 1000;
-        self.last_logged_s.swap(now, Ordering::Relaxed) != now
     }
 }
 
