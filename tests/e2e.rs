@@ -617,6 +617,38 @@ async fn wrong_secrets_are_counted_and_logged_once_a_second() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_admin_token_goes_to_a_private_file_not_to_stdout() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let server = Server::start(&db, &["--no-demo"]);
+    let file = dir.path().join("herald.db.admin-token");
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        server.banner.contains("herald.db.admin-token"),
+        "{}",
+        server.banner
+    );
+    assert!(!server.banner.contains(&token), "the token is not printed");
+    assert!(support::metrics(&server, &token).await.contains("herald_"));
+    drop(server);
+    // Read from a file given to the server.
+    let given = dir.path().join("token");
+    std::fs::write(&given, "from-a-file-0123456789\n").unwrap();
+    let server = Server::start(
+        &db,
+        &["--no-demo", "--admin-token-file", given.to_str().unwrap()],
+    );
+    assert!(support::metrics(&server, "from-a-file-0123456789")
+        .await
+        .contains("herald_"));
+}
+
 #[tokio::test]
 async fn json_logs_carry_request_ids_but_never_data_or_secrets() {
     let dir = tempfile::tempdir().unwrap();

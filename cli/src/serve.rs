@@ -100,10 +100,15 @@ pub struct ServeArgs {
     /// readiness answers 503 (work already accepted goes on).
     #[arg(long, env = "HERALD_MIN_FREE_DISK_MB", default_value_t = 64)]
     min_free_disk_mb: u64,
-    /// Admin token for /v1/admin and /metrics (only its hash is stored). Without it, the
-    /// token stored before is kept; on a database with none, one is made and shown once.
+    /// Admin token for /v1/admin and /metrics (only its hash is stored). Prefer the
+    /// environment or --admin-token-file: a flag's value shows in the process list.
+    /// Without any, the token stored before is kept; on a database with none, one is made
+    /// and written to <db>.admin-token (mode 0600).
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A file holding the admin token (its first line).
+    #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -136,8 +141,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
 
+    let given = match &args.admin_token_file {
+        Some(file) => Some(read_token_file(file)?),
+        None => {
+            let from_env = std::env::var("HERALD_ADMIN_TOKEN").ok();
+            if args.admin_token.is_some() && args.admin_token != from_env {
+                tracing::warn!("--admin-token shows in the process list; prefer HERALD_ADMIN_TOKEN or --admin-token-file");
+            }
+            args.admin_token.clone()
+        }
+    };
     let (admin_token_hash, new_admin_token) =
-        admin_token(&store, args.admin_token.as_deref()).await?;
+        admin_token(&store, given.as_deref(), &args.db).await?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -172,10 +187,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "herald listening on http://{local} (database {})",
         args.db.display()
     );
-    if let Some(token) = new_admin_token {
+    if let Some(file) = new_admin_token {
         println!(
-            "\nAdmin token for /v1/admin, /metrics and the CLI's --url (shown only now; only its hash is kept):\n\n\
-             export HERALD_ADMIN_TOKEN={token}\n"
+            "\nAdmin token for /v1/admin, /metrics and the CLI's --url written to {} (mode 0600; \
+             only its hash is kept in the database):\n\n\
+             export HERALD_ADMIN_TOKEN=\"$(cat {})\"\n",
+            file.display(),
+            file.display()
         );
     }
     if !args.no_demo && store.event_count().await? == 0 {
@@ -275,12 +293,21 @@ fn lock_database(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
-/// The admin token's hash: from `--admin-token` (stored), else the stored one, else a new
-/// token (stored; returned to be shown once).
+/// The first line of an admin token file.
+fn read_token_file(file: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the admin token from {}", file.display()))?;
+    Ok(text.lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// The admin token's hash: from `--admin-token` or its file (stored), else the stored one,
+/// else a new token (stored, and written to `<db>.admin-token` with mode 0600, whose path
+/// is returned to be shown).
 async fn admin_token(
     store: &Sqlite,
     given: Option<&str>,
-) -> anyhow::Result<([u8; 32], Option<String>)> {
+    db: &std::path::Path,
+) -> anyhow::Result<([u8; 32], Option<PathBuf>)> {
     if let Some(token) = given {
         if token.len() < 16 {
             anyhow::bail!("--admin-token must be at least 16 characters");
@@ -294,8 +321,23 @@ async fn admin_token(
     }
     let token = herald_core::secret::generate();
     let hash = herald_core::secret::hash(&token);
+    let mut file = db.as_os_str().to_owned();
+    file.push(".admin-token");
+    let file = PathBuf::from(file);
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&file)
+            .with_context(|| format!("writing the admin token to {}", file.display()))?;
+        writeln!(out, "{token}")?;
+    }
     store.set_admin_token_hash(hash).await?;
-    Ok((hash, Some(token)))
+    Ok((hash, Some(file)))
 }
 
 /// `GET /metrics`: Prometheus text, queue gauges read at scrape time; admin token needed.
