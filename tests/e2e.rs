@@ -649,6 +649,40 @@ async fn a_new_admin_token_goes_to_a_private_file_not_to_stdout() {
         .contains("herald_"));
 }
 
+#[test]
+fn a_client_that_stops_at_a_broken_pipe_still_reads_the_413() {
+    // Python's urllib sends the whole body before it reads the answer, and gives up on a
+    // broken pipe: the server must read (and drop) the body before answering 413.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = create_event(&db, "shop");
+    let server = Server::start(&db, &["--no-demo"]);
+    let url = server.url(&format!("/v1/events/{}/{}", event.id, event.secret));
+    let script = r#"
+import sys, urllib.request, urllib.error
+for mib in (3, 20):
+    body = b'{"platform": "tg", "users": ["1"], "data": {"pad": "' + b'x' * (mib << 20) + b'"}}'
+    request = urllib.request.Request(sys.argv[1], data=body, headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=30)
+        print(mib, "accepted")
+    except urllib.error.HTTPError as e:
+        print(mib, e.code, e.headers.get("Content-Type"))
+    except Exception as e:
+        print(mib, "failed:", repr(e))
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, &url])
+        .output()
+        .expect("python3 runs");
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        answer.trim(),
+        "3 413 application/problem+json\n20 413 application/problem+json",
+        "{answer}"
+    );
+}
+
 #[tokio::test]
 async fn json_logs_carry_request_ids_but_never_data_or_secrets() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,6 +18,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
+use futures::StreamExt;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -281,17 +282,41 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if declared.is_some_and(|len| len > DRAIN_AT_MOST as u64) {
+        // Too large to be worth reading: answered at once (the connection is closed).
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if caused_by_timeout(&e) {
-            ApiError::BodyTimeout
-        } else {
-            too_large()
+    let mut chunks = body.into_data_stream();
+    let mut read = Vec::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
+    let mut seen: usize = 0;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            if caused_by_timeout(&e) {
+                ApiError::BodyTimeout
+            } else {
+                too_large()
+            }
+        })?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > DRAIN_AT_MOST {
+            return Err(too_large());
         }
-    })
+        // Past the limit the rest is read and dropped, so that the client, still
+        // sending, reads the 413 instead of a reset connection.
+        if seen <= limit {
+            read.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(read.into())
 }
+
+/// How much of a body over the limit is still read (and dropped) before the 413, so that
+/// clients that stop at a broken pipe see the answer: a body declared larger than this
+/// is refused unread.
+const DRAIN_AT_MOST: usize = 32 * 1024 * 1024;
 
 /// Whether reading a body failed because the server's body read timeout struck.
 pub fn caused_by_timeout(error: &(dyn std::error::Error + 'static)) -> bool {

@@ -390,7 +390,7 @@ impl AdminStore for Sqlite {
                     }
                     job.attempt = 0;
                     tx.execute(
-                        "UPDATE jobs SET state = 'ready', attempts = 0, leased = 0, visible_at = ?2,
+                        "UPDATE jobs SET state = 'ready', attempts = 0, leased = 0, visible_at = ?2, due_at = ?2,
                                 last_error = NULL, died_at = NULL, payload = ?3
                          WHERE id = ?1",
                         params![job.id, now, to_json(&*job)?],

@@ -28,9 +28,13 @@ pub struct Leased {
 pub struct QueueDepth {
     pub ready: u64,
     pub dead: u64,
-    /// Milliseconds since the oldest ready job became visible (0 when none is waiting).
+    /// Milliseconds since the oldest ready job became due, however often it was postponed
+    /// since (0 when none is waiting).
     pub oldest_ready_ms: u64,
 }
+
+/// The longest a job waits between two looks while it is postponed again and again.
+pub const LONGEST_POSTPONEMENT: Duration = Duration::from_millis(3200);
 
 /// `delay` after `now` (Unix milliseconds), saturating rather than overflowing.
 fn later(now: i64, delay: Duration) -> i64 {
@@ -42,8 +46,8 @@ pub(crate) fn insert_jobs(tx: &Transaction, jobs: &[Job], delay: Duration) -> ru
     let now = now_ms();
     let visible_at = later(now, delay);
     let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO jobs (id, request_id, kind, payload, visible_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR IGNORE INTO jobs (id, request_id, kind, payload, visible_at, due_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
     )?;
     for job in jobs {
         insert.execute(params![
@@ -132,8 +136,8 @@ impl Sqlite {
         let job_id = job_id.to_string();
         self.transaction(move |tx| {
             tx.execute(
-                "UPDATE jobs SET visible_at = ?2, state = ?3, leased = 0,
-                        last_error = coalesce(?4, last_error),
+                "UPDATE jobs SET visible_at = ?2, due_at = ?2, state = ?3, leased = 0,
+                        postponements = 0, last_error = coalesce(?4, last_error),
                         died_at = CASE WHEN ?3 = 'dead' THEN ?2 END
                  WHERE id = ?1",
                 params![
@@ -151,14 +155,21 @@ impl Sqlite {
     }
 
     /// Put a leased job back for `delay` without counting the attempt (it did not run: its
-    /// request or its bot was busy).
+    /// request or its bot was busy). Each postponement in a row doubles the wait, up to
+    /// [`LONGEST_POSTPONEMENT`] (or `delay`, if longer): idle workers do not spin leasing
+    /// and putting back jobs that wait their bot's turn. Its `due_at` stays, so the
+    /// queue's oldest age counts the whole wait.
     pub async fn postpone(&self, job_id: &str, delay: Duration) -> Result<(), StoreError> {
         let job_id = job_id.to_string();
+        let base = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        let longest = base.max(LONGEST_POSTPONEMENT.as_millis() as i64);
         self.transaction(move |tx| {
             tx.execute(
-                "UPDATE jobs SET visible_at = ?2, leased = 0, attempts = max(attempts - 1, 0)
+                "UPDATE jobs SET visible_at = ?2 + min(?3 << min(postponements, 16), ?4),
+                        leased = 0, attempts = max(attempts - 1, 0),
+                        postponements = postponements + 1
                  WHERE id = ?1",
-                params![job_id, later(now_ms(), delay)],
+                params![job_id, now_ms(), base, longest],
             )
             .map(|_| ())
         })
@@ -188,9 +199,9 @@ impl Sqlite {
         self.read(|conn| {
             conn.query_row(
                 "SELECT count(*) FILTER (WHERE state = 'ready'), count(*) FILTER (WHERE state = 'dead'),
-                        min(visible_at) FILTER (WHERE state = 'ready' AND leased = 0)
+                        min(due_at) FILTER (WHERE state = 'ready' AND leased = 0 AND due_at <= ?1)
                  FROM jobs",
-                [],
+                [now_ms()],
                 |r| {
                     let oldest: Option<i64> = r.get(2)?;
                     Ok(QueueDepth {
