@@ -683,6 +683,63 @@ for mib in (3, 20):
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_the_server_works_is_whole_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = create_event(&db, "big");
+    import(&db, "big", "tg", "", 3_000);
+    let server = Server::start(&db, &["--no-demo", "--simulate-delivery-ms", "5"]);
+    let id = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": "everyone", "data": {"n": 1}}),
+    )
+    .await;
+    wait_partway(&server, &event, &id, 100).await;
+    let copy = dir.path().join("copy.db");
+    let made = herald_json(&[
+        "db",
+        "backup",
+        "--db",
+        db.to_str().unwrap(),
+        copy.to_str().unwrap(),
+    ]);
+    assert!(made["bytes"].as_u64().unwrap() > 0, "{made}");
+    let refused = herald()
+        .args([
+            "db",
+            "backup",
+            "--db",
+            db.to_str().unwrap(),
+            copy.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "never written over a file");
+    {
+        let conn = rusqlite::Connection::open(&copy).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let users: i64 = conn
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(users, 3_000);
+    }
+    // Restore: stop, put the copy in place, start; the request goes on to the end.
+    assert!(server.terminate().success());
+    for companion in ["herald.db-wal", "herald.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(companion));
+    }
+    std::fs::rename(&copy, &db).unwrap();
+    let server = Server::start(&db, &["--no-demo"]);
+    let s = wait_done(&server, &event, &id).await;
+    assert_eq!(s["targeted"], 3_000, "{s}");
+    assert_eq!(s["delivered"], 3_000, "{s}");
+}
+
 #[tokio::test]
 async fn json_logs_carry_request_ids_but_never_data_or_secrets() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@
 
 mod client;
 mod commands;
+mod db;
 mod demo;
 mod disk;
 mod http;
@@ -39,6 +40,8 @@ enum Command {
     Requests(commands::RequestsArgs),
     /// Dead letters: list, redrive, purge.
     Dlq(commands::DlqArgs),
+    /// The database file itself: a consistent backup while the server runs.
+    Db(db::DbArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
             Some(Command::Users(command)) => command.run().await,
             Some(Command::Requests(command)) => command.run().await,
             Some(Command::Dlq(command)) => command.run().await,
+            Some(Command::Db(command)) => command.run().await,
         }
     });
     match result {

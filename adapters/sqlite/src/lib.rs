@@ -11,6 +11,7 @@
 //! core's batch processor.
 
 pub mod admin;
+pub mod backup;
 pub mod event_cache;
 pub mod events;
 pub mod group_commit;
