@@ -276,6 +276,51 @@ async fn a_job_that_panics_fails_alone_and_is_kept_as_dead() {
 }
 
 #[tokio::test]
+async fn a_requests_data_is_stored_once_however_many_users_it_reaches() {
+    // One 205 KB request to 2,000 users once made the file 412 MB: a copy per user.
+    let h = Harness::new();
+    let event = h.event("bot").await;
+    h.users("bot", "tg", ids(0..2000)).await;
+    let big = "x".repeat(205 * 1024);
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": "everyone", "data": {"blob": big}}),
+    )
+    .await;
+    let own = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": [{"id": "7", "data": {"mine": true}}], "data": {"n": 1}}),
+    )
+    .await;
+    h.run_jobs().await;
+    assert_eq!(status(&h, &id).await.delivered, 2000);
+    assert_eq!(status(&h, &own).await.delivered, 1);
+    h.store.checkpoint().unwrap();
+    let bytes = std::fs::metadata(h.db_path()).unwrap().len();
+    assert!(bytes < 16 << 20, "the file is {bytes} bytes");
+    // Users read as before: the request's data, or their own merged over it.
+    let user = |platform_id: &str| {
+        h.sql()
+            .query_row(
+                "SELECT bm_id FROM users WHERE platform_id = ?1",
+                [platform_id],
+                |r| r.get::<_, String>(0),
+            )
+            .unwrap()
+    };
+    let one = h.user("bot", &user("1")).await;
+    assert_eq!(
+        one["last_request"]["blob"].as_str().map(str::len),
+        Some(205 * 1024)
+    );
+    assert_eq!(one["last_request_id"], id.as_str());
+    let seven = h.user("bot", &user("7")).await;
+    assert_eq!(seven["last_request"], json!({"n": 1, "mine": true}));
+}
+
+#[tokio::test]
 async fn retryable_failures_are_retried_alone_until_they_succeed() {
     let deliverer = Arc::new(ScriptedDeliverer::default());
     deliverer.fail("2", vec![transient(), transient()]);

@@ -581,8 +581,8 @@ async fn concurrent_accepts_are_committed_together_each_with_its_own_answer() {
     let payload: String = h
         .sql()
         .query_row(
-            "SELECT jobs.payload FROM requests JOIN jobs ON jobs.request_id = requests.id
-             WHERE json_extract(requests.record, '$.data.i') = 123",
+            "SELECT jobs.payload FROM request_data JOIN jobs ON jobs.request_id = request_data.request_id
+             WHERE json_extract(request_data.data, '$.i') = 123",
             [],
             |r| r.get(0),
         )

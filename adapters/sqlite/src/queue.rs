@@ -46,8 +46,10 @@ pub(crate) fn insert_jobs(tx: &Transaction, jobs: &[Job], delay: Duration) -> ru
     let now = now_ms();
     let visible_at = later(now, delay);
     let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO jobs (id, request_id, kind, payload, visible_at, due_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+        "INSERT OR IGNORE INTO jobs (id, request_id, kind, payload, visible_at, due_at, created_at,
+                                     bot_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6,
+                 (SELECT json_extract(record, '$.bot_id') FROM requests WHERE id = ?2))",
     )?;
     for job in jobs {
         insert.execute(params![

@@ -35,8 +35,14 @@ impl Intake for Sqlite {
         jobs: Vec<Job>,
         remember: Option<&Remember>,
     ) -> Result<Recorded, StoreError> {
+        // The data is stored once, in `request_data`; the record keeps `{}`.
+        let bare = RequestRecord {
+            data: Default::default(),
+            ..record.clone()
+        };
         let accept = Accept {
-            text: to_json(record).map_err(StoreError::new)?,
+            text: to_json(&bare).map_err(StoreError::new)?,
+            data: to_json(&record.data).map_err(StoreError::new)?,
             record: record.clone(),
             targeted,
             jobs,
@@ -87,8 +93,10 @@ impl Intake for Sqlite {
 /// One request to record, with its first jobs (see [`crate::group_commit`]).
 pub(crate) struct Accept {
     pub record: RequestRecord,
-    /// The record as JSON.
+    /// The record as JSON, without its data.
     pub text: String,
+    /// The record's data as JSON.
+    pub data: String,
     pub targeted: Option<u64>,
     pub jobs: Vec<Job>,
     pub remember: Option<Remember>,
@@ -138,6 +146,8 @@ pub(crate) fn record_accept(tx: &Transaction, accept: &Accept) -> rusqlite::Resu
         shards,
         record.created_at
     ])?;
+    tx.prepare_cached("INSERT INTO request_data (request_id, data) VALUES (?1, ?2)")?
+        .execute(params![record.id, accept.data])?;
     for shard in 0..shards {
         tx.prepare_cached("INSERT INTO expansions (request_id, shard) VALUES (?1, ?2)")?
             .execute(params![record.id, shard])?;
@@ -237,13 +247,21 @@ impl RequestLog for Sqlite {
     ) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
         let request_id = request_id.to_string();
         self.read(move |conn| {
-            conn.prepare_cached("SELECT record, state FROM requests WHERE id = ?1")?
-                .query_row([&request_id], |row| {
-                    let record: String = row.get(0)?;
-                    let state: String = row.get(1)?;
-                    Ok((from_json(&record)?, RequestState::from_name(&state)))
-                })
-                .optional()
+            conn.prepare_cached(
+                "SELECT r.record, r.state, d.data FROM requests r
+                 LEFT JOIN request_data d ON d.request_id = r.id WHERE r.id = ?1",
+            )?
+            .query_row([&request_id], |row| {
+                let record: String = row.get(0)?;
+                let state: String = row.get(1)?;
+                let data: Option<String> = row.get(2)?;
+                let mut record: RequestRecord = from_json(&record)?;
+                if let Some(data) = data {
+                    record.data = from_json(&data)?;
+                }
+                Ok((record, RequestState::from_name(&state)))
+            })
+            .optional()
         })
         .await
     }

@@ -71,8 +71,10 @@ impl Sqlite {
                 ),
             };
             conn.prepare_cached(&format!(
-                "SELECT platform, platform_id, bm_id, attributes, last_request, last_request_at,
-                        last_request_id, last_event_id, blocked_at
+                "SELECT platform, platform_id, bm_id, attributes,
+                        coalesce(last_request, (SELECT data FROM request_data
+                                                WHERE request_id = users.last_request_id)),
+                        last_request_at, last_request_id, last_event_id, blocked_at
                  FROM users WHERE bot_id = ?1 AND {filter}"
             ))?
             .query_row(params![bot_id, a, b], |row| {
@@ -197,13 +199,15 @@ impl UserStore for Sqlite {
         &self,
         bot_id: &str,
         stamp: &RequestStamp,
-        data: &Object,
+        _data: &Object,
         writes: &[LastRequestWrite],
     ) -> Result<Vec<WriteResult>, StoreError> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        let base = to_json(data).map_err(StoreError::new)?;
+        // The request's data as it is (`_data`) is not copied: the user refers to it by
+        // `last_request_id` (its `last_request` is NULL), and reads find it in
+        // `request_data`. Only data of a user's own is stored on the user.
         let own: Vec<(String, Option<String>)> = writes
             .iter()
             .map(|w| Ok((w.bm_id.clone(), w.data.as_ref().map(to_json).transpose()?)))
@@ -223,7 +227,6 @@ impl UserStore for Sqlite {
                 tx.prepare_cached("SELECT 1 FROM users WHERE bot_id = ?1 AND bm_id = ?2")?;
             own.iter()
                 .map(|(bm_id, data)| {
-                    let data = data.as_deref().unwrap_or(&base);
                     let changed = update.execute(params![
                         bot_id,
                         bm_id,
