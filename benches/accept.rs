@@ -186,7 +186,12 @@ async fn run() {
         "screen", "--screen", "welcome",
     ]);
     let bare = Bare::start();
-    let herald = Server::start(&db, &["--no-demo", "--workers", "0"]);
+    // No workers, so jobs pile up: without lifting the bot's backlog cap, the rounds
+    // would measure its 503s after the first 20,000 accepts.
+    let herald = Server::start(
+        &db,
+        &["--no-demo", "--workers", "0", "--max-backlog-jobs", "0"],
+    );
 
     let bare_url = format!("{}/v1/events/e/s", bare.base);
     let herald_url = format!(

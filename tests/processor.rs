@@ -321,6 +321,148 @@ async fn a_requests_data_is_stored_once_however_many_users_it_reaches() {
 }
 
 #[tokio::test]
+async fn the_retention_sweep_deletes_what_is_old_but_never_data_a_user_still_holds() {
+    let h = Harness::new();
+    let event = h.event("bot").await;
+    h.users("bot", "tg", ids(0..3)).await;
+    let pad = "x".repeat(100_000);
+    // Old: user 0 still holds it. Older still: replaced on every user by `newer`.
+    let held = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["0"], "data": {"held": pad}}),
+    )
+    .await;
+    let replaced = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1", "2"], "data": {"old": pad}}),
+    )
+    .await;
+    h.run_jobs().await;
+    let newer = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1", "2"], "data": {"new": 1}}),
+    )
+    .await;
+    // Finished and old, but user 2's last request: its data stays.
+    let latest_of_2 = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["2"]}),
+    )
+    .await;
+    h.run_jobs().await;
+    let unfinished = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["0"]}),
+    )
+    .await;
+    let month_ago = herald_core::domain::now_ms() - 31 * 24 * 3600 * 1000;
+    h.sql()
+        .execute(
+            "UPDATE requests SET created_at = ?1, updated_at = ?1 WHERE id IN (?2, ?3, ?4, ?5)",
+            rusqlite::params![month_ago, held, replaced, latest_of_2, unfinished],
+        )
+        .unwrap();
+    let swept = h
+        .store
+        .sweep(Duration::from_secs(30 * 24 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(swept.requests, 3, "{swept:?}");
+    assert!(swept.outcomes >= 4, "{swept:?}");
+    assert_eq!(swept.data, 1, "only data nobody refers to: {swept:?}");
+    let exists = |table: &str, id: &str| -> bool {
+        h.sql()
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM {table} WHERE {} = ?1",
+                    if table == "requests" {
+                        "id"
+                    } else {
+                        "request_id"
+                    }
+                ),
+                [id],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+            > 0
+    };
+    assert!(
+        !exists("requests", &held) && exists("request_data", &held),
+        "a user still holds it"
+    );
+    assert!(!exists("requests", &replaced) && !exists("request_data", &replaced));
+    assert!(exists("requests", &newer), "young: kept");
+    assert!(exists("requests", &unfinished), "unfinished: kept");
+    assert!(!exists("requests", &latest_of_2) && exists("request_data", &latest_of_2));
+    let user0 = h
+        .sql()
+        .query_row("SELECT bm_id FROM users WHERE platform_id = '0'", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap();
+    assert_eq!(
+        h.user("bot", &user0).await["last_request"]["held"]
+            .as_str()
+            .map(str::len),
+        Some(100_000),
+        "the user reads the data as before"
+    );
+    assert!(swept.pages_freed > 0, "space was given back: {swept:?}");
+    let free: i64 = h
+        .sql()
+        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(free, 0);
+}
+
+#[tokio::test]
+async fn a_bot_over_its_backlog_is_refused_first_and_accepted_again_once_it_drains() {
+    let config = Config {
+        max_backlog_jobs: 3,
+        ..Config::default()
+    };
+    let h = Harness::with(config, Arc::new(LogDeliverer::default()));
+    let flooding = h.event("flood").await;
+    let other = h.event("calm").await;
+    h.users("flood", "tg", ids(0..1)).await;
+    h.users("calm", "tg", ids(0..1)).await;
+    let body = json!({"platform": "tg", "users": ["0"]}).to_string();
+    let try_accept = |event_id: String| {
+        let (h, body) = (&h, body.clone());
+        async move {
+            let event = h.app.events.event(&event_id).await.unwrap().unwrap();
+            // Past the backlog's count, which is kept for a moment.
+            tokio::time::sleep(herald_sqlite::backlog::FRESH_FOR + Duration::from_millis(20)).await;
+            intake::accept(&h.app, &event, body.as_bytes(), None).await
+        }
+    };
+    for _ in 0..3 {
+        assert!(try_accept(flooding.event_id.clone()).await.is_ok());
+    }
+    let refused = try_accept(flooding.event_id.clone()).await;
+    assert!(
+        matches!(refused, Err(herald_core::problem::ApiError::Backlogged)),
+        "the fourth request waits for the backlog: {:?}",
+        refused.err()
+    );
+    assert!(
+        try_accept(other.event_id.clone()).await.is_ok(),
+        "other bots go on"
+    );
+    h.run_jobs().await;
+    assert!(
+        try_accept(flooding.event_id.clone()).await.is_ok(),
+        "drained"
+    );
+}
+
+#[tokio::test]
 async fn retryable_failures_are_retried_alone_until_they_succeed() {
     let deliverer = Arc::new(ScriptedDeliverer::default());
     deliverer.fail("2", vec![transient(), transient()]);

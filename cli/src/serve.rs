@@ -100,6 +100,14 @@ pub struct ServeArgs {
     /// readiness answers 503 (work already accepted goes on).
     #[arg(long, env = "HERALD_MIN_FREE_DISK_MB", default_value_t = 64)]
     min_free_disk_mb: u64,
+    /// Days a finished request (its outcomes, expansions), a dead job and an unused
+    /// request's data are kept; 0 keeps everything. As on AWS (30-day TTL).
+    #[arg(long, env = "HERALD_RETENTION_DAYS", default_value_t = 30)]
+    retention_days: u64,
+    /// Jobs a bot may have waiting before its new event requests are refused with 503
+    /// (its backlog drains first); 0: no limit.
+    #[arg(long, env = "HERALD_MAX_BACKLOG_JOBS", default_value_t = Config::DEFAULT_MAX_BACKLOG_JOBS)]
+    max_backlog_jobs: u64,
     /// Admin token for /v1/admin and /metrics (only its hash is stored). Prefer the
     /// environment or --admin-token-file: a flag's value shows in the process list.
     /// Without any, the token stored before is kept; on a database with none, one is made
@@ -169,6 +177,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         base_backoff: Duration::from_millis(args.retry_base_ms),
         jobs_per_bot: Config::bot_share(args.workers),
         job_time_budget: Duration::from_millis(args.job_time_budget_ms),
+        max_backlog_jobs: args.max_backlog_jobs,
         ..Config::default()
     };
     let deliverer: Arc<dyn Deliverer> = if args.simulate_delivery_ms > 0 {
@@ -218,6 +227,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             },
         )
     });
+    if args.retention_days > 0 {
+        tokio::spawn(sweep_now_and_then(
+            store.clone(),
+            Duration::from_secs(args.retention_days * 24 * 3600),
+        ));
+    }
     let file_limit = http::raise_file_limit();
     let limits = http::HttpLimits {
         header_read: Duration::from_secs(args.header_timeout.max(1)),
@@ -370,6 +385,26 @@ fn metrics_route(
         }
     };
     axum::Router::new().route("/metrics", axum::routing::get(scrape))
+}
+
+/// How often the retention sweep runs (the first a minute after start).
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Delete what is older than `keep`, a minute after start and then every hour.
+async fn sweep_now_and_then(store: Sqlite, keep: Duration) {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    loop {
+        let started = std::time::Instant::now();
+        match store.sweep(keep).await {
+            Ok(swept) => tracing::info!(
+                ?swept,
+                ms = started.elapsed().as_millis() as u64,
+                "retention sweep"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention sweep failed; it runs again later"),
+        }
+        tokio::time::sleep(SWEEP_EVERY).await;
+    }
 }
 
 /// How long one readiness answer is reused: the probe is an fsynced write, and the route

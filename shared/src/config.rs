@@ -57,6 +57,10 @@ pub struct Config {
     /// function's timeout (AWS: 60 s), or it would run again beside itself and message its
     /// users twice. A delivery started before the budget runs out still finishes.
     pub job_time_budget: Duration,
+    /// Jobs one bot may have waiting before its new requests are refused (503 with
+    /// `Retry-After`): a bot flooding the queue is held back before anyone else is; 0
+    /// means no limit. Counted where the queue can tell (the embedded store).
+    pub max_backlog_jobs: u64,
     /// Public base URL (`https://herald.example.com`); URLs are paths when absent.
     pub public_base_url: Option<String>,
     /// SHA-256 of the admin token; the admin API answers 401 to everyone when absent.
@@ -69,6 +73,10 @@ impl Config {
     /// a 100,000-user fan-out ran at 36k users/s with 8, 57–65k with 32 and no faster with
     /// 64 (BENCHMARKS.md, 2).
     pub const DEFAULT_WORKERS: usize = 32;
+
+    /// A bot's waiting jobs before its new requests are refused: 20,000 deliver jobs are
+    /// 2,000,000 users (about 18 hours at Telegram's 30 messages a second).
+    pub const DEFAULT_MAX_BACKLOG_JOBS: u64 = 20_000;
 
     /// Deliver jobs one bot may have in flight among `workers`: half of them, so a slow bot
     /// never holds them all (`herald serve` sets `jobs_per_bot` with it).
@@ -89,6 +97,7 @@ impl Default for Config {
             delivery_concurrency: 16,
             jobs_per_bot: 4,
             job_time_budget: Duration::from_secs(20),
+            max_backlog_jobs: Config::DEFAULT_MAX_BACKLOG_JOBS,
             public_base_url: None,
             admin_token_hash: None,
         }

@@ -115,6 +115,10 @@ pub async fn accept(
             return Err(ApiError::RateLimited { wait });
         }
     }
+    let cap = app.config.max_backlog_jobs;
+    if cap > 0 && app.intake.backlog(&event.bot_id, cap).await? >= cap {
+        return Err(ApiError::Backlogged);
+    }
     let request = parse(app, body).await?;
     if request.dry_run {
         return dry_run(app, event, &request).await.map(Answer::DryRun);

@@ -141,6 +141,10 @@ pub trait Intake: Send + Sync {
     async fn remembered(&self, event_id: &str, key: &str)
         -> Result<Option<Remembered>, StoreError>;
 
+    /// How many jobs of `bot_id` wait in the queue, counting no further than `up_to`
+    /// (it may be approximate, and a little stale); 0 where the queue cannot tell.
+    async fn backlog(&self, bot_id: &str, up_to: u64) -> Result<u64, StoreError>;
+
     /// Give up on a request whose accept died midway: mark it `aborted` if it is still
     /// `accepting`, and free the idempotency key if it still names it, so that a retry is
     /// accepted anew. (A store that accepts in one transaction never leaves one behind.)

@@ -12,6 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// Seconds a client should wait after a 503.
+/// Seconds a bot's client is told to wait while its backlog drains.
+const BACKLOG_RETRY_AFTER: u64 = 30;
+
 const UNAVAILABLE_RETRY_AFTER: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,10 @@ pub enum ApiError {
     /// done. Answered with `Retry-After` and `Connection: close`.
     #[error("overloaded: {0}")]
     Overloaded(&'static str),
+    /// The bot has more jobs waiting than `Config::max_backlog_jobs`: nothing accepted
+    /// until it drains.
+    #[error("the bot's backlog is full")]
+    Backlogged,
     /// The body did not arrive within the server's body read timeout.
     #[error("body read timed out")]
     BodyTimeout,
@@ -109,6 +116,7 @@ impl ApiError {
             ApiError::BadHeader(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Backlogged => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -201,6 +209,14 @@ impl ApiError {
                 format!("the server is at its limit of {what}; nothing was done, retry later"),
                 vec![],
             ),
+            ApiError::Backlogged => (
+                "backlogged",
+                "Service unavailable",
+                format!(
+                    "this bot has too many jobs waiting; nothing was accepted, retry in {BACKLOG_RETRY_AFTER} s"
+                ),
+                vec![],
+            ),
             ApiError::BodyTimeout => (
                 "request-timeout",
                 "Request timeout",
@@ -264,6 +280,9 @@ impl IntoResponse for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(UNAVAILABLE_RETRY_AFTER),
             )),
+            ApiError::Backlogged => {
+                Some((header::RETRY_AFTER, HeaderValue::from(BACKLOG_RETRY_AFTER)))
+            }
             ApiError::Unauthorized => Some((
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"herald-admin\""),

@@ -271,6 +271,12 @@ impl Intake for Aws {
         }))
     }
 
+    /// SQS cannot count one bot's messages: every bot shares the queue and its alarm, and
+    /// the worker's concurrency bounds what any bot takes of it.
+    async fn backlog(&self, _bot_id: &str, _up_to: u64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     async fn abandon(&self, event_id: &str, key: &str, request_id: &str) -> Result<(), StoreError> {
         let aborted = self
             .dynamodb

@@ -11,12 +11,14 @@
 //! core's batch processor.
 
 pub mod admin;
+pub mod backlog;
 pub mod backup;
 pub mod event_cache;
 pub mod events;
 pub mod group_commit;
 pub mod queue;
 pub mod requests;
+pub mod retention;
 pub mod schema;
 pub mod users;
 pub mod worker_pool;
@@ -52,6 +54,8 @@ pub(crate) struct Inner {
     committer: group_commit::Queue,
     /// Events read lately ([`event_cache`]).
     events: event_cache::EventCache,
+    /// Bots' backlogs counted lately ([`backlog`]).
+    backlogs: backlog::Backlogs,
 }
 
 impl Sqlite {
@@ -67,7 +71,26 @@ impl Sqlite {
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(StoreError::new)?;
+        let fresh: i64 = writer
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(StoreError::new)?;
+        if fresh == 0 {
+            // Before the first table: freed pages can then be handed back (retention).
+            writer
+                .pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .map_err(StoreError::new)?;
+        }
         schema::migrate(&mut writer).map_err(StoreError::new)?;
+        let auto_vacuum: i64 = writer
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .map_err(StoreError::new)?;
+        if auto_vacuum != 2 {
+            // A database made before retention: rebuilt once so that it can give space back.
+            tracing::info!(path = %path.display(), "rebuilding the database once so that deleted data gives its space back (VACUUM)");
+            writer
+                .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+                .map_err(StoreError::new)?;
+        }
         let (committer, waiting) = group_commit::queue();
         let store = Sqlite {
             inner: Arc::new(Inner {
@@ -78,6 +101,7 @@ impl Sqlite {
                 jobs_ready: Notify::new(),
                 committer,
                 events: event_cache::EventCache::default(),
+                backlogs: backlog::Backlogs::default(),
             }),
         };
         group_commit::start(Arc::downgrade(&store.inner), waiting)?;

@@ -67,6 +67,10 @@ impl Intake for Sqlite {
             .await
     }
 
+    async fn backlog(&self, bot_id: &str, up_to: u64) -> Result<u64, StoreError> {
+        self.inner.backlogs.count(self, bot_id, up_to).await
+    }
+
     async fn abandon(&self, event_id: &str, key: &str, request_id: &str) -> Result<(), StoreError> {
         // Accepts commit whole here, so this finds nothing to do unless a request was left
         // `accepting` by other means; it is still done right.
