@@ -248,3 +248,19 @@ async fn sigterm_is_not_held_up_by_slow_or_idle_clients() {
     assert!(server.terminate().success());
     drop(idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_over_64_kib_is_refused_431() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let server = Server::start(&db, &["--no-demo"]);
+    let mut stream = connect(&server).await;
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: herald\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.200}");
+    assert!(healthy(&server).await);
+}

@@ -384,7 +384,17 @@ fn metrics_route(
                 .into_response()
         }
     };
-    axum::Router::new().route("/metrics", axum::routing::get(scrape))
+    axum::Router::new().route("/metrics", get_only(axum::routing::get(scrape)))
+}
+
+/// A GET route of `herald serve`'s own that answers other methods as the shared Router
+/// does: 405 problem+json with `Allow`.
+fn get_only(route: axum::routing::MethodRouter) -> axum::routing::MethodRouter {
+    route.fallback(|| async {
+        herald_core::problem::ApiError::MethodNotAllowed {
+            allow: "GET, HEAD".into(),
+        }
+    })
 }
 
 /// How often the retention sweep runs (the first a minute after start).
@@ -461,7 +471,7 @@ fn readiness_route(store: Sqlite, disk: Arc<crate::disk::DiskWatch>) -> axum::Ro
             }
         }
     };
-    axum::Router::new().route("/readyz", axum::routing::get(ready))
+    axum::Router::new().route("/readyz", get_only(axum::routing::get(ready)))
 }
 
 async fn shutdown_signal() {

@@ -40,11 +40,23 @@ async fn request_status(stack: &Stack, request_id: &str) -> Value {
 async fn bots_events_and_users_are_managed_through_the_admin_api() {
     let stack = Stack::new().await;
     // Bots: create, refuse a duplicate, list, update, never echo secrets.
+    let (status, unsigned) = stack
+        .admin(
+            "POST",
+            "/v1/admin/bots",
+            Some(json!({"id": "unsigned", "screen_url": "https://engine.example/screens"})),
+        )
+        .await;
+    assert_eq!(
+        status, 422,
+        "a screen_url needs a signing_secret: {unsigned}"
+    );
     let (status, bot) = stack
         .admin(
             "POST",
             "/v1/admin/bots",
-            Some(json!({"id": "shop", "telegram_token": "123:SECRET", "screen_url": "https://engine.example/screens"})),
+            Some(json!({"id": "shop", "telegram_token": "123:SECRET",
+                        "screen_url": "https://engine.example/screens", "signing_secret": "first"})),
         )
         .await;
     assert_eq!(status, 201, "{bot}");
