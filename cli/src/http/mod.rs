@@ -155,6 +155,7 @@ impl Connection {
         let connection = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
             .max_buf_size(MAX_HEAD_BYTES)
+            .max_header_size(MAX_HEAD_BYTES)
             .serve_connection(TokioIo::new(io), service);
         tokio::pin!(connection);
         tokio::select! {
