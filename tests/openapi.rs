@@ -101,10 +101,13 @@ fn the_document_names_exactly_the_routes_the_router_serves() {
     let extra: Vec<_> = documented.difference(&served).collect();
     assert!(missing.is_empty(), "served but not documented: {missing:?}");
     assert!(extra.is_empty(), "documented but not served: {extra:?}");
-    // `herald serve` adds /metrics outside the shared Router.
+    // `herald serve` adds /metrics and /readyz outside the shared Router.
     assert_eq!(
         serve_only.into_iter().collect::<Vec<_>>(),
-        [("GET".to_string(), "/metrics".to_string())]
+        [
+            ("GET".to_string(), "/metrics".to_string()),
+            ("GET".to_string(), "/readyz".to_string())
+        ]
     );
 }
 

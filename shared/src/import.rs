@@ -72,6 +72,15 @@ pub fn parse_json_line(line: &str) -> Result<NewUser, String> {
     checked(user)
 }
 
+/// The users of CSV lines, the first being the header, as an import reads them one line
+/// at a time; Err when the header is not usable.
+pub fn parse_csv_lines<'a>(
+    mut lines: impl Iterator<Item = &'a str>,
+) -> Result<Vec<Result<NewUser, String>>, String> {
+    let columns = CsvColumns::from_header(lines.next().unwrap_or_default())?;
+    Ok(lines.map(|line| columns.user(line)).collect())
+}
+
 fn checked(user: NewUser) -> Result<NewUser, String> {
     match user.problem() {
         Some(problem) => Err(problem.to_string()),

@@ -53,6 +53,18 @@ pub struct JobReport {
 }
 
 impl JobReport {
+    /// Count recorded outcomes.
+    fn add_outcomes(&mut self, outcomes: &[(String, Outcome)]) {
+        for (_, outcome) in outcomes {
+            match outcome {
+                Outcome::Delivered { .. } => self.delivered += 1,
+                Outcome::NotFound => self.not_found += 1,
+                Outcome::Failed { .. } => self.failed += 1,
+                Outcome::Cancelled => self.cancelled += 1,
+            }
+        }
+    }
+
     /// The one log line of a finished job (counts only: never data or user ids).
     pub fn log(&self, job: &Job, elapsed: Duration) {
         tracing::info!(
@@ -387,58 +399,78 @@ async fn record_as_they_end(
     let mut report = JobReport::default();
     let mut batch: Vec<Final> = Vec::new();
     let mut due: Option<Instant> = None;
-    loop {
-        // Some(received): a final outcome, or None once every delivery has ended;
-        // None: the oldest unrecorded outcome is due.
-        let next = match due {
-            None => Some(finals.recv().await),
-            Some(at) => tokio::time::timeout_at(at.into(), finals.recv()).await.ok(),
-        };
-        let ended = matches!(next, Some(None));
-        if let Some(Some(one)) = next {
-            batch.push(one);
-            due.get_or_insert_with(|| Instant::now() + OUTCOME_WAIT);
-            if batch.len() < OUTCOME_BATCH {
+    // Batches being recorded: several at once, so that a job of fast deliveries does not
+    // wait for one commit per batch in turn (they land in the same group commit).
+    let mut recording = futures::stream::FuturesUnordered::new();
+    let mut ended = false;
+    while !ended || !batch.is_empty() || !recording.is_empty() {
+        let received = tokio::select! {
+            biased;
+            Some(recorded) = recording.next(), if !recording.is_empty() => {
+                let recorded: Result<Vec<(String, Outcome)>, StoreError> = recorded;
+                match recorded {
+                    Ok(counted) => report.add_outcomes(&counted),
+                    Err(e) => {
+                        cutoff.trip();
+                        return Err(e);
+                    }
+                }
                 continue;
             }
-        }
-        if !batch.is_empty() {
-            if let Err(e) = record_batch(app, request_id, bot_id, &mut batch, &mut report).await {
-                cutoff.trip();
-                return Err(e);
+            // Some(final), or None once every delivery has ended.
+            received = finals.recv(), if !ended => Some(received),
+            // The oldest unrecorded outcome is due.
+            _ = sleep_until_due(due), if due.is_some() && recording.len() < RECORDING_AT_ONCE => None,
+        };
+        match received {
+            Some(Some(one)) => {
+                batch.push(one);
+                due.get_or_insert_with(|| Instant::now() + OUTCOME_WAIT);
+                if batch.len() < OUTCOME_BATCH {
+                    continue;
+                }
             }
+            Some(None) => ended = true,
+            None => {}
         }
-        due = None;
-        if ended {
-            return Ok(report);
+        if !batch.is_empty() && (recording.len() < RECORDING_AT_ONCE || ended) {
+            recording.push(record_batch(
+                app,
+                request_id,
+                bot_id,
+                std::mem::take(&mut batch),
+            ));
+            due = None;
         }
+    }
+    Ok(report)
+}
+
+/// At most this many batches of one job are being recorded at once.
+const RECORDING_AT_ONCE: usize = 1;
+
+/// Sleep until `due` (at once when there is none).
+async fn sleep_until_due(due: Option<Instant>) {
+    if let Some(at) = due {
+        tokio::time::sleep_until(at.into()).await;
     }
 }
 
 /// Record one batch of final outcomes (marking the users who blocked the bot first, so
-/// that later messages skip them), count them, and empty the batch.
+/// that later messages skip them); the outcomes counted.
 async fn record_batch(
     app: &App,
     request_id: &str,
     bot_id: &str,
-    batch: &mut Vec<Final>,
-    report: &mut JobReport,
-) -> Result<(), StoreError> {
+    batch: Vec<Final>,
+) -> Result<Vec<(String, Outcome)>, StoreError> {
     let blocked: Vec<String> = batch.iter().filter_map(|f| f.blocked.clone()).collect();
     if !blocked.is_empty() {
         app.users.mark_blocked(bot_id, &blocked).await?;
     }
-    let outcomes: Vec<(String, Outcome)> = batch.drain(..).map(|f| (f.key, f.outcome)).collect();
+    let outcomes: Vec<(String, Outcome)> = batch.into_iter().map(|f| (f.key, f.outcome)).collect();
     app.requests.record_outcomes(request_id, &outcomes).await?;
-    for (_, outcome) in &outcomes {
-        match outcome {
-            Outcome::Delivered { .. } => report.delivered += 1,
-            Outcome::NotFound => report.not_found += 1,
-            Outcome::Failed { .. } => report.failed += 1,
-            Outcome::Cancelled => report.cancelled += 1,
-        }
-    }
-    Ok(())
+    Ok(outcomes)
 }
 
 /// A job of a cancelled request: its users not yet final are counted `cancelled`; an

@@ -22,6 +22,18 @@ impl BotSlots {
         }
     }
 
+    /// The bots whose slots are all in use now: a queue that knows a job's bot leases
+    /// none of their deliver jobs, instead of leasing and putting them back.
+    pub fn full(&self) -> Vec<String> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, slots)| slots.available_permits() == 0)
+            .map(|(bot, _)| bot.clone())
+            .collect()
+    }
+
     /// A slot for one job of `bot_id`, if one is free; held until dropped.
     pub fn try_take(&self, bot_id: &str) -> Option<OwnedSemaphorePermit> {
         let semaphore = self
@@ -46,6 +58,7 @@ mod tests {
         let a2 = slots.try_take("a");
         assert!(a1.is_some() && a2.is_some());
         assert!(slots.try_take("a").is_none(), "a is full");
+        assert_eq!(slots.full(), ["a"]);
         assert!(slots.try_take("b").is_some(), "b is not held up by a");
         drop(a1);
         assert!(

@@ -97,7 +97,8 @@ impl BotEngine {
     }
 }
 
-fn classify(status: u16, wait: Option<Duration>) -> DeliveryResult {
+/// What an engine's answer means for the delivery: its status and its `Retry-After`.
+pub fn classify(status: u16, wait: Option<Duration>) -> DeliveryResult {
     match status {
         200..=299 => DeliveryResult::Delivered { detail: None },
         // Redirects are not followed: the signed body goes only where the bot's owner

@@ -50,9 +50,12 @@ pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
 
 /// Seconds from a `Retry-After` header (delta-seconds form).
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
+    parse_retry_after(headers.get(reqwest::header::RETRY_AFTER)?.as_bytes())
+}
+
+/// A `Retry-After` value in its delta-seconds form (the HTTP-date form reads as none).
+pub fn parse_retry_after(value: &[u8]) -> Option<Duration> {
+    std::str::from_utf8(value)
         .ok()?
         .trim()
         .parse::<u64>()

@@ -63,9 +63,16 @@ impl Telegram {
         };
         let status = response.status().as_u16();
         let header_wait = crate::retry_after(response.headers());
-        let answer: Answer = response.json().await.unwrap_or_default();
-        classify(status, answer, header_wait)
+        let body = response.bytes().await.unwrap_or_default();
+        classify_answer(status, &body, header_wait)
     }
+}
+
+/// What an answer of the Bot API means for the delivery: its status, its JSON body
+/// (anything else reads as an empty answer) and its `Retry-After`.
+pub fn classify_answer(status: u16, body: &[u8], header_wait: Option<Duration>) -> DeliveryResult {
+    let answer: Answer = serde_json::from_slice(body).unwrap_or_default();
+    classify(status, answer, header_wait)
 }
 
 fn classify(status: u16, answer: Answer, header_wait: Option<Duration>) -> DeliveryResult {

@@ -33,9 +33,6 @@ pub struct QueueDepth {
     pub oldest_ready_ms: u64,
 }
 
-/// The longest a job waits between two looks while it is postponed again and again.
-pub const LONGEST_POSTPONEMENT: Duration = Duration::from_millis(3200);
-
 /// `delay` after `now` (Unix milliseconds), saturating rather than overflowing.
 fn later(now: i64, delay: Duration) -> i64 {
     now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
@@ -93,16 +90,30 @@ impl JobQueue for Sqlite {
 impl Sqlite {
     /// Take the oldest visible job for `lease`, if any.
     pub async fn lease(&self, lease: Duration) -> Result<Option<Leased>, StoreError> {
+        self.lease_skipping(lease, &[]).await
+    }
+
+    /// [`Sqlite::lease`], leaving the deliver jobs of `full_bots` (bots whose jobs in
+    /// flight are at their share) where they are: idle workers do not lease and put back
+    /// jobs that must wait for their bot.
+    pub async fn lease_skipping(
+        &self,
+        lease: Duration,
+        full_bots: &[String],
+    ) -> Result<Option<Leased>, StoreError> {
+        let full = serde_json::to_string(full_bots).map_err(StoreError::new)?;
         self.transaction(move |tx| {
             let now = now_ms();
             let row: Option<(String, u32)> = tx
                 .prepare_cached(
                     "UPDATE jobs SET visible_at = ?2, attempts = attempts + 1, leased = 1
                      WHERE id = (SELECT id FROM jobs WHERE state = 'ready' AND visible_at <= ?1
+                                   AND NOT (kind = 'deliver' AND bot_id IS NOT NULL
+                                            AND bot_id IN (SELECT value FROM json_each(?3)))
                                  ORDER BY visible_at LIMIT 1)
                      RETURNING payload, attempts",
                 )?
-                .query_row(params![now, now + lease.as_millis() as i64], |r| {
+                .query_row(params![now, now + lease.as_millis() as i64, full], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .optional()?;
@@ -157,21 +168,18 @@ impl Sqlite {
     }
 
     /// Put a leased job back for `delay` without counting the attempt (it did not run: its
-    /// request or its bot was busy). Each postponement in a row doubles the wait, up to
-    /// [`LONGEST_POSTPONEMENT`] (or `delay`, if longer): idle workers do not spin leasing
-    /// and putting back jobs that wait their bot's turn. Its `due_at` stays, so the
-    /// queue's oldest age counts the whole wait.
+    /// request is still being accepted, the page before it has not recorded its cursor,
+    /// or its bot's share was taken between lease and start). Its `due_at` stays, so the
+    /// queue's oldest age counts the whole wait. (Jobs of a bot at its share are not
+    /// leased at all: [`Sqlite::lease_skipping`].)
     pub async fn postpone(&self, job_id: &str, delay: Duration) -> Result<(), StoreError> {
         let job_id = job_id.to_string();
-        let base = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-        let longest = base.max(LONGEST_POSTPONEMENT.as_millis() as i64);
         self.transaction(move |tx| {
             tx.execute(
-                "UPDATE jobs SET visible_at = ?2 + min(?3 << min(postponements, 16), ?4),
-                        leased = 0, attempts = max(attempts - 1, 0),
+                "UPDATE jobs SET visible_at = ?2, leased = 0, attempts = max(attempts - 1, 0),
                         postponements = postponements + 1
                  WHERE id = ?1",
-                params![job_id, now_ms(), base, longest],
+                params![job_id, later(now_ms(), delay)],
             )
             .map(|_| ())
         })

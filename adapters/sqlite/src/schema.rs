@@ -166,8 +166,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX users_by_platform_shard ON users (bot_id, platform, shard, bm_id);
     "#,
     // 5: when a job became due (not moved by postponing it, so that the queue's oldest
-    // age counts a job waiting its bot's turn), and how often it was postponed (each time
-    // it waits longer before it is looked at again).
+    // age counts a job waiting its turn), and how often it was postponed.
     r#"
     ALTER TABLE jobs ADD COLUMN due_at INTEGER;
     UPDATE jobs SET due_at = visible_at;

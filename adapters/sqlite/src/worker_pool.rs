@@ -118,7 +118,8 @@ struct Worker {
 impl Worker {
     async fn run(self) {
         while !self.stop.shutdown.is_cancelled() {
-            match self.store.lease(self.options.lease).await {
+            let full = self.app.slots.full();
+            match self.store.lease_skipping(self.options.lease, &full).await {
                 Ok(Some(leased)) => self.handle(leased).await,
                 Ok(None) => {
                     tokio::select! {

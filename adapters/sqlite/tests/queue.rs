@@ -1,56 +1,83 @@
-//! The job queue: a job postponed again and again is looked at less and less often, and
-//! the queue's oldest age counts its whole wait.
+//! The job queue: a bot at its share has none of its deliver jobs leased (so idle workers
+//! do not spin leasing and putting them back), and the queue's oldest age counts a job's
+//! whole wait however often it was postponed.
 
 use herald_core::domain::{now_ms, Job};
 use herald_core::ports::JobQueue;
-use herald_sqlite::queue::LONGEST_POSTPONEMENT;
 use herald_sqlite::Sqlite;
 use std::time::Duration;
 
-fn visible_at(store: &Sqlite) -> i64 {
-    rusqlite::Connection::open(store.path())
-        .unwrap()
-        .query_row("SELECT visible_at FROM jobs", [], |r| r.get(0))
-        .unwrap()
+fn sql(store: &Sqlite) -> rusqlite::Connection {
+    rusqlite::Connection::open(store.path()).unwrap()
 }
 
 #[tokio::test]
-async fn postponing_backs_off_and_the_oldest_age_counts_the_whole_wait() {
+async fn the_deliver_jobs_of_a_full_bot_are_left_for_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
+    let busy = Job::deliver("r1", 0, vec![]);
+    let expand = Job::expand("r1", 0, None);
+    let other = Job::deliver("r2", 0, vec![]);
+    store
+        .enqueue(
+            vec![busy.clone(), expand.clone(), other.clone()],
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let conn = sql(&store);
+    conn.execute(
+        "UPDATE jobs SET bot_id = 'busy' WHERE request_id = 'r1'",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE jobs SET bot_id = 'calm' WHERE request_id = 'r2'",
+        [],
+    )
+    .unwrap();
+    let full = vec!["busy".to_string()];
+    let mut leased = Vec::new();
+    while let Some(job) = store
+        .lease_skipping(Duration::from_secs(60), &full)
+        .await
+        .unwrap()
+    {
+        leased.push(job.job.id);
+    }
+    leased.sort();
+    let mut expected = vec![expand.id, other.id];
+    expected.sort();
+    assert_eq!(leased, expected, "all but the full bot's deliver job");
+    let left = store.lease(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        left.map(|l| l.job.id),
+        Some(busy.id),
+        "leased once it may run"
+    );
+}
+
+#[tokio::test]
+async fn the_oldest_age_counts_the_whole_wait_of_a_postponed_job() {
     let dir = tempfile::tempdir().unwrap();
     let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
     store
         .enqueue(vec![Job::deliver("r", 0, vec![])], Duration::ZERO)
         .await
         .unwrap();
-    let mut waits = Vec::new();
-    for _ in 0..7 {
-        let leased = store.lease(Duration::from_secs(60)).await.unwrap();
-        let job = leased.expect("the job is visible").job;
-        let before = now_ms();
-        store
-            .postpone(&job.id, Duration::from_millis(200))
-            .await
-            .unwrap();
-        waits.push(visible_at(&store) - before);
-        // Due again now, for the next round.
-        rusqlite::Connection::open(store.path())
-            .unwrap()
-            .execute("UPDATE jobs SET visible_at = 0", [])
-            .unwrap();
-    }
-    let longest = LONGEST_POSTPONEMENT.as_millis() as i64;
-    for (i, wait) in waits.iter().enumerate() {
-        let expected = (200i64 << i).min(longest);
-        assert!(
-            (expected - 5..=expected + 50).contains(wait),
-            "postponement {i}: waited {wait} ms, expected about {expected}"
-        );
-    }
-    // Waiting since 33 s ago, postponed many times since: 33 s old.
-    rusqlite::Connection::open(store.path())
-        .unwrap()
+    // Due 33 s ago, postponed again and again since.
+    sql(&store)
         .execute("UPDATE jobs SET due_at = ?1", [now_ms() - 33_000])
         .unwrap();
+    for _ in 0..3 {
+        let job = store
+            .lease(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap()
+            .job;
+        store.postpone(&job.id, Duration::ZERO).await.unwrap();
+    }
     let depth = store.queue_depth().await.unwrap();
     assert!(depth.oldest_ready_ms >= 33_000, "{}", depth.oldest_ready_ms);
 }
