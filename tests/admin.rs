@@ -766,3 +766,83 @@ async fn admin_work_never_logs_tokens_secrets_or_data() {
         assert!(!logs.contains(secret), "{secret} reached the logs");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_enforces_what_the_openapi_document_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let server = serve(&db, &[]);
+    let event = cli(
+        &server,
+        &[
+            "events", "create", "--bot", "shop", "--name", "n", "--action", "screen", "--screen",
+            "s",
+        ],
+    );
+    let event_id = event["event"]["id"].as_str().unwrap().to_string();
+    let admin = |method: reqwest::Method, path: &str| {
+        client()
+            .request(method, server.url(path))
+            .bearer_auth(ADMIN)
+    };
+    // Page sizes outside the documented ranges are refused, not clamped.
+    for path in [
+        format!("/v1/admin/requests?event_id={event_id}&limit=0"),
+        format!("/v1/admin/requests?event_id={event_id}&limit=101"),
+        "/v1/admin/dead-letters?limit=0".to_string(),
+        "/v1/admin/dead-letters?limit=1001".to_string(),
+    ] {
+        let status = admin(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 422, "{path}");
+    }
+    let status = admin(reqwest::Method::GET, "/v1/admin/dead-letters?limit=1000")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    // A PATCH needs a body.
+    for path in [
+        format!("/v1/admin/events/{event_id}"),
+        "/v1/admin/bots/shop".to_string(),
+    ] {
+        let status = admin(reqwest::Method::PATCH, &path)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 422, "{path}");
+    }
+    // A whole number written with a fraction is an integer, as JSON Schema has it.
+    let answer = admin(
+        reqwest::Method::PATCH,
+        &format!("/v1/admin/events/{event_id}"),
+    )
+    .json(&serde_json::json!({"rate_limit": {"per_second": 2, "burst": 20.0}}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = admin(
+        reqwest::Method::PATCH,
+        &format!("/v1/admin/events/{event_id}"),
+    )
+    .json(&serde_json::json!({"rate_limit": {"per_second": 2, "burst": 20.5}}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 422);
+    let rotated = admin(
+        reqwest::Method::POST,
+        &format!("/v1/admin/events/{event_id}/rotate-secret"),
+    )
+    .json(&serde_json::json!({"grace_seconds": 60.0}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(rotated.status(), 200);
+}

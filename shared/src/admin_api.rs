@@ -110,11 +110,30 @@ pub(crate) async fn require_admin_token(
     }
 }
 
-/// A JSON document of an admin request: 415 unless JSON, 413 over the limit, 400 when
-/// malformed, 422 naming the field when it does not fit.
+/// The document of a PATCH: as [`document`], but a body is required (a change with no
+/// body is a client's mistake, not "change nothing"): 422 without one.
+async fn changes_document<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    read_document(headers, body, false).await
+}
+
+/// A JSON document of an admin request; an empty body reads as `{}`.
 async fn document<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
+) -> Result<T, ApiError> {
+    read_document(headers, body, true).await
+}
+
+/// A JSON document of an admin request: 415 unless JSON, 413 over the limit, 400 when
+/// malformed, 422 naming the field when it does not fit; an empty body is `{}` when
+/// `empty_allowed`, else 422.
+async fn read_document<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    empty_allowed: bool,
 ) -> Result<T, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
         .await
@@ -128,6 +147,12 @@ async fn document<T: serde::de::DeserializeOwned>(
             }]))
         })?;
     let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        if !empty_allowed {
+            return Err(ApiError::invalid(vec![(
+                String::new(),
+                "a JSON object with the fields to change is required".into(),
+            )]));
+        }
         Bytes::from_static(b"{}")
     } else {
         crate::router::check_json_content_type(headers)?;
@@ -239,7 +264,7 @@ async fn update_bot(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bot_id = path(bot_id)?;
-    let changes: BotChanges = document(&headers, body).await?;
+    let changes: BotChanges = changes_document(&headers, body).await?;
     changes.validate().map_err(ApiError::invalid)?;
     let current = app.admin.bot_summary(&bot_id).await?;
     changes
@@ -493,7 +518,7 @@ async fn update_event(
     body: Body,
 ) -> Result<Response, ApiError> {
     let event_id = path(event_id)?;
-    let changes: EventChanges = document(&headers, body).await?;
+    let changes: EventChanges = changes_document(&headers, body).await?;
     if let Some(name) = &changes.name {
         check_name(name)?;
     }
@@ -523,6 +548,7 @@ async fn delete_event(
 struct Rotation {
     /// How long the old secret keeps working, in seconds (0: it stops at once).
     #[serde(default)]
+    #[serde(deserialize_with = "crate::domain::integral")]
     grace_seconds: u64,
 }
 
@@ -561,6 +587,17 @@ async fn rotate_secret(
     Ok(Json(with_secret(&app, event, secret)).into_response())
 }
 
+/// A list's `limit`: `default` when absent, 422 outside 1..=`most` (as documented).
+fn page_size(limit: Option<usize>, default: usize, most: usize) -> Result<usize, ApiError> {
+    match limit.unwrap_or(default) {
+        n if (1..=most).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid(vec![(
+            "limit".into(),
+            format!("must be from 1 to {most}"),
+        )])),
+    }
+}
+
 // ---- requests ----
 
 #[derive(Deserialize)]
@@ -575,7 +612,7 @@ async fn list_requests(
     filter: Result<Query<RequestFilter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let filter = query(filter)?;
-    let limit = filter.limit.unwrap_or(20).clamp(1, 100);
+    let limit = page_size(filter.limit, 20, 100)?;
     let found = app
         .admin
         .recent_requests(&filter.event_id, filter.before.as_deref(), limit)
@@ -641,7 +678,7 @@ async fn list_dead_letters(
     State(app): Shared,
     filter: Result<Query<DeadFilter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let limit = query(filter)?.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = page_size(query(filter)?.limit, 100, 1000)?;
     let dead = app.admin.dead_letters(limit).await?;
     Ok(Json(serde_json::json!({ "dead_letters": dead })).into_response())
 }

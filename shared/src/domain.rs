@@ -68,7 +68,28 @@ pub struct RateLimit {
     /// Sustained requests per second (may be fractional: 0.5 is one every two seconds).
     pub per_second: f64,
     /// Requests that may arrive at once after a quiet spell (at least 1).
+    #[serde(deserialize_with = "integral")]
     pub burst: u32,
+}
+
+/// An integer field that also takes a number with no fraction (`20.0`), as JSON Schema's
+/// `integer` does.
+pub fn integral<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, not {number}")))
 }
 
 impl RateLimit {
