@@ -164,6 +164,13 @@ async fn read_document<T: serde::de::DeserializeOwned>(
             column: e.column(),
             message: e.to_string(),
         })?;
+    if !value.is_object() {
+        // serde would read an array positionally into a struct.
+        return Err(ApiError::invalid(vec![(
+            String::new(),
+            "must be a JSON object".into(),
+        )]));
+    }
     serde_json::from_value(value)
         .map_err(|e| ApiError::invalid(vec![(String::new(), e.to_string())]))
 }
