@@ -818,31 +818,22 @@ async fn the_server_enforces_what_the_openapi_document_states() {
         assert_eq!(status, 422, "{path}");
     }
     // A whole number written with a fraction is an integer, as JSON Schema has it.
-    let answer = admin(
-        reqwest::Method::PATCH,
-        &format!("/v1/admin/events/{event_id}"),
-    )
-    .json(&serde_json::json!({"rate_limit": {"per_second": 2, "burst": 20.0}}))
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(answer.status(), 200);
-    let answer = admin(
-        reqwest::Method::PATCH,
-        &format!("/v1/admin/events/{event_id}"),
-    )
-    .json(&serde_json::json!({"rate_limit": {"per_second": 2, "burst": 20.5}}))
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(answer.status(), 422);
-    let rotated = admin(
-        reqwest::Method::POST,
-        &format!("/v1/admin/events/{event_id}/rotate-secret"),
-    )
-    .json(&serde_json::json!({"grace_seconds": 60.0}))
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(rotated.status(), 200);
+    let send = |method: reqwest::Method, path: String, body: serde_json::Value| {
+        let request = admin(method, &path).json(&body);
+        async move { request.send().await.unwrap().status() }
+    };
+    let event_path = format!("/v1/admin/events/{event_id}");
+    for (burst, status) in [
+        (serde_json::json!(20.0), 200),
+        (serde_json::json!(20.5), 422),
+    ] {
+        let limit = serde_json::json!({"rate_limit": {"per_second": 2, "burst": burst}});
+        assert_eq!(
+            send(reqwest::Method::PATCH, event_path.clone(), limit).await,
+            status
+        );
+    }
+    let rotate = format!("{event_path}/rotate-secret");
+    let grace = serde_json::json!({"grace_seconds": 60.0});
+    assert_eq!(send(reqwest::Method::POST, rotate, grace).await, 200);
 }

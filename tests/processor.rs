@@ -15,6 +15,23 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::{blocked, quick_retries, transient, Harness, ScriptedDeliverer};
 
+/// Run the due jobs `attempts` times, each failing job's backoff skipped, with
+/// `attempts` the most a job gets before it is kept as dead.
+async fn run_jobs_to_their_last_attempt(h: &Harness, attempts: u32) {
+    let options = herald_sqlite::worker_pool::PoolOptions {
+        max_job_attempts: attempts,
+        ..Default::default()
+    };
+    for _ in 0..attempts {
+        herald_sqlite::worker_pool::drain(&h.app, &h.store, &options)
+            .await
+            .unwrap();
+        h.sql()
+            .execute("UPDATE jobs SET visible_at = 0", [])
+            .unwrap();
+    }
+}
+
 async fn accept(h: &Harness, event_id: &str, body: Value) -> String {
     let event = h.app.events.event(event_id).await.unwrap().unwrap();
     match intake::accept(&h.app, &event, body.to_string().as_bytes(), None).await {
@@ -250,18 +267,7 @@ async fn a_job_that_panics_fails_alone_and_is_kept_as_dead() {
         json!({"platform": "tg", "users": ["1", "2"]}),
     )
     .await;
-    let options = herald_sqlite::worker_pool::PoolOptions {
-        max_job_attempts: 2,
-        ..Default::default()
-    };
-    for _ in 0..2 {
-        herald_sqlite::worker_pool::drain(&h.app, &h.store, &options)
-            .await
-            .unwrap();
-        h.sql()
-            .execute("UPDATE jobs SET visible_at = 0", [])
-            .unwrap();
-    }
+    run_jobs_to_their_last_attempt(&h, 2).await;
     let depth = h.store.queue_depth().await.unwrap();
     assert_eq!(
         (depth.ready, depth.dead),
@@ -756,18 +762,7 @@ async fn a_job_that_keeps_failing_on_the_store_is_kept_dead() {
     .await;
     // A job for a request whose outcomes table is gone fails on every attempt.
     h.sql().execute_batch("DROP TABLE outcomes").unwrap();
-    let options = herald_sqlite::worker_pool::PoolOptions {
-        max_job_attempts: 2,
-        ..Default::default()
-    };
-    for _ in 0..2 {
-        herald_sqlite::worker_pool::drain(&h.app, &h.store, &options)
-            .await
-            .unwrap();
-        h.sql()
-            .execute("UPDATE jobs SET visible_at = 0", [])
-            .unwrap();
-    }
+    run_jobs_to_their_last_attempt(&h, 2).await;
     let depth = h.store.queue_depth().await.unwrap();
     assert_eq!((depth.ready, depth.dead), (0, 1));
     let error: String = h

@@ -16,6 +16,24 @@ fn numbers(store: &Sqlite) -> Vec<i64> {
     rows
 }
 
+/// A write that holds the writer thread for a moment (inserting 1000), so that writes
+/// made meanwhile queue up and are committed as one batch.
+async fn hold_the_writer(
+    store: &Sqlite,
+) -> tokio::task::JoinHandle<Result<usize, herald_core::StoreError>> {
+    let store = store.clone();
+    let holder = tokio::spawn(async move {
+        store
+            .transaction(|tx| {
+                std::thread::sleep(Duration::from_millis(200));
+                tx.execute("INSERT INTO scratch (n) VALUES (1000)", [])
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    holder
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_committed_together_succeed_fail_and_panic_each_on_their_own() {
     let dir = tempfile::tempdir().unwrap();
@@ -27,18 +45,7 @@ async fn writes_committed_together_succeed_fail_and_panic_each_on_their_own() {
 
     // The first write holds the writer thread for a moment, so the 30 behind it queue up
     // and are committed as one batch.
-    let holder = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .transaction(|tx| {
-                    std::thread::sleep(Duration::from_millis(200));
-                    tx.execute("INSERT INTO scratch (n) VALUES (1000)", [])
-                })
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let holder = hold_the_writer(&store).await;
     let writes: Vec<_> = (0..30i64)
         .map(|n| {
             let store = store.clone();
@@ -119,18 +126,7 @@ async fn a_write_whose_failure_undoes_the_whole_batch_fails_alone() {
         .transaction(|tx| tx.execute_batch("CREATE TABLE scratch (n INTEGER PRIMARY KEY)"))
         .await
         .unwrap();
-    let holder = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .transaction(|tx| {
-                    std::thread::sleep(Duration::from_millis(200));
-                    tx.execute("INSERT INTO scratch (n) VALUES (1000)", [])
-                })
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let holder = hold_the_writer(&store).await;
     let writes: Vec<_> = (0..20i64)
         .map(|n| {
             let store = store.clone();
