@@ -45,10 +45,10 @@ impl BotChanges {
             ("signing_secret", &self.signing_secret),
         ] {
             if let Some(value) = value {
-                if value.len() > 2048 || value.chars().any(char::is_control) {
+                if value.chars().count() > 2048 || value.chars().any(char::is_control) {
                     errors.push((
                         field.to_string(),
-                        "must be one line of at most 2048 bytes".to_string(),
+                        "must be one line of at most 2048 characters".to_string(),
                     ));
                 }
             }
