@@ -15,6 +15,10 @@ use herald_core::domain::{Outcome, RequestRecord, RequestState};
 use herald_core::ports::{ErrorSample, Expansion, RequestLog, RequestProgress};
 use herald_core::StoreError;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// Tries again of an outcome batch that lost a transaction conflict on its request item.
+const CONFLICT_RETRIES: u32 = 6;
 
 /// Failures kept per request for the status document.
 pub const ERROR_SAMPLES: usize = 20;
@@ -178,22 +182,46 @@ impl Aws {
                 .update(self.counters_update(request_id, &counts)?)
                 .build(),
         );
-        match self
-            .dynamodb
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(e.as_service_error(), Some(TransactWriteItemsError::TransactionCanceledException(c))
-                if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))) =>
+        let reasons =
+            |e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>| -> Vec<String> {
+                match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                        .cancellation_reasons()
+                        .iter()
+                        .filter_map(|r| r.code().map(String::from))
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            };
+        // Jobs of one request record their batches on its one item at the same time: a
+        // transaction that lost to another (TransactionConflict) is tried again, since
+        // failing the job would send its users again.
+        for attempt in 0u32.. {
+            match self
+                .dynamodb
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await
             {
-                Ok(false)
+                Ok(_) => return Ok(true),
+                Err(e) => {
+                    let codes = reasons(&e);
+                    if codes.iter().any(|c| c == "ConditionalCheckFailed") {
+                        return Ok(false);
+                    }
+                    if codes.iter().any(|c| c == "TransactionConflict")
+                        && attempt < CONFLICT_RETRIES
+                    {
+                        let jitter = u64::from(herald_core::secret::random_bytes::<1>()[0]) % 20;
+                        tokio::time::sleep(Duration::from_millis((20 << attempt) + jitter)).await;
+                        continue;
+                    }
+                    return Err(store_error(e));
+                }
             }
-            Err(e) => Err(store_error(e)),
         }
+        unreachable!("the loop returns")
     }
 
     /// Append samples to a list attribute while it is shorter than `max` (best effort).
