@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-/// Limits of the public event endpoint (see the README's limits table).
+/// Limits of the public event endpoint (see docs/event-request.md, Limits).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest accepted request body in bytes.

@@ -2,7 +2,7 @@
 //!
 //! [`parse`] turns raw bytes into an [`EventRequest`] or a [`RequestError`] naming every
 //! offending field by path (`users[3]`, `users[0].data`, `data`). It enforces the rules and
-//! limits of the README's contract: exactly one of `users` / `users_bm`, `platform`
+//! limits of the contract (docs/event-request.md): exactly one of `users` / `users_bm`, `platform`
 //! required with `users`, `any` only with `everyone`, ids as strings or integers (normalised
 //! to strings, de-duplicated, order kept), per-user `data` merged over the request's
 //! (RFC 7396), and the size, count, length and depth limits of [`Limits`].
