@@ -31,14 +31,6 @@ impl Stop {
         Stop::default()
     }
 
-    /// Stop at shutdown only.
-    pub fn at_shutdown(shutdown: CancellationToken) -> Stop {
-        Stop {
-            shutdown,
-            deadline: None,
-        }
-    }
-
     /// The cutoff of one job whose time budget ends at `budget_end`.
     pub fn cutoff(&self, budget_end: Instant) -> Cutoff {
         let deadline = match self.deadline {
@@ -60,11 +52,6 @@ pub struct Cutoff {
 }
 
 impl Cutoff {
-    /// A cutoff at `deadline` and nothing else (tests, one-off deliveries).
-    pub fn at(deadline: Instant) -> Cutoff {
-        Stop::never().cutoff(deadline)
-    }
-
     /// Whether a delivery may no longer start.
     pub fn is_reached(&self) -> bool {
         self.token.is_cancelled() || Instant::now() >= self.deadline

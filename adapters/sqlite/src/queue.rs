@@ -150,7 +150,7 @@ impl Sqlite {
         self.transaction(move |tx| {
             tx.execute(
                 "UPDATE jobs SET visible_at = ?2, due_at = ?2, state = ?3, leased = 0,
-                        postponements = 0, last_error = coalesce(?4, last_error),
+                        last_error = coalesce(?4, last_error),
                         died_at = CASE WHEN ?3 = 'dead' THEN ?2 END
                  WHERE id = ?1",
                 params![
@@ -176,8 +176,7 @@ impl Sqlite {
         let job_id = job_id.to_string();
         self.transaction(move |tx| {
             tx.execute(
-                "UPDATE jobs SET visible_at = ?2, leased = 0, attempts = max(attempts - 1, 0),
-                        postponements = postponements + 1
+                "UPDATE jobs SET visible_at = ?2, leased = 0, attempts = max(attempts - 1, 0)
                  WHERE id = ?1",
                 params![job_id, later(now_ms(), delay)],
             )

@@ -166,11 +166,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX users_by_platform_shard ON users (bot_id, platform, shard, bm_id);
     "#,
     // 5: when a job became due (not moved by postponing it, so that the queue's oldest
-    // age counts a job waiting its turn), and how often it was postponed.
+    // age counts a job waiting its turn).
     r#"
     ALTER TABLE jobs ADD COLUMN due_at INTEGER;
     UPDATE jobs SET due_at = visible_at;
-    ALTER TABLE jobs ADD COLUMN postponements INTEGER NOT NULL DEFAULT 0;
     "#,
     // 6: a request's `data` stored once. `request_data` holds it; the record keeps `{}`;
     // a user whose `last_request` is the request's data as it is holds NULL and refers
