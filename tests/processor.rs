@@ -452,11 +452,16 @@ async fn a_bot_over_its_backlog_is_refused_first_and_accepted_again_once_it_drai
         assert!(try_accept(flooding.event_id.clone()).await.is_ok());
     }
     let refused = try_accept(flooding.event_id.clone()).await;
+    let Err(refusal) = refused else {
+        panic!("the fourth request waits for the backlog")
+    };
     assert!(
-        matches!(refused, Err(herald_core::problem::ApiError::Backlogged)),
-        "the fourth request waits for the backlog: {:?}",
-        refused.err()
+        matches!(refusal, herald_core::problem::ApiError::Backlogged),
+        "{refusal:?}"
     );
+    let answer = axum::response::IntoResponse::into_response(refusal);
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["retry-after"], "30", "as documented");
     assert!(
         try_accept(other.event_id.clone()).await.is_ok(),
         "other bots go on"
