@@ -836,4 +836,35 @@ async fn the_server_enforces_what_the_openapi_document_states() {
     let rotate = format!("{event_path}/rotate-secret");
     let grace = serde_json::json!({"grace_seconds": 60.0});
     assert_eq!(send(reqwest::Method::POST, rotate, grace).await, 200);
+    // `null` is not "absent": fields the document types as strings or booleans refuse it.
+    let patch = reqwest::Method::PATCH;
+    for (path, body) in [
+        (event_path.clone(), json!({"enabled": null})),
+        (event_path.clone(), json!({"name": null})),
+        (
+            "/v1/admin/bots/shop".into(),
+            json!({"signing_secret": null}),
+        ),
+        (
+            "/v1/admin/bots/shop".into(),
+            json!({"telegram_token": null}),
+        ),
+    ] {
+        assert_eq!(send(patch.clone(), path, body.clone()).await, 422, "{body}");
+    }
+    let redrive = json!({"all": true, "ids": null});
+    let path = "/v1/admin/dead-letters/redrive".to_string();
+    assert_eq!(send(reqwest::Method::POST, path, redrive).await, 422);
+    // Changes that unsign any bot are wrong in themselves (422); a screen_url for a bot
+    // that, as stored, has no signing secret conflicts with it (409).
+    let bot = "/v1/admin/bots/shop".to_string();
+    let unsigning = json!({"screen_url": "https://engine.example/s", "signing_secret": ""});
+    assert_eq!(send(patch.clone(), bot.clone(), unsigning).await, 422);
+    let url_only = json!({"screen_url": "https://engine.example/s"});
+    assert_eq!(send(patch.clone(), bot.clone(), url_only).await, 409);
+    let clear_secret = json!({"signing_secret": ""});
+    assert_eq!(send(patch.clone(), bot.clone(), clear_secret).await, 200);
+    let missing = "/v1/admin/bots/nobody".to_string();
+    let url_only = json!({"screen_url": "https://engine.example/s"});
+    assert_eq!(send(patch, missing, url_only).await, 404);
 }

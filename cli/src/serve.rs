@@ -101,9 +101,14 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_MIN_FREE_DISK_MB", default_value_t = 64)]
     min_free_disk_mb: u64,
     /// Days a finished request (its outcomes, expansions), a dead job and an unused
-    /// request's data are kept; 0 keeps everything. As on AWS (30-day TTL).
-    #[arg(long, env = "HERALD_RETENTION_DAYS", default_value_t = 30)]
-    retention_days: u64,
+    /// request's data are kept (a fraction is allowed: 0.5 is 12 hours); 0 keeps
+    /// everything. As on AWS (30-day TTL).
+    #[arg(long, env = "HERALD_RETENTION_DAYS", default_value_t = 30.0, value_parser = retention_days)]
+    retention_days: f64,
+    /// Seconds between retention sweeps (the first runs a minute after start, or sooner
+    /// if this is shorter).
+    #[arg(long, env = "HERALD_RETENTION_SWEEP_EVERY", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    retention_sweep_every: u64,
     /// Jobs a bot may have waiting before its new event requests are refused with 503
     /// (its backlog drains first); 0: no limit.
     #[arg(long, env = "HERALD_MAX_BACKLOG_JOBS", default_value_t = Config::DEFAULT_MAX_BACKLOG_JOBS)]
@@ -227,10 +232,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             },
         )
     });
-    if args.retention_days > 0 {
+    if args.retention_days > 0.0 {
         tokio::spawn(sweep_now_and_then(
             store.clone(),
-            Duration::from_secs(args.retention_days * 24 * 3600),
+            Duration::from_secs_f64(args.retention_days * 24.0 * 3600.0),
+            Duration::from_secs(args.retention_sweep_every),
         ));
     }
     let file_limit = http::raise_file_limit();
@@ -397,12 +403,18 @@ fn get_only(route: axum::routing::MethodRouter) -> axum::routing::MethodRouter {
     })
 }
 
-/// How often the retention sweep runs (the first a minute after start).
-const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// `--retention-days`: a finite number of days from 0 to 100 years.
+fn retention_days(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(days) if (0.0..=36_500.0).contains(&days) => Ok(days),
+        _ => Err("a number of days from 0 to 36500 (fractions allowed)".into()),
+    }
+}
 
-/// Delete what is older than `keep`, a minute after start and then every hour.
-async fn sweep_now_and_then(store: Sqlite, keep: Duration) {
-    tokio::time::sleep(Duration::from_secs(60)).await;
+/// Delete what is older than `keep`, a minute after start (or after `every` if that is
+/// sooner) and then every `every`.
+async fn sweep_now_and_then(store: Sqlite, keep: Duration, every: Duration) {
+    tokio::time::sleep(every.min(Duration::from_secs(60))).await;
     loop {
         let started = std::time::Instant::now();
         match store.sweep(keep).await {
@@ -413,7 +425,7 @@ async fn sweep_now_and_then(store: Sqlite, keep: Duration) {
             ),
             Err(e) => tracing::warn!(error = %e, "retention sweep failed; it runs again later"),
         }
-        tokio::time::sleep(SWEEP_EVERY).await;
+        tokio::time::sleep(every).await;
     }
 }
 

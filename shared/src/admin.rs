@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// A bot as the admin API shows it: which connections are set, never their secrets.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct BotSummary {
     pub id: String,
     pub telegram_token_set: bool,
@@ -23,15 +23,16 @@ pub struct BotSummary {
     pub created_at: i64,
 }
 
-/// Changes to a bot's connections: an absent field stays as it is, `""` clears it.
+/// Changes to a bot's connections: an absent field stays as it is, `""` clears it
+/// (`null` is refused: it would say neither).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BotChanges {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub telegram_token: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub screen_url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub signing_secret: Option<String>,
 }
 
@@ -100,20 +101,24 @@ impl BotChanges {
 }
 
 /// Changes to an event: absent fields stay as they are; `"rate_limit": null` removes
-/// the limit.
+/// the limit (a `null` name or `enabled` is refused).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventChanges {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     pub rate_limit: Option<Option<RateLimit>>,
 }
 
-/// Tells a field given as `null` (Some(None)) from an absent one (None).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+/// A field that was given, for `#[serde(default, deserialize_with = "present")]`: absent
+/// is None, given is Some. With `T = Option<_>` it tells `null` (Some(None)) from absent;
+/// with any other `T` a `null` is refused as the wrong type, not read as absent.
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 

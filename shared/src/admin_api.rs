@@ -7,7 +7,7 @@
 //! Secrets go one way: bot tokens and signing secrets are accepted, never answered; an
 //! event secret is answered once, when it is made (create, rotate).
 
-use crate::admin::{BotChanges, Cancellation, EventChanges, Removal, Selection};
+use crate::admin::{BotChanges, BotSummary, Cancellation, EventChanges, Removal, Selection};
 use crate::domain::{now_ms, Action, Event, PreviousSecret, RateLimit, UserRef};
 use crate::ports::App;
 use crate::problem::ApiError;
@@ -273,10 +273,27 @@ async fn update_bot(
     let bot_id = path(bot_id)?;
     let changes: BotChanges = changes_document(&headers, body).await?;
     changes.validate().map_err(ApiError::invalid)?;
-    let current = app.admin.bot_summary(&bot_id).await?;
+    // Changes that would unsign even the bot most in their favour (a secret and no URL)
+    // are wrong in themselves (422); changes that unsign only this bot, as it is stored,
+    // conflict with it (409).
+    let favourable = BotSummary {
+        signing_secret_set: true,
+        ..BotSummary::default()
+    };
     changes
-        .keeps_webhooks_signed(current.as_ref())
+        .keeps_webhooks_signed(Some(&favourable))
         .map_err(ApiError::invalid)?;
+    let current = app
+        .admin
+        .bot_summary(&bot_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if let Err(mut errors) = changes.keeps_webhooks_signed(Some(&current)) {
+        let (_, why) = errors.remove(0);
+        return Err(ApiError::Conflict(format!(
+            "bot {bot_id} has no signing_secret: {why}"
+        )));
+    }
     if !app.admin.update_bot(&bot_id, &changes).await? {
         return Err(ApiError::NotFound);
     }
@@ -694,7 +711,7 @@ async fn list_dead_letters(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Which {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::admin::present")]
     ids: Option<Vec<String>>,
     #[serde(default)]
     all: bool,

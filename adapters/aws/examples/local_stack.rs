@@ -37,6 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         region: Some("us-east-1".into()),
         dynamodb_endpoint: Some(dynamodb.clone()),
         sqs_endpoint: Some(sqs.clone()),
+        timeouts: Default::default(),
     };
     let mut aws = Aws::connect(settings).await;
     let template =

@@ -22,7 +22,7 @@ pub mod users;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use herald_core::ports::Deliverer;
 use herald_core::{App, Config, Ports, StoreError};
-pub use settings::AwsSettings;
+pub use settings::{AwsSettings, CallTimeouts};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ pub struct Aws {
 
 impl Aws {
     /// Load the AWS configuration (region, credentials; endpoint override for emulators)
-    /// once and build both clients.
+    /// once and build both clients, every call bounded by the settings' timeouts.
     pub async fn connect(settings: AwsSettings) -> Aws {
         use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext};
         let tls = TlsContext::builder()
@@ -47,8 +47,14 @@ impl Aws {
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
             .tls_context(tls)
             .build_https();
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(settings.timeouts.connect)
+            .operation_attempt_timeout(settings.timeouts.attempt)
+            .operation_timeout(settings.timeouts.operation)
+            .build();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https)
+            .timeout_config(timeouts);
         if let Some(region) = &settings.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }

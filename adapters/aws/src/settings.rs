@@ -1,6 +1,7 @@
 //! Where Herald's AWS resources are: read once from the environment by an entrypoint.
 
 use std::env;
+use std::time::Duration;
 
 /// Names of the tables and queue, and optional endpoint overrides for emulators.
 #[derive(Debug, Clone)]
@@ -19,6 +20,33 @@ pub struct AwsSettings {
     pub dynamodb_endpoint: Option<String>,
     /// SQS endpoint override (an emulator); None for AWS itself.
     pub sqs_endpoint: Option<String>,
+    /// How long one SDK call may take.
+    pub timeouts: CallTimeouts,
+}
+
+/// Bounds on every DynamoDB and SQS call, so that an unreachable or silent service fails
+/// the call (an accept answers 503, a job is retried) instead of holding it until the
+/// function's timeout. Left to itself the SDK bounds only the connect (3.1 s) and waits
+/// for an answer forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTimeouts {
+    pub connect: Duration,
+    /// One try, from sending the request to the last byte of the answer.
+    pub attempt: Duration,
+    /// The whole call, its retries included.
+    pub operation: Duration,
+}
+
+impl Default for CallTimeouts {
+    /// A DynamoDB or SQS call takes milliseconds; these leave room for a slow moment and
+    /// still let the api function answer 503 well inside API Gateway's 29 s.
+    fn default() -> Self {
+        CallTimeouts {
+            connect: Duration::from_secs(2),
+            attempt: Duration::from_secs(5),
+            operation: Duration::from_secs(12),
+        }
+    }
 }
 
 impl AwsSettings {
@@ -42,6 +70,7 @@ impl AwsSettings {
             region: None,
             dynamodb_endpoint: env::var("HERALD_DYNAMODB_ENDPOINT").ok(),
             sqs_endpoint: env::var("HERALD_SQS_ENDPOINT").ok(),
+            timeouts: CallTimeouts::default(),
         })
     }
 }

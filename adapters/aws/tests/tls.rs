@@ -71,6 +71,7 @@ async fn client(port: u16) -> Aws {
         region: Some("us-east-1".into()),
         dynamodb_endpoint: Some(format!("https://localhost:{port}")),
         sqs_endpoint: None,
+        timeouts: Default::default(),
     })
     .await
 }

@@ -2,7 +2,10 @@
 //! ones where Herald depends on it: Telegram enforces a per-token rate (sliding second)
 //! with 429 and `retry_after`, answers 403 blocked / 400 chat not found for chosen chats,
 //! fails with 502 or answers slowly on demand; the engine checks HMAC signatures and
-//! timestamps.
+//! timestamps. [`fault_proxy`] takes an emulator away from the SDK clients on demand.
+
+pub mod fault_proxy;
+pub use fault_proxy::{Fault, FaultProxy};
 
 use axum::body::Bytes;
 use axum::extract::State;

@@ -77,6 +77,12 @@ impl Stack {
             region: Some("us-east-1".into()),
             dynamodb_endpoint: Some(endpoint("HERALD_TEST_DYNAMODB_ENDPOINT")),
             sqs_endpoint: Some(endpoint("HERALD_TEST_SQS_ENDPOINT")),
+            // The emulators can be slow under a whole test run: the harness waits.
+            timeouts: herald_aws::CallTimeouts {
+                connect: Duration::from_secs(5),
+                attempt: Duration::from_secs(60),
+                operation: Duration::from_secs(120),
+            },
         };
         let mut aws = Aws::connect(settings).await;
         herald_aws::local::provision(&mut aws, &repo_file("template.yaml"), &suffix, 3)
@@ -97,6 +103,23 @@ impl Stack {
             app,
             dlq_url,
         }
+    }
+
+    /// The same tables and queues reached through `dynamodb` and `sqs` (fault proxies),
+    /// with these call timeouts: what a function instance on a failing network sees.
+    pub async fn through(
+        &self,
+        dynamodb: &herald_fakes::FaultProxy,
+        sqs: &herald_fakes::FaultProxy,
+        timeouts: herald_aws::CallTimeouts,
+    ) -> Aws {
+        let settings = AwsSettings {
+            dynamodb_endpoint: Some(dynamodb.url()),
+            sqs_endpoint: Some(sqs.url()),
+            timeouts,
+            ..self.aws.settings.clone()
+        };
+        Aws::connect(settings).await
     }
 
     /// Run `instances` worker instances that deliver through real HTTP per `delivery`.
@@ -200,8 +223,13 @@ impl Stack {
 
     /// Invoke the api handler with a fixture (or any API Gateway event).
     pub async fn api(&self, event: &str) -> (u16, Value) {
+        self.api_through(&self.aws, event).await
+    }
+
+    /// Invoke an api handler whose adapters are `aws`.
+    pub async fn api_through(&self, aws: &Aws, event: &str) -> (u16, Value) {
         let request = lambda_http::request::from_str(event).expect("an API Gateway event");
-        let response = herald_api::router(&self.aws, self.app.config.clone())
+        let response = herald_api::router(aws, self.app.config.clone())
             .oneshot(request)
             .await
             .unwrap();
@@ -325,13 +353,18 @@ impl Stack {
 
     /// Receive up to ten messages as the SQS event source would.
     pub async fn receive(&self, queue_url: &str) -> Vec<SqsMessage> {
+        self.receive_hidden_for(queue_url, 30).await
+    }
+
+    /// Receive up to ten messages, hidden for `visibility` seconds.
+    pub async fn receive_hidden_for(&self, queue_url: &str, visibility: i32) -> Vec<SqsMessage> {
         let out = self
             .aws
             .sqs
             .receive_message()
             .queue_url(queue_url)
             .max_number_of_messages(10)
-            .visibility_timeout(30)
+            .visibility_timeout(visibility)
             .send()
             .await
             .unwrap();
@@ -354,9 +387,20 @@ impl Stack {
     }
 
     pub async fn invoke_instance(&self, app: &App, messages: Vec<SqsMessage>) -> Vec<String> {
+        self.invoke_through(&self.aws, app, messages).await
+    }
+
+    /// One worker invocation whose adapters are `aws` (say, through fault proxies), the
+    /// messages settled on the emulator directly, as the event source does.
+    pub async fn invoke_through(
+        &self,
+        aws: &Aws,
+        app: &App,
+        messages: Vec<SqsMessage>,
+    ) -> Vec<String> {
         let mut event = SqsEvent::default();
         event.records = messages.clone();
-        let response = herald_worker::handle(app, &self.aws, event).await;
+        let response = herald_worker::handle(app, aws, event).await;
         let failed: Vec<String> = response
             .batch_item_failures
             .iter()
