@@ -6,7 +6,8 @@
 //! idempotency keys past their 24 hours, too. A request's data goes only once no request
 //! and no user's `last_request` refers to it any more: a user keeps seeing the data of the
 //! last request that reached them, however old. Deletes run in small transactions (a few
-//! thousand rows each) so that accepts never wait long behind them; then the freed pages
+//! thousand rows each, hundreds of requests at a time) so that accepts never wait long
+//! behind them, and the search for unreferenced data is a read beside the writer; then the freed pages
 //! are handed back to the file system (`incremental_vacuum`) a few at a time.
 
 use crate::Sqlite;
@@ -19,6 +20,8 @@ use std::time::Duration;
 
 /// Rows deleted per transaction.
 const CHUNK: i64 = 2_000;
+/// Finished requests deleted together (their outcomes in chunks, then the records).
+const REQUESTS_PER_STEP: i64 = 500;
 /// Pages handed back per step.
 const VACUUM_STEP: i64 = 2_000;
 
@@ -50,34 +53,39 @@ impl Sqlite {
                                  OR (expansions_pending = 0
                                      AND delivered + not_found + failed + cancelled >= targeted))
                             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.request_id = r.id)
-                          LIMIT 100",
+                          LIMIT ?2",
                     )?
-                    .query_map([cutoff], |r| r.get(0))?
+                    .query_map(params![cutoff, REQUESTS_PER_STEP], |r| r.get(0))?
                     .collect()
                 })
                 .await?;
             if ids.is_empty() {
                 break;
             }
-            for id in ids {
-                swept.outcomes += self
-                    .delete_in_chunks(
-                        "DELETE FROM outcomes WHERE request_id = ?1 AND user_key IN
-                           (SELECT user_key FROM outcomes WHERE request_id = ?1 LIMIT ?2)",
-                        id.clone(),
-                    )
-                    .await?;
-                let (expansions, requests) = self
-                    .transaction(move |tx| {
-                        let expansions =
-                            tx.execute("DELETE FROM expansions WHERE request_id = ?1", [&id])?;
-                        let requests = tx.execute("DELETE FROM requests WHERE id = ?1", [&id])?;
-                        Ok((expansions as u64, requests as u64))
-                    })
-                    .await?;
-                swept.expansions += expansions;
-                swept.requests += requests;
-            }
+            let ids = serde_json::to_string(&ids).map_err(StoreError::new)?;
+            swept.outcomes += self
+                .delete_in_chunks(
+                    "DELETE FROM outcomes WHERE (request_id, user_key) IN
+                       (SELECT request_id, user_key FROM outcomes
+                         WHERE request_id IN (SELECT value FROM json_each(?1)) LIMIT ?2)",
+                    ids.clone(),
+                )
+                .await?;
+            let (expansions, requests) = self
+                .transaction(move |tx| {
+                    let expansions = tx.execute(
+                        "DELETE FROM expansions WHERE request_id IN (SELECT value FROM json_each(?1))",
+                        [&ids],
+                    )?;
+                    let requests = tx.execute(
+                        "DELETE FROM requests WHERE id IN (SELECT value FROM json_each(?1))",
+                        [&ids],
+                    )?;
+                    Ok((expansions as u64, requests as u64))
+                })
+                .await?;
+            swept.expansions += expansions;
+            swept.requests += requests;
         }
         swept.dead_jobs = self
             .delete_in_chunks(
@@ -93,20 +101,35 @@ impl Sqlite {
                 (now_ms() - IDEMPOTENCY_WINDOW_MS).to_string(),
             )
             .await?;
-        // Data no request and no user refers to any more (one pass over the users).
-        swept.data = self
-            .transaction(|tx| {
-                tx.execute(
-                    "DELETE FROM request_data
+        // Data no request and no user refers to any more, found by a read (one pass over
+        // the users, beside the writer, not in its way), then deleted in chunks. What the
+        // read found stays unreferenced: only requests still present are delivered, so no
+        // user comes to refer to a deleted request's data.
+        let orphans: Vec<String> = self
+            .read(|conn| {
+                conn.prepare_cached(
+                    "SELECT request_id FROM request_data
                       WHERE request_id NOT IN (SELECT id FROM requests)
                         AND request_id NOT IN (SELECT last_request_id FROM users
                                                 WHERE last_request IS NULL
                                                   AND last_request_id IS NOT NULL)",
-                    [],
-                )
-                .map(|n| n as u64)
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect()
             })
             .await?;
+        for chunk in orphans.chunks(CHUNK as usize) {
+            let ids = serde_json::to_string(chunk).map_err(StoreError::new)?;
+            swept.data += self
+                .transaction(move |tx| {
+                    tx.execute(
+                        "DELETE FROM request_data WHERE request_id IN (SELECT value FROM json_each(?1))",
+                        [&ids],
+                    )
+                    .map(|n| n as u64)
+                })
+                .await?;
+        }
         swept.pages_freed = self.give_space_back().await?;
         Ok(swept)
     }
