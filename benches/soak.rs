@@ -187,15 +187,8 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn main() {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(run());
-}
-
-async fn run() {
+#[tokio::main]
+async fn main() {
     let length = Duration::from_secs(env_or("SECONDS", 300));
     let retention = env_or("RETENTION", 60u64);
     let sweep = env_or("SWEEP", 15u64);

@@ -866,3 +866,65 @@ fn import_reads_standard_input_given_a_dash() {
     );
     assert_eq!(user(&db, "shop", "vk", "8")["platform_id"], "8");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retention_sweep_runs_on_its_schedule_and_keeps_what_users_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = create_event(&db, "shop");
+    import(&db, "shop", "tg", "", 3);
+    // Out-of-range settings are refused before anything starts.
+    for bad in [
+        ["--retention-days", "-1"],
+        ["--retention-days", "NaN"],
+        ["--retention-sweep-every", "0"],
+    ] {
+        let output = herald()
+            .args(["serve", "--no-demo", "--db", db.to_str().unwrap()])
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad:?}");
+    }
+    // Requests kept about a second and a half, swept every second.
+    let server = Server::start(
+        &db,
+        &[
+            "--no-demo",
+            "--retention-days",
+            "0.00002",
+            "--retention-sweep-every",
+            "1",
+        ],
+    );
+    let request_id = accept(
+        &server,
+        &event,
+        json!({"platform": "tg", "users": ["1"], "data": {"sale": 7}}),
+    )
+    .await;
+    wait_done(&server, &event, &request_id).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let response = client()
+            .get(server.url(&format!("/v1/requests/{request_id}")))
+            .bearer_auth(&event.secret)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 404 {
+            break;
+        }
+        assert_eq!(response.status(), 200);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the finished request was never swept"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The request is gone; the data its user's state shows is not.
+    drop(server);
+    let shown = user(&db, "shop", "tg", "1");
+    assert_eq!(shown["last_request"], json!({"sale": 7}), "{shown}");
+    assert_eq!(shown["last_request_id"], request_id.as_str());
+}
