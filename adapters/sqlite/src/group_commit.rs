@@ -11,6 +11,9 @@
 //! commits — and a page that several jobs touch (a request's counters, the queue's index)
 //! is written once per batch instead of once per caller; lone work waits for nobody.
 //!
+//! Durable work waiting is committed first, in a batch of its own: an accept waits for the
+//! batch already running, not for the background work that arrived beside it.
+//!
 //! The thread is the store's own, not a task of some tokio runtime, so the store works from
 //! any runtime (or several) and a caller does not hop through the blocking pool.
 
@@ -134,22 +137,47 @@ pub(crate) fn start(store: Weak<Inner>, waiting: Waiting) -> Result<(), StoreErr
 }
 
 /// The writer thread: it ends when the store is dropped (its queue with it).
+///
+/// Of the work waiting, the durable work (accepts a client waits on) is committed first,
+/// in a batch of its own, and the rest (workers' leases, outcomes, completions) after it:
+/// an accept waits for at most the one batch already running, never for the rows of
+/// background work that arrived beside it.
 fn run(store: Weak<Inner>, waiting: Waiting) {
-    while let Ok(first) = waiting.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+    let mut held: Vec<Box<dyn Work>> = Vec::new();
+    loop {
+        if held.is_empty() {
+            match waiting.recv() {
+                Ok(first) => held.push(first),
+                Err(_) => return,
+            }
+        }
+        while held.len() < 2 * MAX_BATCH {
             match waiting.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) => held.push(next),
                 Err(_) => break,
             }
         }
-        let committed = match store.upgrade() {
-            Some(inner) => commit_batch(&inner, &mut batch),
-            None => Err("the store is closed".to_string()),
-        };
-        for work in batch {
-            work.answer(&committed);
+        let (mut durable, mut background): (Vec<_>, Vec<_>) =
+            held.drain(..).partition(|work| work.durable());
+        while !durable.is_empty() {
+            let rest = durable.split_off(durable.len().min(MAX_BATCH));
+            commit_and_answer(&store, std::mem::replace(&mut durable, rest));
         }
+        let later = background.split_off(background.len().min(MAX_BATCH));
+        if !background.is_empty() {
+            commit_and_answer(&store, background);
+        }
+        held = later;
+    }
+}
+
+fn commit_and_answer(store: &Weak<Inner>, mut batch: Vec<Box<dyn Work>>) {
+    let committed = match store.upgrade() {
+        Some(inner) => commit_batch(&inner, &mut batch),
+        None => Err("the store is closed".to_string()),
+    };
+    for work in batch {
+        work.answer(&committed);
     }
 }
 
