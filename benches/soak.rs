@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{env_or, machine, ms, quantile, today};
-use test_support::{herald_json, Server};
+use test_support::{herald_json, metrics, Server};
 
 const CONNECTIONS: usize = 64;
 const ADMIN_TOKEN: &str = "soak-admin-token-0123456789";
@@ -114,17 +114,9 @@ impl Soak {
 
     /// Jobs waiting, from `/metrics`.
     async fn queued(&self) -> u64 {
-        let text = self
-            .client
-            .get(self.server.url("/metrics"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
+        metrics(&self.server, ADMIN_TOKEN)
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
+            .lines()
             .find(|l| l.starts_with("herald_queue_depth"))
             .and_then(|l| l.split_whitespace().last())
             .and_then(|v| v.parse::<f64>().ok())

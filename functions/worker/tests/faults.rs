@@ -108,7 +108,7 @@ impl Broadcast {
 
     /// POST the fixture event to everyone through the api function: status, body and
     /// `Retry-After`.
-    async fn accept(&self, wave: u32) -> (u16, Value) {
+    async fn accept(&self, wave: u32) -> (u16, Value, Option<String>) {
         let body = json!({"platform": "tg", "users": "everyone", "data": {"wave": wave}});
         let path = format!("/v1/events/{FIXTURE_EVENT}/{FIXTURE_SECRET}");
         let event = Stack::gateway_event(
@@ -167,10 +167,6 @@ impl Broadcast {
         panic!("the queue did not drain");
     }
 
-    async fn status(&self, request_id: &str) -> Value {
-        self.stack.status(request_id).await
-    }
-
     /// Every user's `last_request`, by scanning the users table directly.
     async fn waves(&self) -> HashMap<String, usize> {
         let mut waves = HashMap::new();
@@ -210,14 +206,14 @@ async fn an_outage_in_the_middle_of_everyone(
     static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_AT_A_TIME.lock().await;
     let broadcast = Broadcast::new().await;
-    let (status, body) = broadcast.accept(1).await;
+    let (status, body, _) = broadcast.accept(1).await;
     assert_eq!(status, 202, "{body}");
     let request_id = body["request_id"].as_str().unwrap().to_string();
     // The broadcast gets going: the first pages are expanded and their users delivered.
     let (received, failed) = broadcast.round().await;
     assert_eq!(failed, 0);
     assert!(received > 0);
-    let first = broadcast.status(&request_id).await;
+    let first = broadcast.stack.status(&request_id).await;
     assert!(
         first["delivered"].as_u64().unwrap() < USERS as u64,
         "the outage is to come mid-broadcast: {first}"
@@ -225,8 +221,9 @@ async fn an_outage_in_the_middle_of_everyone(
 
     broadcast.proxy(service).fail(fault);
     // While the service is down an accept is refused, never half-taken.
-    let (status, refused) = broadcast.accept(2).await;
+    let (status, refused, retry_after) = broadcast.accept(2).await;
     assert_eq!(status, 503, "{service:?} down: {refused}");
+    assert!(retry_after.is_some(), "a 503 says when to retry");
     assert_eq!(refused["type"], "/problems/unavailable", "{refused}");
     for round in 0..failing_rounds {
         let (received, failed) = broadcast.round().await;
@@ -246,7 +243,7 @@ async fn an_outage_in_the_middle_of_everyone(
             dead > 0,
             "an outage past the receive count dead-letters jobs"
         );
-        let waiting = broadcast.status(&request_id).await;
+        let waiting = broadcast.stack.status(&request_id).await;
         assert_eq!(waiting["state"], "running", "{waiting}");
         let (code, listed) = broadcast
             .stack
@@ -276,7 +273,7 @@ async fn an_outage_in_the_middle_of_everyone(
         );
     }
 
-    let done = broadcast.status(&request_id).await;
+    let done = broadcast.stack.status(&request_id).await;
     assert_eq!(
         (
             done["state"].as_str(),

@@ -41,7 +41,7 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// Relay a free loopback port to `upstream` (`host:port` or a URL's authority).
+    /// Relay a free loopback port to `upstream`.
     pub async fn start(upstream: SocketAddr) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -223,21 +223,27 @@ impl Stack {
 
     /// Invoke the api handler with a fixture (or any API Gateway event).
     pub async fn api(&self, event: &str) -> (u16, Value) {
-        self.api_through(&self.aws, event).await
+        let (status, body, _) = self.api_through(&self.aws, event).await;
+        (status, body)
     }
 
-    /// Invoke an api handler whose adapters are `aws`.
-    pub async fn api_through(&self, aws: &Aws, event: &str) -> (u16, Value) {
+    /// Invoke an api handler whose adapters are `aws`: status, body and `Retry-After`.
+    pub async fn api_through(&self, aws: &Aws, event: &str) -> (u16, Value, Option<String>) {
         let request = lambda_http::request::from_str(event).expect("an API Gateway event");
         let response = herald_api::router(aws, self.app.config.clone())
             .oneshot(request)
             .await
             .unwrap();
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            retry_after,
         )
     }
 
@@ -310,22 +316,7 @@ impl Stack {
         all.extend_from_slice(headers);
         let path = format!("/v1/events/{event_id}/{secret}");
         let event = Self::gateway_event("POST", &path, &all, Some(body.to_string()));
-        let request = lambda_http::request::from_str(&event).expect("an API Gateway event");
-        let response = herald_api::router(&self.aws, self.app.config.clone())
-            .oneshot(request)
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_string());
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            retry_after,
-        )
+        self.api_through(&self.aws, &event).await
     }
 
     /// An event like the fixtures, with another body.
