@@ -77,7 +77,7 @@ pub fn parse_json_line(line: &str) -> Result<NewUser, String> {
 pub fn parse_csv_lines<'a>(
     mut lines: impl Iterator<Item = &'a str>,
 ) -> Result<Vec<Result<NewUser, String>>, String> {
-    let columns = CsvColumns::from_header(lines.next().unwrap_or_default())?;
+    let mut columns = CsvColumns::from_header(lines.next().unwrap_or_default())?;
     Ok(lines.map(|line| columns.user(line)).collect())
 }
 
@@ -88,22 +88,25 @@ fn checked(user: NewUser) -> Result<NewUser, String> {
     }
 }
 
-/// Columns of a CSV import, from its header line.
+/// Columns of a CSV import, from its header line, and the reader its rows go through.
 struct CsvColumns {
     platform: usize,
     platform_id: usize,
     bm_id: Option<usize>,
+    reader: CsvLineReader,
 }
 
 impl CsvColumns {
     fn from_header(line: &str) -> Result<CsvColumns, String> {
-        let names = csv_fields(line)?;
+        let mut reader = CsvLineReader::default();
+        let names = reader.fields(line)?;
         let find = |name: &str| names.iter().position(|n| n.trim() == name);
         match (find("platform"), find("platform_id")) {
             (Some(platform), Some(platform_id)) => Ok(CsvColumns {
                 platform,
                 platform_id,
                 bm_id: find("bm_id"),
+                reader,
             }),
             _ => Err(
                 "the header line must name platform and platform_id (and may name bm_id)".into(),
@@ -111,8 +114,8 @@ impl CsvColumns {
         }
     }
 
-    fn user(&self, line: &str) -> Result<NewUser, String> {
-        let fields = csv_fields(line)?;
+    fn user(&mut self, line: &str) -> Result<NewUser, String> {
+        let fields = self.reader.fields(line)?;
         let get = |i: usize| {
             fields
                 .get(i)
@@ -130,14 +133,69 @@ impl CsvColumns {
     }
 }
 
-fn csv_fields(line: &str) -> Result<Vec<String>, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(line.as_bytes());
-    match reader.records().next() {
-        Some(Ok(record)) => Ok(record.iter().map(str::to_string).collect()),
-        Some(Err(e)) => Err(e.to_string()),
-        None => Ok(vec![]),
+/// RFC 4180 fields of one line at a time (quotes, doubled quotes, a trailing `\r`), by the
+/// csv crate's own parser, `csv-core`, kept for the whole import: building a reader per
+/// line cost more than parsing the line.
+struct CsvLineReader {
+    parser: csv_core::Reader,
+    output: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Default for CsvLineReader {
+    fn default() -> CsvLineReader {
+        CsvLineReader {
+            // `Reader::new`, not `Reader::default`: only the builder prepares its DFA.
+            parser: csv_core::Reader::new(),
+            output: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+}
+
+impl CsvLineReader {
+    /// The first record of `line` (the rest after a bare `\r` is ignored, as the import's
+    /// lines end at `\n`).
+    fn fields(&mut self, line: &str) -> Result<Vec<String>, String> {
+        use csv_core::ReadRecordResult;
+        self.parser.reset();
+        // Unquoting only shortens a line and a line of n bytes has at most n + 1 fields,
+        // so neither buffer can fill.
+        self.output.resize(line.len(), 0);
+        self.ends.resize(line.len() + 1, 0);
+        let (mut input, mut written, mut fields) = (line.as_bytes(), 0, 0);
+        loop {
+            let (result, _, wrote, ended) = self.parser.read_record(
+                input,
+                &mut self.output[written..],
+                &mut self.ends[fields..],
+            );
+            written += wrote;
+            fields += ended;
+            match result {
+                // The whole line was read: an empty input tells the parser it has ended.
+                ReadRecordResult::InputEmpty => input = &[],
+                ReadRecordResult::Record => return self.collect(fields),
+                ReadRecordResult::End => return Ok(vec![]),
+                ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {
+                    return Err("the line could not be read as CSV".into())
+                }
+            }
+        }
+    }
+
+    fn collect(&self, fields: usize) -> Result<Vec<String>, String> {
+        let mut start = 0;
+        self.ends[..fields]
+            .iter()
+            .map(|&end| {
+                let field = std::str::from_utf8(&self.output[start..end])
+                    .map(str::to_string)
+                    .map_err(|_| "a field is not UTF-8".to_string());
+                start = end;
+                field
+            })
+            .collect()
     }
 }
 
@@ -180,7 +238,7 @@ pub async fn stream(
             if line.is_empty() {
                 continue;
             }
-            let parsed = match (format, &columns) {
+            let parsed = match (format, &mut columns) {
                 (Format::JsonLines, _) => parse_json_line(line),
                 (Format::Csv, None) => {
                     columns =
@@ -248,7 +306,7 @@ mod tests {
 
     #[test]
     fn csv_columns_are_found_by_name_in_any_order() {
-        let columns = CsvColumns::from_header("bm_id,platform_id,platform").unwrap();
+        let mut columns = CsvColumns::from_header("bm_id,platform_id,platform").unwrap();
         let user = columns.user("abc,\"42\",tg").unwrap();
         assert_eq!(
             (
@@ -260,6 +318,23 @@ mod tests {
         );
         assert!(CsvColumns::from_header("id,name").is_err());
         assert!(columns.user("abc").is_err());
+    }
+
+    #[test]
+    fn csv_lines_follow_rfc_4180_with_one_reader_for_every_line() {
+        let mut reader = CsvLineReader::default();
+        let mut fields = |line: &str| reader.fields(line).unwrap();
+        assert_eq!(fields("a,b,c"), ["a", "b", "c"]);
+        assert_eq!(
+            fields(r#""x, y","say ""hi""",z"#),
+            ["x, y", r#"say "hi""#, "z"]
+        );
+        assert_eq!(fields("a,,\r"), ["a", "", ""]);
+        assert_eq!(fields("tg,42\rignored,after"), ["tg", "42"]);
+        assert_eq!(fields(r#""unclosed,é"#), ["unclosed,é"]);
+        assert_eq!(fields(" "), [" "]);
+        assert_eq!(fields(""), Vec::<String>::new());
+        assert_eq!(fields("ü,ß"), ["ü", "ß"]);
     }
 
     #[test]

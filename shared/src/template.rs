@@ -17,9 +17,22 @@ use std::sync::{Arc, Mutex};
 /// Compiled templates kept at most; past it the cache starts over.
 const CACHED: usize = 256;
 
+/// The longest template an event may carry, in characters.
+pub const MAX_TEMPLATE_CHARS: usize = 16 * 1024;
+
+/// The longest message a template may render, in bytes: above every messenger's own limit,
+/// low enough that a loop over a user's data cannot take the worker's memory.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Template instructions one rendering may run: thousands of times what a message needs,
+/// so a loop nested in a loop fails that user (reason `template`) within milliseconds
+/// instead of holding a worker.
+const FUEL: u64 = 200_000;
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
     env
 }
 
@@ -27,6 +40,11 @@ fn environment() -> Environment<'static> {
 pub fn check(template: &str) -> Result<(), String> {
     if template.trim().is_empty() {
         return Err("the template is empty".into());
+    }
+    if template.chars().count() > MAX_TEMPLATE_CHARS {
+        return Err(format!(
+            "the template is longer than {MAX_TEMPLATE_CHARS} characters"
+        ));
     }
     environment()
         .template_from_str(template)
@@ -47,14 +65,40 @@ pub fn render(
         "event": {"name": event_name},
     });
     let env = compiled(template)?;
-    let text = env
-        .get_template("message")
-        .and_then(|t| t.render(context))
-        .map_err(|e| describe(&e))?;
+    let mut text = BoundedText::default();
+    env.get_template("message")
+        .and_then(|t| t.render_captured_to(context, &mut text).map(drop))
+        .map_err(|e| match text.overflowed {
+            true => format!("the message is longer than {MAX_MESSAGE_BYTES} bytes"),
+            false => describe(&e),
+        })?;
+    let text = String::from_utf8(text.bytes).map_err(|_| "the message is not UTF-8".to_string())?;
     if text.trim().is_empty() {
         return Err("the message rendered empty".into());
     }
     Ok(text)
+}
+
+/// A rendering's output, refused past [`MAX_MESSAGE_BYTES`].
+#[derive(Default)]
+struct BoundedText {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for BoundedText {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_MESSAGE_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("message too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The message of `template` for a delivery's user, or the failure to count for them
@@ -155,5 +199,39 @@ mod tests {
         assert!(check("Hello {{ last_request.name }").is_err());
         assert!(check("   ").is_err());
         assert!(check("{% if last_request.vip %}VIP {% endif %}{{ last_request.name }}").is_ok());
+        assert!(check(&"é".repeat(MAX_TEMPLATE_CHARS)).is_ok());
+        let err = check(&"x".repeat(MAX_TEMPLATE_CHARS + 1)).unwrap_err();
+        assert!(err.contains("longer than 16384 characters"), "{err}");
+    }
+
+    #[test]
+    fn a_runaway_loop_fails_the_user_instead_of_holding_the_worker() {
+        let nested =
+            "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}.";
+        check(nested).unwrap();
+        let err = render(nested, "e", &user(), &Object::new()).unwrap_err();
+        assert!(err.contains("fuel"), "{err}");
+        // A loop of a few hundred items, far more than a message needs, still renders.
+        let list = "{% for item in last_request.items %}{{ item }},{% endfor %}";
+        let items: Vec<u32> = (0..500).collect();
+        let text = render(list, "e", &user(), &data(json!({ "items": items }))).unwrap();
+        assert!(
+            text.starts_with("0,1,2,") && text.ends_with("499,"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_message_longer_than_the_bound_fails_the_user() {
+        let big = "x".repeat(MAX_MESSAGE_BYTES / 4 + 1);
+        let template = "{{ last_request.big }}{{ last_request.big }}{{ last_request.big }}{{ last_request.big }}";
+        let err = render(template, "e", &user(), &data(json!({ "big": big }))).unwrap_err();
+        assert_eq!(
+            err,
+            format!("the message is longer than {MAX_MESSAGE_BYTES} bytes")
+        );
+        let fits = "x".repeat(MAX_MESSAGE_BYTES / 4);
+        let text = render(template, "e", &user(), &data(json!({ "big": fits }))).unwrap();
+        assert_eq!(text.len(), MAX_MESSAGE_BYTES);
     }
 }
