@@ -14,6 +14,7 @@ mod http;
 mod import;
 mod logging;
 mod output;
+mod readiness;
 mod serve;
 
 use clap::{Parser, Subcommand};

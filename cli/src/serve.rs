@@ -429,13 +429,6 @@ async fn sweep_now_and_then(store: Sqlite, keep: Duration, every: Duration) {
     }
 }
 
-/// How long one readiness answer is reused: the probe is an fsynced write, and the route
-/// needs no token, so a flood of probes costs at most one write per this period.
-const READINESS_FOR: Duration = Duration::from_secs(1);
-
-/// `GET /readyz`: 200 while the store can be read and durably written and free disk is
-/// above the minimum, else 503 with `Retry-After` (`/healthz` only says the process
-/// answers).
 /// New event requests are refused while free disk is low (nothing is accepted; 503 with
 /// `Retry-After`); every other route goes on.
 async fn shed_when_disk_low(
@@ -452,31 +445,27 @@ async fn shed_when_disk_low(
     next.run(request).await
 }
 
+/// `GET /readyz`: 200 while the store can be read and durably written and free disk is
+/// above the minimum, else 503 with `Retry-After` (`/healthz` only says the process
+/// answers).
+/// A probe's answer is reused for a second ([`crate::readiness`]).
 fn readiness_route(store: Sqlite, disk: Arc<crate::disk::DiskWatch>) -> axum::Router {
     use axum::response::IntoResponse;
     use herald_core::problem::ApiError;
-    let last: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>> = Arc::default();
+    let readiness = Arc::new(crate::readiness::Readiness::default());
     let ready = move || {
-        let (store, last) = (store.clone(), last.clone());
+        let (store, disk, readiness) = (store.clone(), disk.clone(), readiness.clone());
         async move {
-            let mut last = last.lock().await;
-            let fresh = last.filter(|(at, _)| at.elapsed() < READINESS_FOR);
-            let ok = match fresh {
-                _ if disk.is_low() => false,
-                Some((_, ok)) => ok,
-                None => {
-                    let ok = match store.probe().await {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "not ready: the store cannot be written");
-                            false
-                        }
-                    };
-                    *last = Some((std::time::Instant::now(), ok));
-                    ok
+            let writable = || async {
+                match store.probe().await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "not ready: the store cannot be written");
+                        false
+                    }
                 }
             };
-            if ok {
+            if !disk.is_low() && readiness.check(writable).await {
                 "ready".into_response()
             } else {
                 ApiError::Unavailable(herald_core::StoreError::new("store")).into_response()

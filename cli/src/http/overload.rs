@@ -121,3 +121,44 @@ async fn raw_overloaded(what: &'static str) -> Vec<u8> {
     wire.extend_from_slice(&body);
     wire
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn past_the_refusals_being_written_a_connection_is_closed_unanswered() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..ANSWERING + 6 {
+            clients.push(TcpStream::connect(address).await.unwrap());
+        }
+        // All are refused before any client sends its head, so the first ANSWERING
+        // refusals are still waiting for theirs when the rest arrive.
+        let refusals = Refusals::default();
+        for _ in 0..clients.len() {
+            let (stream, _) = listener.accept().await.unwrap();
+            refusals.refuse_connection(stream);
+        }
+        let mut answers = Vec::new();
+        for mut client in clients {
+            let _ = client
+                .write_all(b"GET /v1/events/e HTTP/1.1\r\nHost: herald\r\n\r\n")
+                .await;
+            let mut read = Vec::new();
+            let _ = client.read_to_end(&mut read).await;
+            answers.push(String::from_utf8_lossy(&read).into_owned());
+        }
+        let answered: Vec<&String> = answers.iter().filter(|a| !a.is_empty()).collect();
+        assert_eq!(answered.len(), ANSWERING, "{answers:?}");
+        for answer in answered {
+            let head = answer.to_ascii_lowercase();
+            assert!(head.starts_with("http/1.1 503"), "{answer}");
+            assert!(head.contains("\r\nretry-after: 1\r\n"), "{answer}");
+            assert!(head.contains("\r\nconnection: close\r\n"), "{answer}");
+        }
+        assert!(answers[ANSWERING..].iter().all(String::is_empty));
+    }
+}
