@@ -134,23 +134,19 @@ impl CsvColumns {
 }
 
 /// RFC 4180 fields of one line at a time (quotes, doubled quotes, a trailing `\r`), by the
-/// csv crate's own parser, `csv-core`, kept for the whole import: building a reader per
-/// line cost more than parsing the line.
+/// csv crate's own parser, `csv-core`. Building that parser costs more than parsing a line,
+/// so each thread builds one once and resets it per line; the buffers are the import's.
+#[derive(Default)]
 struct CsvLineReader {
-    parser: csv_core::Reader,
     output: Vec<u8>,
     ends: Vec<usize>,
 }
 
-impl Default for CsvLineReader {
-    fn default() -> CsvLineReader {
-        CsvLineReader {
-            // `Reader::new`, not `Reader::default`: only the builder prepares its DFA.
-            parser: csv_core::Reader::new(),
-            output: Vec::new(),
-            ends: Vec::new(),
-        }
-    }
+thread_local! {
+    // `Reader::new`, not `Reader::default`: only the builder prepares the parser's DFA
+    // (and `Reader::clone` does not copy all of it).
+    static PARSER: std::cell::RefCell<csv_core::Reader> =
+        std::cell::RefCell::new(csv_core::Reader::new());
 }
 
 impl CsvLineReader {
@@ -158,29 +154,32 @@ impl CsvLineReader {
     /// lines end at `\n`).
     fn fields(&mut self, line: &str) -> Result<Vec<String>, String> {
         use csv_core::ReadRecordResult;
-        self.parser.reset();
         // Unquoting only shortens a line and a line of n bytes has at most n + 1 fields,
         // so neither buffer can fill.
         self.output.resize(line.len(), 0);
         self.ends.resize(line.len() + 1, 0);
         let (mut input, mut written, mut fields) = (line.as_bytes(), 0, 0);
-        loop {
-            let (result, _, wrote, ended) = self.parser.read_record(
-                input,
-                &mut self.output[written..],
-                &mut self.ends[fields..],
-            );
-            written += wrote;
-            fields += ended;
-            match result {
-                // The whole line was read: an empty input tells the parser it has ended.
-                ReadRecordResult::InputEmpty => input = &[],
-                ReadRecordResult::Record => return self.collect(fields),
-                ReadRecordResult::End => return Ok(vec![]),
-                ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {
-                    return Err("the line could not be read as CSV".into())
+        let result = PARSER.with_borrow_mut(|parser| {
+            parser.reset();
+            loop {
+                let (result, _, wrote, ended) = parser.read_record(
+                    input,
+                    &mut self.output[written..],
+                    &mut self.ends[fields..],
+                );
+                written += wrote;
+                fields += ended;
+                match result {
+                    // The whole line was read: an empty input tells the parser it ended.
+                    ReadRecordResult::InputEmpty => input = &[],
+                    other => return other,
                 }
             }
+        });
+        match result {
+            ReadRecordResult::Record => self.collect(fields),
+            ReadRecordResult::End => Ok(vec![]),
+            _ => Err("the line could not be read as CSV".into()),
         }
     }
 
