@@ -159,3 +159,67 @@ async fn a_write_whose_failure_undoes_the_whole_batch_fails_alone() {
     expected.push(1000);
     assert_eq!(numbers(&store), expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_work_arriving_during_a_background_batch_cuts_it_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
+    store
+        .transaction(|tx| tx.execute_batch("CREATE TABLE scratch (n INTEGER PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+    let third_ran = std::sync::Arc::new(tokio::sync::Notify::new());
+    // 20 background writes of 20 ms each queue behind the holder: one batch of 400 ms.
+    let holder = hold_the_writer(&store).await;
+    let background: Vec<_> = (0..20i64)
+        .map(|n| {
+            let (store, order, third_ran) = (store.clone(), order.clone(), third_ran.clone());
+            tokio::spawn(async move {
+                store
+                    .transaction(move |tx| {
+                        std::thread::sleep(Duration::from_millis(20));
+                        order.lock().unwrap().push(n);
+                        if n == 2 {
+                            third_ran.notify_one();
+                        }
+                        tx.execute("INSERT INTO scratch (n) VALUES (?1)", [n])
+                    })
+                    .await
+            })
+        })
+        .collect();
+    third_ran.notified().await;
+    let accept = {
+        let order = order.clone();
+        store
+            .durable_transaction(move |tx| {
+                order.lock().unwrap().push(-1);
+                tx.execute("INSERT INTO scratch (n) VALUES (-1)", [])
+            })
+            .await
+    };
+    assert_eq!(accept.unwrap(), 1);
+    assert!(holder.await.unwrap().is_ok());
+    for write in background {
+        assert_eq!(
+            write.await.unwrap().unwrap(),
+            1,
+            "every background write commits"
+        );
+    }
+    let order = order.lock().unwrap().clone();
+    let accepted_at = order.iter().position(|&n| n == -1).unwrap();
+    assert!(
+        accepted_at <= 6,
+        "the durable write waited for at most the works in progress when it came: {order:?}"
+    );
+    assert_eq!(
+        numbers(&store).len(),
+        22,
+        "nothing lost or run twice: {order:?}"
+    );
+    let mut ran: Vec<i64> = order.iter().copied().filter(|&n| n >= 0).collect();
+    ran.sort();
+    assert_eq!(ran, (0..20).collect::<Vec<_>>(), "each ran once: {order:?}");
+}
