@@ -21,7 +21,6 @@ use crate::{Inner, Sqlite};
 use herald_core::StoreError;
 use rusqlite::{Connection, Transaction};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Weak};
 use tokio::sync::oneshot;
 
@@ -77,40 +76,8 @@ where
     }
 }
 
-/// The callers' end of the writer's queue.
-pub(crate) struct Queue {
-    sender: mpsc::Sender<Box<dyn Work>>,
-    /// Durable works sent and not yet taken by the writer thread.
-    durable_waiting: Arc<AtomicUsize>,
-}
-
-/// The writer thread's end of the queue.
-pub(crate) struct Waiting {
-    receiver: mpsc::Receiver<Box<dyn Work>>,
-    durable_waiting: Arc<AtomicUsize>,
-}
-
-impl Waiting {
-    fn took(&self, work: Box<dyn Work>) -> Box<dyn Work> {
-        if work.durable() {
-            self.durable_waiting.fetch_sub(1, Ordering::SeqCst);
-        }
-        work
-    }
-
-    fn recv(&self) -> Option<Box<dyn Work>> {
-        self.receiver.recv().ok().map(|work| self.took(work))
-    }
-
-    fn try_recv(&self) -> Option<Box<dyn Work>> {
-        self.receiver.try_recv().ok().map(|work| self.took(work))
-    }
-
-    /// Whether durable work is waiting to be taken.
-    fn durable_arrived(&self) -> bool {
-        self.durable_waiting.load(Ordering::SeqCst) > 0
-    }
-}
+pub(crate) type Queue = mpsc::Sender<Box<dyn Work>>;
+pub(crate) type Waiting = mpsc::Receiver<Box<dyn Work>>;
 
 impl Sqlite {
     /// Run `f` in a transaction on the writer, together with whatever other writes are
@@ -145,13 +112,10 @@ impl Sqlite {
             outcome: None,
             done,
         };
-        let queue = &self.inner.committer;
-        if durable {
-            queue.durable_waiting.fetch_add(1, Ordering::SeqCst);
-        }
-        if queue.sender.send(Box::new(pending)).is_err() {
-            return Err(StoreError::new("the writer thread has stopped"));
-        }
+        self.inner
+            .committer
+            .send(Box::new(pending))
+            .map_err(|_| StoreError::new("the writer thread has stopped"))?;
         answer
             .await
             .map_err(|_| StoreError::new("the writer thread dropped a write"))?
@@ -160,19 +124,7 @@ impl Sqlite {
 
 /// The queue that hands the writer thread its work, and the thread's end of it.
 pub(crate) fn queue() -> (Queue, Waiting) {
-    let (sender, receiver) = mpsc::channel();
-    let durable_waiting = Arc::new(AtomicUsize::new(0));
-    let waiting = Waiting {
-        receiver,
-        durable_waiting: durable_waiting.clone(),
-    };
-    (
-        Queue {
-            sender,
-            durable_waiting,
-        },
-        waiting,
-    )
+    mpsc::channel()
 }
 
 /// Start the writer thread of `store`, taking its work from `waiting`.
@@ -187,78 +139,57 @@ pub(crate) fn start(store: Weak<Inner>, waiting: Waiting) -> Result<(), StoreErr
 /// The writer thread: it ends when the store is dropped (its queue with it).
 ///
 /// Of the work waiting, the durable work (accepts a client waits on) is committed first,
-/// in a batch of its own, and the rest (workers' leases, outcomes, completions) after it;
-/// a background batch stops taking works when durable work arrives, commits, and the works
-/// it did not run wait for the next round. An accept waits for about one background work
-/// and one commit, never for the rows of background work around it.
+/// in a batch of its own, and the rest (workers' leases, outcomes, completions) after it:
+/// an accept waits for at most the one batch already running, never for the rows of
+/// background work that arrived beside it.
 fn run(store: Weak<Inner>, waiting: Waiting) {
     let mut held: Vec<Box<dyn Work>> = Vec::new();
     loop {
         if held.is_empty() {
             match waiting.recv() {
-                Some(first) => held.push(first),
-                None => return,
+                Ok(first) => held.push(first),
+                Err(_) => return,
             }
         }
         while held.len() < 2 * MAX_BATCH {
             match waiting.try_recv() {
-                Some(next) => held.push(next),
-                None => break,
+                Ok(next) => held.push(next),
+                Err(_) => break,
             }
         }
         let (mut durable, mut background): (Vec<_>, Vec<_>) =
             held.drain(..).partition(|work| work.durable());
         while !durable.is_empty() {
             let rest = durable.split_off(durable.len().min(MAX_BATCH));
-            commit_and_answer(&store, std::mem::replace(&mut durable, rest), &|| false);
+            commit_and_answer(&store, std::mem::replace(&mut durable, rest));
         }
         let later = background.split_off(background.len().min(MAX_BATCH));
-        held = if background.is_empty() {
-            Vec::new()
-        } else {
-            commit_and_answer(&store, background, &|| waiting.durable_arrived())
-        };
-        held.extend(later);
+        if !background.is_empty() {
+            commit_and_answer(&store, background);
+        }
+        held = later;
     }
 }
 
-/// Commit `batch`, or its first works when `cut_short` says so before the rest: answer the
-/// works run and return those not run.
-fn commit_and_answer(
-    store: &Weak<Inner>,
-    mut batch: Vec<Box<dyn Work>>,
-    cut_short: &dyn Fn() -> bool,
-) -> Vec<Box<dyn Work>> {
+fn commit_and_answer(store: &Weak<Inner>, mut batch: Vec<Box<dyn Work>>) {
     let committed = match store.upgrade() {
-        Some(inner) => commit_batch(&inner, &mut batch, cut_short),
+        Some(inner) => commit_batch(&inner, &mut batch),
         None => Err("the store is closed".to_string()),
     };
-    let ran = match committed {
-        Ok(ran) => ran,
-        Err(_) => batch.len(),
-    };
-    let not_run = batch.split_off(ran);
-    let committed = committed.map(drop);
     for work in batch {
         work.answer(&committed);
     }
-    not_run
 }
 
-/// Run `batch` (or its first works, see [`run_in_transaction`]) in one transaction on the
-/// writer connection and commit it; how many works it ran.
-fn commit_batch(
-    inner: &Arc<Inner>,
-    batch: &mut [Box<dyn Work>],
-    cut_short: &dyn Fn() -> bool,
-) -> Result<usize, String> {
+/// Run `batch` in one transaction on the writer connection and commit it.
+fn commit_batch(inner: &Arc<Inner>, batch: &mut [Box<dyn Work>]) -> Result<(), String> {
     let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
     let durable = batch.iter().any(|work| work.durable());
     if durable {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| e.to_string())?;
     }
-    let committed = run_in_transaction(&mut conn, batch, cut_short);
+    let committed = run_in_transaction(&mut conn, batch);
     if durable {
         // The next batch sets it again if it needs it; a failure here only costs an fsync.
         let _ = conn.pragma_update(None, "synchronous", "NORMAL");
@@ -266,37 +197,25 @@ fn commit_batch(
     committed.map_err(|e| e.to_string())
 }
 
-/// Run the works of `batch` in one transaction, each in its own savepoint, and commit;
-/// before each work after the first, `cut_short` may end the batch there. How many ran.
-fn run_in_transaction(
-    conn: &mut Connection,
-    batch: &mut [Box<dyn Work>],
-    cut_short: &dyn Fn() -> bool,
-) -> rusqlite::Result<usize> {
+fn run_in_transaction(conn: &mut Connection, batch: &mut [Box<dyn Work>]) -> rusqlite::Result<()> {
     // Works whose failure undid the whole transaction (SQLite rolls back by itself on a
     // full disk, an I/O error or running out of memory): the batch runs again without
     // them, so that one failing write does not fail the others with it.
-    let whole = batch.len();
-    let mut left_out = vec![false; whole];
-    let mut end = whole;
+    let mut left_out = vec![false; batch.len()];
     'batch: loop {
         let tx = conn.transaction()?;
-        let running = left_out[..end].iter().filter(|out| !**out).count();
-        for (i, work) in batch[..end].iter_mut().enumerate() {
+        let running = left_out.iter().filter(|out| !**out).count();
+        for (i, work) in batch.iter_mut().enumerate() {
             if left_out[i] {
                 continue;
             }
             if running == 1 {
                 // Nothing to keep apart: a failure rolls the whole transaction back.
                 return if work.run(&tx) {
-                    tx.commit().map(|()| end)
+                    tx.commit()
                 } else {
-                    tx.rollback().map(|()| end)
+                    tx.rollback()
                 };
-            }
-            if i > 0 && end == whole && cut_short() {
-                end = i;
-                break;
             }
             tx.execute_batch("SAVEPOINT work")?;
             if work.run(&tx) {
@@ -309,6 +228,6 @@ fn run_in_transaction(
                 continue 'batch;
             }
         }
-        return tx.commit().map(|()| end);
+        return tx.commit();
     }
 }
