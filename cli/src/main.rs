@@ -69,6 +69,10 @@ fn main() -> ExitCode {
             Some(Command::Db(command)) => command.run().await,
         }
     });
+    // Everything has finished and been recorded by now; a template rendering abandoned at
+    // its deadline (`template::RENDER_FOR`) may still run on a blocking thread, and the
+    // exit does not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => code,
         Err(e) => {

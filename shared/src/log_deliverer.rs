@@ -41,16 +41,17 @@ impl Deliverer for LogDeliverer {
                 "screen_id": screen_id,
                 "user": user,
             }),
-            Action::Message { template } => match crate::template::for_delivery(template, delivery)
-            {
-                Ok(text) => json!({
-                    "deliverer": "log",
-                    "action": "message",
-                    "text": text,
-                    "user": user,
-                }),
-                Err(failure) => return failure,
-            },
+            Action::Message { template } => {
+                match crate::template::for_delivery(template, delivery).await {
+                    Ok(text) => json!({
+                        "deliverer": "log",
+                        "action": "message",
+                        "text": text,
+                        "user": user,
+                    }),
+                    Err(failure) => return failure,
+                }
+            }
         };
         tracing::debug!(
             request_id = %delivery.request.id,

@@ -12,7 +12,10 @@ use crate::ports::Delivery;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// Compiled templates kept at most; past it the cache starts over.
 const CACHED: usize = 256;
@@ -52,31 +55,68 @@ pub fn check(template: &str) -> Result<(), String> {
         .map_err(|e| describe(&e))
 }
 
-/// `template` rendered for one user.
+/// How long one user's rendering may run in a delivery. Past it the user fails (reason
+/// `template`), and so does every later user of the same template without rendering: the
+/// rendering goes on in its thread until its instructions run out, but nobody waits for it.
+pub const RENDER_FOR: Duration = Duration::from_secs(1);
+
+/// `template` rendered for one user, on the caller's thread (no deadline).
 pub fn render(
     template: &str,
     event_name: &str,
     user: &UserState,
     last_request: &Object,
 ) -> Result<String, String> {
-    let context = json!({
+    compiled(template)?.render(context(event_name, user, last_request))
+}
+
+fn context(event_name: &str, user: &UserState, last_request: &Object) -> serde_json::Value {
+    json!({
         "last_request": last_request,
         "user": {"platform": user.platform, "platform_id": user.platform_id, "bm_id": user.bm_id},
         "event": {"name": event_name},
-    });
-    let env = compiled(template)?;
-    let mut text = BoundedText::default();
-    env.get_template("message")
-        .and_then(|t| t.render_captured_to(context, &mut text).map(drop))
-        .map_err(|e| match text.overflowed {
-            true => format!("the message is longer than {MAX_MESSAGE_BYTES} bytes"),
-            false => describe(&e),
-        })?;
-    let text = String::from_utf8(text.bytes).map_err(|_| "the message is not UTF-8".to_string())?;
-    if text.trim().is_empty() {
-        return Err("the message rendered empty".into());
+    })
+}
+
+/// The message of `template` for a delivery's user, or the failure to count for them
+/// (reason `template`). It renders on the blocking pool within [`RENDER_FOR`], so a
+/// template that builds huge values it never prints holds no worker.
+pub async fn for_delivery(
+    template: &str,
+    delivery: &Delivery<'_>,
+) -> Result<String, DeliveryResult> {
+    let failed = |message: String| DeliveryResult::Permanent {
+        reason: "template".into(),
+        message,
+    };
+    let compiled = compiled(template).map_err(failed)?;
+    if compiled.too_slow.load(Ordering::Relaxed) {
+        return Err(failed(format!(
+            "the template took longer than {RENDER_FOR:?} to render for an earlier user; it \
+             fails every user until the event's template changes"
+        )));
     }
-    Ok(text)
+    let context = context(&delivery.request.event_name, delivery.user, delivery.data);
+    let (started, running) = oneshot::channel();
+    let rendering = {
+        let compiled = compiled.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = started.send(());
+            compiled.render(context)
+        })
+    };
+    // The deadline counts from the rendering's start, not from its wait for a thread.
+    let _ = running.await;
+    match tokio::time::timeout(RENDER_FOR, rendering).await {
+        Ok(Ok(rendered)) => rendered.map_err(failed),
+        Ok(Err(_)) => Err(failed("the template's rendering failed".into())),
+        Err(_) => {
+            compiled.too_slow.store(true, Ordering::Relaxed);
+            Err(failed(format!(
+                "the template took longer than {RENDER_FOR:?} to render"
+            )))
+        }
+    }
 }
 
 /// A rendering's output, refused past [`MAX_MESSAGE_BYTES`].
@@ -101,39 +141,53 @@ impl std::io::Write for BoundedText {
     }
 }
 
-/// The message of `template` for a delivery's user, or the failure to count for them
-/// (reason `template`).
-pub fn for_delivery(template: &str, delivery: &Delivery<'_>) -> Result<String, DeliveryResult> {
-    render(
-        template,
-        &delivery.request.event_name,
-        delivery.user,
-        delivery.data,
-    )
-    .map_err(|message| DeliveryResult::Permanent {
-        reason: "template".into(),
-        message,
-    })
+/// A template compiled once, and whether a delivery's rendering of it ran past
+/// [`RENDER_FOR`].
+struct Compiled {
+    env: Environment<'static>,
+    too_slow: AtomicBool,
+}
+
+impl Compiled {
+    fn render(&self, context: serde_json::Value) -> Result<String, String> {
+        let mut text = BoundedText::default();
+        self.env
+            .get_template("message")
+            .and_then(|t| t.render_captured_to(context, &mut text).map(drop))
+            .map_err(|e| match text.overflowed {
+                true => format!("the message is longer than {MAX_MESSAGE_BYTES} bytes"),
+                false => describe(&e),
+            })?;
+        let text =
+            String::from_utf8(text.bytes).map_err(|_| "the message is not UTF-8".to_string())?;
+        if text.trim().is_empty() {
+            return Err("the message rendered empty".into());
+        }
+        Ok(text)
+    }
 }
 
 /// `source` compiled, from the process-wide cache: a broadcast compiles its template once,
 /// not once per user.
-fn compiled(source: &str) -> Result<Arc<Environment<'static>>, String> {
-    static CACHE: Mutex<Option<HashMap<String, Arc<Environment<'static>>>>> = Mutex::new(None);
+fn compiled(source: &str) -> Result<Arc<Compiled>, String> {
+    static CACHE: Mutex<Option<HashMap<String, Arc<Compiled>>>> = Mutex::new(None);
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let cache = cache.get_or_insert_with(HashMap::new);
-    if let Some(env) = cache.get(source) {
-        return Ok(env.clone());
+    if let Some(compiled) = cache.get(source) {
+        return Ok(compiled.clone());
     }
     let mut env = environment();
     env.add_template_owned("message", source.to_string())
         .map_err(|e| describe(&e))?;
-    let env = Arc::new(env);
+    let compiled = Arc::new(Compiled {
+        env,
+        too_slow: AtomicBool::new(false),
+    });
     if cache.len() >= CACHED {
         cache.clear();
     }
-    cache.insert(source.to_string(), env.clone());
-    Ok(env)
+    cache.insert(source.to_string(), compiled.clone());
+    Ok(compiled)
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -219,6 +273,48 @@ mod tests {
             text.starts_with("0,1,2,") && text.ends_with("499,"),
             "{text}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rendering_past_its_deadline_fails_that_user_and_the_template_s_later_ones() {
+        use crate::domain::{Action, Audience, RequestRecord};
+        // Strings of 200 MB that are never printed: few instructions, seconds of work (about
+        // 0.4 s each in a release build).
+        let slow = "{% set s = 'x' * 99999999 %}{% for i in range(10) %}{% set t = s ~ s %}{% endfor %}done";
+        let request = RequestRecord {
+            id: "r".into(),
+            event_id: "e".into(),
+            event_name: "n".into(),
+            bot_id: "b".into(),
+            action: Action::Message {
+                template: slow.into(),
+            },
+            data: Object::new(),
+            audience: Audience::Bm { count: 1 },
+            created_at: 0,
+        };
+        let cutoff = crate::cutoff::Stop::never()
+            .cutoff(std::time::Instant::now() + Duration::from_secs(60));
+        let (user, data) = (user(), Object::new());
+        let delivery = Delivery {
+            request: &request,
+            user: &user,
+            data: &data,
+            cutoff: &cutoff,
+        };
+        let reason = |result: Result<String, DeliveryResult>| match result {
+            Err(DeliveryResult::Permanent { reason, message }) => (reason, message),
+            other => panic!("{other:?}"),
+        };
+        let (why, message) = reason(for_delivery(slow, &delivery).await);
+        assert_eq!(why, "template");
+        assert_eq!(message, "the template took longer than 1s to render");
+        let (why, message) = reason(for_delivery(slow, &delivery).await);
+        assert_eq!(why, "template");
+        assert!(message.contains("for an earlier user"), "{message}");
+        // Other templates are not affected.
+        let quick = "Hello {{ user.platform_id }}";
+        assert_eq!(for_delivery(quick, &delivery).await.unwrap(), "Hello 42");
     }
 
     #[test]

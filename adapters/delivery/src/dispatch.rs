@@ -101,7 +101,7 @@ impl Dispatcher {
                 bot.id, user.platform
             ));
         };
-        let text = match template::for_delivery(template, delivery) {
+        let text = match template::for_delivery(template, delivery).await {
             Ok(text) => text,
             Err(failure) => return failure,
         };
