@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sqs_endpoint: Some(sqs.clone()),
         timeouts: Default::default(),
     };
-    let mut aws = Aws::connect(settings).await;
+    let mut aws = Aws::connect(settings).await?;
     let template =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))?;
     herald_aws::local::provision(&mut aws, &template, &prefix, 5).await?;

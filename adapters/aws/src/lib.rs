@@ -36,13 +36,14 @@ pub struct Aws {
 
 impl Aws {
     /// Load the AWS configuration (region, credentials; endpoint override for emulators)
-    /// once and build both clients, every call bounded by the settings' timeouts.
-    pub async fn connect(settings: AwsSettings) -> Aws {
+    /// once and build both clients, every call bounded by the settings' timeouts. A TLS
+    /// set-up that fails is an error, never a silent default.
+    pub async fn connect(settings: AwsSettings) -> Result<Aws, String> {
         use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext};
         let tls = TlsContext::builder()
             .with_trust_store(trust_store())
             .build()
-            .unwrap_or_default();
+            .map_err(|e| format!("the TLS set-up for DynamoDB and SQS failed: {e}"))?;
         let https = aws_smithy_http_client::Builder::new()
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
             .tls_context(tls)
@@ -67,11 +68,11 @@ impl Aws {
         if let Some(endpoint) = &settings.sqs_endpoint {
             sqs = sqs.endpoint_url(endpoint);
         }
-        Aws {
+        Ok(Aws {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
             settings,
-        }
+        })
     }
 
     /// The core's [`App`] over these adapters (rate limits shared through DynamoDB).

@@ -74,6 +74,7 @@ async fn client(port: u16) -> Aws {
         timeouts: Default::default(),
     })
     .await
+    .unwrap()
 }
 
 #[tokio::test]

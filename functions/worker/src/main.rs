@@ -9,7 +9,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let emf = herald_aws::emf::Emf::install();
-    let aws = Aws::connect(AwsSettings::from_env()?).await;
+    let aws = Aws::connect(AwsSettings::from_env()?).await?;
     let delivery = herald_worker::delivery_config_from_env()?;
     let deliverer = Arc::new(Dispatcher::new(Arc::new(aws.clone()), &delivery)?);
     let app = aws.app(herald_worker::config(), deliverer);

@@ -306,7 +306,7 @@ async fn an_unreachable_database_at_accept_is_503() {
         .local_addr()
         .unwrap();
     settings.dynamodb_endpoint = Some(format!("http://{closed}"));
-    let broken = Aws::connect(settings).await;
+    let broken = Aws::connect(settings).await.unwrap();
     let request =
         lambda_http::request::from_str(&repo_file("events/apigw-v2-explicit-user.json")).unwrap();
     let response = herald_api::router(&broken, stack.app.config.clone())

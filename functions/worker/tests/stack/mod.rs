@@ -84,7 +84,7 @@ impl Stack {
                 operation: Duration::from_secs(120),
             },
         };
-        let mut aws = Aws::connect(settings).await;
+        let mut aws = Aws::connect(settings).await.unwrap();
         herald_aws::local::provision(&mut aws, &repo_file("template.yaml"), &suffix, 3)
             .await
             .unwrap();
@@ -119,7 +119,7 @@ impl Stack {
             timeouts,
             ..self.aws.settings.clone()
         };
-        Aws::connect(settings).await
+        Aws::connect(settings).await.unwrap()
     }
 
     /// Run `instances` worker instances that deliver through real HTTP per `delivery`.
