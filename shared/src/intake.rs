@@ -110,38 +110,14 @@ pub async fn accept(
             // The first request's accept died midway and was given up: accept this one.
         }
     }
-    if let Some(limit) = &event.rate_limit {
-        if let Err(wait) = app.throttle.admit(&event.id, limit).await? {
-            return Err(ApiError::RateLimited { wait });
-        }
-    }
-    let cap = app.config.max_backlog_jobs;
-    if cap > 0 && app.intake.backlog(&event.bot_id, cap).await? >= cap {
-        return Err(ApiError::Backlogged);
-    }
+    admit(app, event).await?;
     let request = parse(app, body).await?;
     if request.dry_run {
         return dry_run(app, event, &request).await.map(Answer::DryRun);
     }
     let EventRequest { targets, data, .. } = request;
     let id = new_id();
-    let (audience, targeted, jobs) = match targets {
-        Targets::Platform { platform, users } => {
-            let count = users.len() as u64;
-            let jobs = deliver_jobs(app, &id, users);
-            (Audience::Platform { platform, count }, Some(count), jobs)
-        }
-        Targets::Bm { users } => {
-            let count = users.len() as u64;
-            let jobs = deliver_jobs(app, &id, users);
-            (Audience::Bm { count }, Some(count), jobs)
-        }
-        Targets::Everyone { platform } => {
-            let shards = app.users.shards();
-            let jobs = (0..shards).map(|s| Job::expand(&id, s, None)).collect();
-            (Audience::Everyone { platform, shards }, None, jobs)
-        }
-    };
+    let (audience, targeted, jobs) = plan(app, &id, targets);
     let record = RequestRecord {
         id: id.clone(),
         event_id: event.id.clone(),
@@ -168,15 +144,66 @@ pub async fn accept(
             at: now_ms(),
         },
     });
+    record_and_answer(app, &record, targeted, jobs, remember, accepted, &body_hash).await
+}
+
+/// Refuse the request before it is read when the event's rate limit is used up or its
+/// bot has too many jobs waiting.
+async fn admit(app: &App, event: &Event) -> Result<(), ApiError> {
+    if let Some(limit) = &event.rate_limit {
+        if let Err(wait) = app.throttle.admit(&event.id, limit).await? {
+            return Err(ApiError::RateLimited { wait });
+        }
+    }
+    let cap = app.config.max_backlog_jobs;
+    if cap > 0 && app.intake.backlog(&event.bot_id, cap).await? >= cap {
+        return Err(ApiError::Backlogged);
+    }
+    Ok(())
+}
+
+/// The audience to record for `targets`, how many users it names (None for `everyone`)
+/// and the jobs that start it.
+fn plan(app: &App, id: &str, targets: Targets) -> (Audience, Option<u64>, Vec<Job>) {
+    match targets {
+        Targets::Platform { platform, users } => {
+            let count = users.len() as u64;
+            let jobs = deliver_jobs(app, id, users);
+            (Audience::Platform { platform, count }, Some(count), jobs)
+        }
+        Targets::Bm { users } => {
+            let count = users.len() as u64;
+            let jobs = deliver_jobs(app, id, users);
+            (Audience::Bm { count }, Some(count), jobs)
+        }
+        Targets::Everyone { platform } => {
+            let shards = app.users.shards();
+            let jobs = (0..shards).map(|s| Job::expand(id, s, None)).collect();
+            (Audience::Everyone { platform, shards }, None, jobs)
+        }
+    }
+}
+
+/// Record the request with its jobs; the answer is `accepted`, or the first request's when
+/// the idempotency key was taken meanwhile.
+async fn record_and_answer(
+    app: &App,
+    record: &RequestRecord,
+    targeted: Option<u64>,
+    jobs: Vec<Job>,
+    remember: Option<Remember>,
+    accepted: Accepted,
+    body_hash: &[u8; 32],
+) -> Result<Answer, ApiError> {
     match app
         .intake
-        .accept(&record, targeted, jobs, remember.as_ref())
+        .accept(record, targeted, jobs, remember.as_ref())
         .await?
     {
         Recorded::New => Ok(Answer::Accepted(accepted)),
         Recorded::Duplicate(first) => {
             let key = remember.as_ref().map_or("", |r| r.key.as_str());
-            match replay(app, &event.id, key, first, &body_hash).await? {
+            match replay(app, &record.event_id, key, first, body_hash).await? {
                 Some(answer) => Ok(answer),
                 // Given up just now: the key is free for the client's retry.
                 None => Err(ApiError::Unavailable(crate::StoreError::new(

@@ -124,118 +124,76 @@ impl ApiError {
 
     fn problem(self) -> Problem {
         let status = self.status().as_u16();
-        let (slug, title, detail, errors) = match self {
-            ApiError::NotFound => (
-                "not-found",
-                "Not found",
-                "no such resource, or the secret does not match".to_string(),
-                vec![],
-            ),
-            ApiError::MethodNotAllowed { allow } => (
-                "method-not-allowed",
-                "Method not allowed",
-                format!("this resource allows {allow}"),
-                vec![],
-            ),
-            ApiError::UnsupportedMediaType { got } => (
-                "unsupported-media-type",
-                "Unsupported media type",
-                match got {
-                    Some(got) => format!("Content-Type must be application/json, not {got}"),
-                    None => "Content-Type must be application/json".to_string(),
-                },
-                vec![],
-            ),
-            ApiError::Request(RequestError::Malformed {
-                line,
-                column,
-                message,
-            }) => (
-                "malformed-json",
-                "Malformed JSON",
-                format!("the body is not valid JSON at line {line}, column {column}: {message}"),
-                vec![],
-            ),
-            ApiError::Request(RequestError::TooLarge(errors)) => (
-                "too-large",
-                "Payload too large",
-                summary(&errors, "over a size limit"),
-                errors,
-            ),
-            ApiError::Request(RequestError::Invalid(errors)) => (
-                "invalid-request",
-                "Invalid request",
-                summary(&errors, "the request is not valid"),
-                errors,
-            ),
-            ApiError::EventDisabled => (
-                "event-disabled",
-                "Event disabled",
-                "this event is disabled; nothing was done".to_string(),
-                vec![],
-            ),
-            ApiError::Unauthorized => (
-                "unauthorized",
-                "Unauthorized",
-                "this route needs the admin token: Authorization: Bearer <token>".to_string(),
-                vec![],
-            ),
-            ApiError::Conflict(message) => ("conflict", "Conflict", message, vec![]),
-            ApiError::RateLimited { wait } => (
-                "rate-limited",
-                "Too many requests",
-                format!(
-                    "this event's rate limit is used up; nothing was accepted, retry in {} s",
-                    crate::throttle::retry_after_secs(wait)
-                ),
-                vec![],
-            ),
-            ApiError::IdempotencyConflict => (
-                "idempotency-conflict",
-                "Idempotency key reused",
-                "this Idempotency-Key was used with a different body in the last 24 hours; nothing was accepted".to_string(),
-                vec![],
-            ),
-            ApiError::BadHeader(message) => ("bad-header", "Bad header", message, vec![]),
-            ApiError::Unavailable(_) => (
-                "unavailable",
-                "Service unavailable",
-                "the request could not be recorded; nothing was accepted, retry later".to_string(),
-                vec![],
-            ),
-            ApiError::Overloaded(what) => (
-                "overloaded",
-                "Service unavailable",
-                format!("the server is at its limit of {what}; nothing was done, retry later"),
-                vec![],
-            ),
-            ApiError::Backlogged => (
-                "backlogged",
-                "Service unavailable",
-                format!(
-                    "this bot has too many jobs waiting; nothing was accepted, retry in {BACKLOG_RETRY_AFTER} s"
-                ),
-                vec![],
-            ),
-            ApiError::BodyTimeout => (
-                "request-timeout",
-                "Request timeout",
-                "the body did not arrive in time; nothing was accepted".to_string(),
-                vec![],
-            ),
-            ApiError::Internal => (
-                "internal",
-                "Internal error",
-                "Herald failed on this request; whether it was accepted is unknown".to_string(),
-                vec![],
-            ),
-        };
+        let (slug, title) = self.heading();
+        let (detail, errors) = self.detail();
         Problem {
             kind: format!("/problems/{slug}"),
             title,
             status,
             detail,
             errors,
+        }
+    }
+
+    /// The problem's type slug and title.
+    fn heading(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::NotFound => ("not-found", "Not found"),
+            ApiError::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
+            ApiError::UnsupportedMediaType { .. } => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
+            ApiError::Request(RequestError::Malformed { .. }) => {
+                ("malformed-json", "Malformed JSON")
+            }
+            ApiError::Request(RequestError::TooLarge(_)) => ("too-large", "Payload too large"),
+            ApiError::Request(RequestError::Invalid(_)) => ("invalid-request", "Invalid request"),
+            ApiError::EventDisabled => ("event-disabled", "Event disabled"),
+            ApiError::Unauthorized => ("unauthorized", "Unauthorized"),
+            ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::RateLimited { .. } => ("rate-limited", "Too many requests"),
+            ApiError::IdempotencyConflict => ("idempotency-conflict", "Idempotency key reused"),
+            ApiError::BadHeader(_) => ("bad-header", "Bad header"),
+            ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
+            ApiError::Overloaded(_) => ("overloaded", "Service unavailable"),
+            ApiError::Backlogged => ("backlogged", "Service unavailable"),
+            ApiError::BodyTimeout => ("request-timeout", "Request timeout"),
+            ApiError::Internal => ("internal", "Internal error"),
+        }
+    }
+
+    /// The problem's detail and its field errors.
+    fn detail(self) -> (String, Vec<FieldError>) {
+        match self {
+            ApiError::NotFound => ("no such resource, or the secret does not match".to_string(), vec![]),
+            ApiError::MethodNotAllowed { allow } => (format!("this resource allows {allow}"), vec![]),
+            ApiError::UnsupportedMediaType { got } => (match got {
+                    Some(got) => format!("Content-Type must be application/json, not {got}"),
+                    None => "Content-Type must be application/json".to_string(),
+                }, vec![]),
+            ApiError::Request(RequestError::Malformed {
+                line,
+                column,
+                message,
+            }) => (format!("the body is not valid JSON at line {line}, column {column}: {message}"), vec![]),
+            ApiError::Request(RequestError::TooLarge(errors)) => (summary(&errors, "over a size limit"), errors),
+            ApiError::Request(RequestError::Invalid(errors)) => (summary(&errors, "the request is not valid"), errors),
+            ApiError::EventDisabled => ("this event is disabled; nothing was done".to_string(), vec![]),
+            ApiError::Unauthorized => ("this route needs the admin token: Authorization: Bearer <token>".to_string(), vec![]),
+            ApiError::Conflict(message) => (message, vec![]),
+            ApiError::RateLimited { wait } => (format!(
+                    "this event's rate limit is used up; nothing was accepted, retry in {} s",
+                    crate::throttle::retry_after_secs(wait)
+                ), vec![]),
+            ApiError::IdempotencyConflict => ("this Idempotency-Key was used with a different body in the last 24 hours; nothing was accepted".to_string(), vec![]),
+            ApiError::BadHeader(message) => (message, vec![]),
+            ApiError::Unavailable(_) => ("the request could not be recorded; nothing was accepted, retry later".to_string(), vec![]),
+            ApiError::Overloaded(what) => (format!("the server is at its limit of {what}; nothing was done, retry later"), vec![]),
+            ApiError::Backlogged => (format!(
+                    "this bot has too many jobs waiting; nothing was accepted, retry in {BACKLOG_RETRY_AFTER} s"
+                ), vec![]),
+            ApiError::BodyTimeout => ("the body did not arrive in time; nothing was accepted".to_string(), vec![]),
+            ApiError::Internal => ("Herald failed on this request; whether it was accepted is unknown".to_string(), vec![]),
         }
     }
 }

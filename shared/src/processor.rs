@@ -169,6 +169,9 @@ struct Live {
     data: Option<Object>,
 }
 
+/// A deliver job: the users not yet finished are looked up, their `last_request` written,
+/// the action run for each, final outcomes recorded as they end, and the rest settled
+/// (retried, continued in a new job, or buried).
 async fn deliver(
     app: &App,
     record: &RequestRecord,
@@ -176,7 +179,6 @@ async fn deliver(
     users: &[JobUser],
     stop: &Stop,
 ) -> Result<JobReport, StoreError> {
-    let mut report = JobReport::default();
     let keys: Vec<String> = users.iter().map(|u| u.user.key()).collect();
     let finished = app.requests.finished(&record.id, &keys).await?;
     let todo: Vec<(String, &JobUser)> = keys
@@ -184,11 +186,43 @@ async fn deliver(
         .zip(users)
         .filter(|(key, _)| !finished.contains(key))
         .collect();
-    report.skipped = (users.len() - todo.len()) as u64;
+    let skipped = (users.len() - todo.len()) as u64;
     if todo.is_empty() {
-        return Ok(report);
+        return Ok(JobReport {
+            skipped,
+            ..JobReport::default()
+        });
     }
+    let (mut outcomes, live) = resolve(app, record, todo).await?;
+    let acting = write_last_request(app, record, live, &mut outcomes).await?;
 
+    // A delivery not started by the cutoff is not started at all: its user goes on in a
+    // new job. One started runs to its end and its outcome is recorded, so nobody is
+    // messaged twice. The budget counts from here: however slow the reads and writes
+    // before it, a job always gets to try its deliveries.
+    let cutoff = stop.cutoff(Instant::now() + app.config.job_time_budget);
+    let (finals, finals_rx) = mpsc::unbounded_channel::<Final>();
+    for (key, outcome) in outcomes {
+        let _ = finals.send(Final::plain(key, outcome));
+    }
+    let (unsettled, recorded) = tokio::join!(
+        run_deliveries(app, record, acting, finals, &cutoff),
+        record_as_they_end(app, &record.id, &record.bot_id, finals_rx, &cutoff)
+    );
+    let mut report = JobReport {
+        skipped,
+        ..recorded?
+    };
+    settle(app, record, attempt, unsettled, &mut report).await?;
+    Ok(report)
+}
+
+/// The users of `todo` as the store knows them: those not found get their outcome now.
+async fn resolve(
+    app: &App,
+    record: &RequestRecord,
+    todo: Vec<(String, &JobUser)>,
+) -> Result<(Vec<(String, Outcome)>, Vec<Live>), StoreError> {
     let refs: Vec<UserRef> = todo.iter().map(|(_, u)| u.user.clone()).collect();
     let found = app.users.resolve(&record.bot_id, &refs).await?;
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
@@ -204,7 +238,17 @@ async fn deliver(
             }),
         }
     }
+    Ok((outcomes, live))
+}
 
+/// Write each live user's `last_request`; the users to act on. Those deleted meanwhile, or
+/// who blocked the bot before a message, get their outcome in `outcomes` instead.
+async fn write_last_request(
+    app: &App,
+    record: &RequestRecord,
+    live: Vec<Live>,
+    outcomes: &mut Vec<(String, Outcome)>,
+) -> Result<Vec<Live>, StoreError> {
     let stamp = RequestStamp {
         request_id: record.id.clone(),
         event_id: record.event_id.clone(),
@@ -240,73 +284,75 @@ async fn deliver(
             WriteResult::Applied | WriteResult::Stale => acting.push(l),
         }
     }
+    Ok(acting)
+}
 
-    // A delivery not started by the cutoff is not started at all: its user goes on in a
-    // new job. One started runs to its end and its outcome is recorded, so nobody is
-    // messaged twice. The budget counts from here: however slow the reads and writes
-    // before it, a job always gets to try its deliveries.
-    let cutoff = stop.cutoff(Instant::now() + app.config.job_time_budget);
-    let (finals, finals_rx) = mpsc::unbounded_channel::<Final>();
-    for (key, outcome) in outcomes {
-        let _ = finals.send(Final::plain(key, outcome));
-    }
-    let cutoff = &cutoff;
-    let deliveries = async {
-        let mut results = stream::iter(acting)
-            .map(|l| async move {
-                if cutoff.is_reached() {
-                    return (l, DeliveryResult::NotStarted);
-                }
-                let data = l.data.as_ref().unwrap_or(&record.data);
-                let delivery = Delivery {
-                    request: record,
-                    user: &l.state,
-                    data,
-                    cutoff,
-                };
-                let started = std::time::Instant::now();
-                let result = app.deliverer.deliver(&delivery).await;
-                if !matches!(result, DeliveryResult::NotStarted) {
-                    metrics::histogram!(crate::metrics::DELIVERY_SECONDS)
-                        .record(started.elapsed().as_secs_f64());
-                }
-                (l, result)
-            })
-            .buffer_unordered(app.config.delivery_concurrency.max(1));
-        // Final outcomes go to the recorder as each delivery ends; the rest are settled
-        // below once every delivery has ended.
-        let mut unsettled = Vec::new();
-        while let Some((l, result)) = results.next().await {
-            let done = match result {
-                DeliveryResult::Delivered { detail } => {
-                    Final::plain(l.key, Outcome::Delivered { detail })
-                }
-                DeliveryResult::Permanent { reason, message } => Final {
-                    blocked: (reason == BLOCKED).then(|| l.state.bm_id.clone()),
-                    key: l.key,
-                    outcome: Outcome::Failed { reason, message },
-                },
-                other => {
-                    unsettled.push((l.entry, l.key, other));
-                    continue;
-                }
+/// A delivery that ended without a final outcome: to retry, or not started.
+type Unsettled = (JobUser, String, DeliveryResult);
+
+/// Run the action for each of `acting`, a few at once, none started past `cutoff`. Final
+/// outcomes go to `finals` as each delivery ends; the others are returned.
+async fn run_deliveries(
+    app: &App,
+    record: &RequestRecord,
+    acting: Vec<Live>,
+    finals: mpsc::UnboundedSender<Final>,
+    cutoff: &Cutoff,
+) -> Vec<Unsettled> {
+    let mut results = stream::iter(acting)
+        .map(|l| async move {
+            if cutoff.is_reached() {
+                return (l, DeliveryResult::NotStarted);
+            }
+            let data = l.data.as_ref().unwrap_or(&record.data);
+            let delivery = Delivery {
+                request: record,
+                user: &l.state,
+                data,
+                cutoff,
             };
-            // A closed recorder failed on the store and tripped the cutoff: nothing more
-            // starts, and the job is retried whole.
-            let _ = finals.send(done);
-        }
-        drop(finals);
-        unsettled
-    };
-    let (unsettled, recorded) = tokio::join!(
-        deliveries,
-        record_as_they_end(app, &record.id, &record.bot_id, finals_rx, cutoff)
-    );
-    let mut report = JobReport {
-        skipped: report.skipped,
-        ..recorded?
-    };
+            let started = std::time::Instant::now();
+            let result = app.deliverer.deliver(&delivery).await;
+            if !matches!(result, DeliveryResult::NotStarted) {
+                metrics::histogram!(crate::metrics::DELIVERY_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+            }
+            (l, result)
+        })
+        .buffer_unordered(app.config.delivery_concurrency.max(1));
+    let mut unsettled = Vec::new();
+    while let Some((l, result)) = results.next().await {
+        let done = match result {
+            DeliveryResult::Delivered { detail } => {
+                Final::plain(l.key, Outcome::Delivered { detail })
+            }
+            DeliveryResult::Permanent { reason, message } => Final {
+                blocked: (reason == BLOCKED).then(|| l.state.bm_id.clone()),
+                key: l.key,
+                outcome: Outcome::Failed { reason, message },
+            },
+            other => {
+                unsettled.push((l.entry, l.key, other));
+                continue;
+            }
+        };
+        // A closed recorder failed on the store and tripped the cutoff: nothing more
+        // starts, and the job is retried whole.
+        let _ = finals.send(done);
+    }
+    unsettled
+}
 
+/// Users whose delivery did not end finally: those not started go on at once in a new
+/// job of the same attempt, those to retry in one of the next attempt after its backoff,
+/// and those out of attempts fail and are kept as a dead job.
+async fn settle(
+    app: &App,
+    record: &RequestRecord,
+    attempt: u32,
+    unsettled: Vec<Unsettled>,
+    report: &mut JobReport,
+) -> Result<(), StoreError> {
     let mut retry_users = Vec::new();
     let mut not_reached = Vec::new();
     let mut exhausted = Vec::new();
@@ -359,7 +405,7 @@ async fn deliver(
             .record_outcomes(&record.id, &exhausted_outcomes)
             .await?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// A user's final outcome on its way to the store.

@@ -124,7 +124,23 @@ impl<'a> Validator<'a> {
 
     fn validate(mut self, body: Object) -> Result<EventRequest, RequestError> {
         let data = self.data(body.get("data"));
-        let dry_run = match body.get("dry_run") {
+        let dry_run = self.dry_run(body.get("dry_run"));
+        let targets = self.targets(&body, &data);
+        if !self.too_large.is_empty() {
+            return Err(RequestError::TooLarge(self.too_large));
+        }
+        match targets {
+            Some(targets) if self.invalid.is_empty() => Ok(EventRequest {
+                targets,
+                data,
+                dry_run,
+            }),
+            _ => Err(RequestError::Invalid(self.invalid)),
+        }
+    }
+
+    fn dry_run(&mut self, raw: Option<&Value>) -> bool {
+        match raw {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(other) => {
@@ -134,11 +150,15 @@ impl<'a> Validator<'a> {
                 );
                 false
             }
-        };
+        }
+    }
+
+    /// Who the request targets, from `platform`, `users` and `users_bm`.
+    fn targets(&mut self, body: &Object, data: &Object) -> Option<Targets> {
         let platform = self.platform(body.get("platform"));
         let users = body.get("users").filter(|v| !v.is_null());
         let users_bm = body.get("users_bm").filter(|v| !v.is_null());
-        let targets = match (users, users_bm) {
+        match (users, users_bm) {
             (Some(_), Some(_)) => {
                 self.invalid("users_bm", "send either users or users_bm, not both");
                 None
@@ -156,32 +176,7 @@ impl<'a> Validator<'a> {
                     None
                 }
             },
-            (Some(users), None) => {
-                let on = platform.clone().unwrap_or_default();
-                let users = self.user_list("users", users, &data, |id| UserRef::Platform {
-                    platform: on.clone(),
-                    id,
-                });
-                match (platform.as_deref(), users) {
-                    (Some("any"), _) => {
-                        self.invalid(
-                            "platform",
-                            "\"any\" is only allowed with \"users\": \"everyone\"; \
-                             explicit ids need their platform",
-                        );
-                        None
-                    }
-                    (Some(p), Some(users)) => Some(Targets::Platform {
-                        platform: p.to_string(),
-                        users,
-                    }),
-                    (None, _) => {
-                        self.require_platform(body.get("platform"));
-                        None
-                    }
-                    (Some(_), None) => None,
-                }
-            }
+            (Some(users), None) => self.platform_users(body, platform, users, data),
             (None, Some(Value::String(s))) if s == "everyone" => {
                 self.invalid(
                     "users_bm",
@@ -190,19 +185,42 @@ impl<'a> Validator<'a> {
                 None
             }
             (None, Some(users_bm)) => self
-                .user_list("users_bm", users_bm, &data, |id| UserRef::Bm { id })
+                .user_list("users_bm", users_bm, data, |id| UserRef::Bm { id })
                 .map(|users| Targets::Bm { users }),
-        };
-        if !self.too_large.is_empty() {
-            return Err(RequestError::TooLarge(self.too_large));
         }
-        match targets {
-            Some(targets) if self.invalid.is_empty() => Ok(EventRequest {
-                targets,
-                data,
-                dry_run,
+    }
+
+    /// Explicit platform ids in `users`, on `platform`.
+    fn platform_users(
+        &mut self,
+        body: &Object,
+        platform: Option<String>,
+        users: &Value,
+        data: &Object,
+    ) -> Option<Targets> {
+        let on = platform.clone().unwrap_or_default();
+        let users = self.user_list("users", users, data, |id| UserRef::Platform {
+            platform: on.clone(),
+            id,
+        });
+        match (platform.as_deref(), users) {
+            (Some("any"), _) => {
+                self.invalid(
+                    "platform",
+                    "\"any\" is only allowed with \"users\": \"everyone\"; \
+                     explicit ids need their platform",
+                );
+                None
+            }
+            (Some(p), Some(users)) => Some(Targets::Platform {
+                platform: p.to_string(),
+                users,
             }),
-            _ => Err(RequestError::Invalid(self.invalid)),
+            (None, _) => {
+                self.require_platform(body.get("platform"));
+                None
+            }
+            (Some(_), None) => None,
         }
     }
 
