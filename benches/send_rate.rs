@@ -24,6 +24,7 @@ use test_support::{herald_json, Server};
 
 const LIMIT: usize = 30;
 
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let users: usize = env_or("USERS", 300);

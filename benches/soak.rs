@@ -179,6 +179,7 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 #[tokio::main]
 async fn main() {
     let length = Duration::from_secs(env_or("SECONDS", 300));

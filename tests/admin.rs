@@ -66,6 +66,7 @@ fn write_lines(path: &std::path::Path, lines: impl IntoIterator<Item = String>) 
     }
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_subcommand_works_against_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -767,6 +768,7 @@ async fn admin_work_never_logs_tokens_secrets_or_data() {
     }
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_enforces_what_the_openapi_document_states() {
     let dir = tempfile::tempdir().unwrap();

@@ -62,6 +62,7 @@ fn odd_values() -> Vec<Value> {
     ]
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 fn corpus(event_url: &str, bearer_url: &str, secret: &str) -> Vec<Case> {
     let json_type = "application/json";
     let mut cases = Vec::new();

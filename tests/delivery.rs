@@ -57,6 +57,7 @@ async fn a_broadcast_to_a_thousand_users_stays_under_the_platform_rate_limit() {
     }
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_failures_are_final_and_transient_ones_retried_until_success() {
     let telegram = FakeTelegram::start(TelegramScript {

@@ -141,6 +141,7 @@ async fn first_run_creates_a_demo_that_answers_the_three_documented_examples() {
     );
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 #[tokio::test]
 async fn explicit_single_bm_and_per_user_requests_reach_their_users() {
     let dir = tempfile::tempdir().unwrap();

@@ -211,6 +211,7 @@ async fn call(
     )
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 #[tokio::test]
 async fn what_the_router_answers_matches_the_document() {
     let doc = document();

@@ -326,6 +326,7 @@ async fn a_requests_data_is_stored_once_however_many_users_it_reaches() {
     assert_eq!(seven["last_request"], json!({"n": 1, "mine": true}));
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 #[tokio::test]
 async fn the_retention_sweep_deletes_what_is_old_but_never_data_a_user_still_holds() {
     let h = Harness::new();

@@ -244,21 +244,8 @@ impl EventsArgs {
                 disabled,
                 limit,
             } => {
-                let action = match (action, screen, template) {
-                    (ActionKind::Screen, Some(screen_id), _) => {
-                        json!({"type": "screen", "screen_id": screen_id})
-                    }
-                    (ActionKind::Message, _, Some(template)) => {
-                        json!({"type": "message", "template": template})
-                    }
-                    _ => bail!("--action screen needs --screen; --action message needs --template"),
-                };
-                let mut document = json!({
-                    "bot_id": bot, "name": name, "action": action, "enabled": !disabled,
-                });
-                if let Some(limit) = limit.document() {
-                    document["rate_limit"] = limit;
-                }
+                let document =
+                    create_document(bot, name, action, screen, template, disabled, &limit)?;
                 client
                     .send_json(Method::POST, "/v1/admin/events", &document)
                     .await?
@@ -269,15 +256,7 @@ impl EventsArgs {
                 limit,
                 no_rate_limit,
             } => {
-                let mut document = json!({});
-                if let Some(name) = name {
-                    document["name"] = Value::String(name);
-                }
-                if let Some(limit) = limit.document() {
-                    document["rate_limit"] = limit;
-                } else if no_rate_limit {
-                    document["rate_limit"] = Value::Null;
-                }
+                let document = update_document(name, &limit, no_rate_limit);
                 client
                     .send_json(Method::PATCH, &event_path(&event), &document)
                     .await?
@@ -314,6 +293,48 @@ impl EventsArgs {
         };
         Ok(report(&answer, human))
     }
+}
+
+/// The admin API document of `events create`.
+fn create_document(
+    bot: String,
+    name: String,
+    action: ActionKind,
+    screen: Option<String>,
+    template: Option<String>,
+    disabled: bool,
+    limit: &Limit,
+) -> anyhow::Result<Value> {
+    let action = match (action, screen, template) {
+        (ActionKind::Screen, Some(screen_id), _) => {
+            json!({"type": "screen", "screen_id": screen_id})
+        }
+        (ActionKind::Message, _, Some(template)) => {
+            json!({"type": "message", "template": template})
+        }
+        _ => bail!("--action screen needs --screen; --action message needs --template"),
+    };
+    let mut document = json!({
+        "bot_id": bot, "name": name, "action": action, "enabled": !disabled,
+    });
+    if let Some(limit) = limit.document() {
+        document["rate_limit"] = limit;
+    }
+    Ok(document)
+}
+
+/// The admin API document of `events update`.
+fn update_document(name: Option<String>, limit: &Limit, no_rate_limit: bool) -> Value {
+    let mut document = json!({});
+    if let Some(name) = name {
+        document["name"] = Value::String(name);
+    }
+    if let Some(limit) = limit.document() {
+        document["rate_limit"] = limit;
+    } else if no_rate_limit {
+        document["rate_limit"] = Value::Null;
+    }
+    document
 }
 
 #[derive(Args)]

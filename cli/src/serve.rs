@@ -126,94 +126,27 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format);
-    let half_a_lease = PoolOptions::default().lease / 2;
-    anyhow::ensure!(
-        Duration::from_millis(args.job_time_budget_ms) <= half_a_lease,
-        "--job-time-budget-ms must be at most {} (half of a job's lease)",
-        half_a_lease.as_millis()
-    );
     let delivery = DeliveryConfig {
         telegram_api: args.telegram_api.clone(),
         telegram_rate: args.telegram_rate,
         ..DeliveryConfig::default()
     };
-    anyhow::ensure!(
-        Duration::from_secs(args.shutdown_grace) > delivery.timeout,
-        "--shutdown-grace must exceed the delivery timeout ({} s): a send still running when \
-         the grace ends would be cut off and its user messaged again after the restart",
-        delivery.timeout.as_secs()
-    );
+    check_timing(&args, &delivery)?;
     let _only_server = lock_database(&args.db)?;
     let store = Sqlite::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
-    let base_url = args
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
-
-    let given = match &args.admin_token_file {
-        Some(file) => Some(read_token_file(file)?),
-        None => {
-            let from_env = std::env::var("HERALD_ADMIN_TOKEN").ok();
-            if args.admin_token.is_some() && args.admin_token != from_env {
-                tracing::warn!("--admin-token shows in the process list; prefer HERALD_ADMIN_TOKEN or --admin-token-file");
-            }
-            args.admin_token.clone()
-        }
-    };
     let (admin_token_hash, new_admin_token) =
-        admin_token(&store, given.as_deref(), &args.db).await?;
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[
-            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ])
-        .context("metrics buckets")?
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    herald_core::metrics::describe();
-    let config = Config {
-        admin_token_hash: Some(admin_token_hash),
-        deliver_batch: args.deliver_batch.max(1),
-        expand_page: args.expand_page.max(1),
-        public_base_url: args.public_url.clone(),
-        base_backoff: Duration::from_millis(args.retry_base_ms),
-        jobs_per_bot: Config::bot_share(args.workers),
-        job_time_budget: Duration::from_millis(args.job_time_budget_ms),
-        max_backlog_jobs: args.max_backlog_jobs,
-        ..Config::default()
-    };
-    let deliverer: Arc<dyn Deliverer> = if args.simulate_delivery_ms > 0 {
-        Arc::new(LogDeliverer::with_delay(Duration::from_millis(
-            args.simulate_delivery_ms,
-        )))
-    } else {
-        Arc::new(
-            Dispatcher::new(Arc::new(store.clone()), &delivery)
-                .context("building the delivery HTTP client")?,
-        )
-    };
-    let app = Arc::new(herald_sqlite::app(&store, config, deliverer));
-
-    println!(
-        "herald listening on http://{local} (database {})",
-        args.db.display()
-    );
-    if let Some(file) = new_admin_token {
-        println!(
-            "\nAdmin token for /v1/admin, /metrics and the CLI's --url written to {} (mode 0600; \
-             only its hash is kept in the database):\n\n\
-             export HERALD_ADMIN_TOKEN=\"$(cat {})\"\n",
-            file.display(),
-            file.display()
-        );
-    }
-    if !args.no_demo && store.event_count().await? == 0 {
-        let event = demo::create(&store).await?;
-        println!("{}", demo::banner(&event, &base_url));
-    }
+        admin_token(&store, given_admin_token(&args)?.as_deref(), &args.db).await?;
+    let metrics = install_metrics()?;
+    let app = Arc::new(herald_sqlite::app(
+        &store,
+        config(&args, admin_token_hash),
+        deliverer(&args, &store, &delivery)?,
+    ));
+    announce(&args, &store, local, new_admin_token).await?;
 
     let recovered = store.recover_leases().await?;
     if recovered > 0 {
@@ -239,6 +172,129 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Duration::from_secs(args.retention_sweep_every),
         ));
     }
+    let limits = http_limits(&args);
+    tracing::info!(listen = %local, db = %args.db.display(), workers = args.workers, "herald serving");
+    let disk = crate::disk::DiskWatch::start(&args.db, args.min_free_disk_mb * 1024 * 1024);
+    let router = herald_core::router::router(app.clone())
+        .merge(metrics_route(app.clone(), store.clone(), metrics))
+        .merge(readiness_route(store.clone(), disk.clone()))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            shed_when_disk_low(disk.clone(), request, next)
+        }));
+    let grace = Duration::from_secs(args.shutdown_grace);
+    serve_until_signalled(listener, router, limits, pool, grace).await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The time settings that the no-duplicates promise depends on, or why they break it.
+fn check_timing(args: &ServeArgs, delivery: &DeliveryConfig) -> anyhow::Result<()> {
+    let half_a_lease = PoolOptions::default().lease / 2;
+    anyhow::ensure!(
+        Duration::from_millis(args.job_time_budget_ms) <= half_a_lease,
+        "--job-time-budget-ms must be at most {} (half of a job's lease)",
+        half_a_lease.as_millis()
+    );
+    anyhow::ensure!(
+        Duration::from_secs(args.shutdown_grace) > delivery.timeout,
+        "--shutdown-grace must exceed the delivery timeout ({} s): a send still running when \
+         the grace ends would be cut off and its user messaged again after the restart",
+        delivery.timeout.as_secs()
+    );
+    Ok(())
+}
+
+/// The admin token given by file, variable or flag (a warning for the flag, which shows in
+/// the process list).
+fn given_admin_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    Ok(match &args.admin_token_file {
+        Some(file) => Some(read_token_file(file)?),
+        None => {
+            let from_env = std::env::var("HERALD_ADMIN_TOKEN").ok();
+            if args.admin_token.is_some() && args.admin_token != from_env {
+                tracing::warn!("--admin-token shows in the process list; prefer HERALD_ADMIN_TOKEN or --admin-token-file");
+            }
+            args.admin_token.clone()
+        }
+    })
+}
+
+fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    herald_core::metrics::describe();
+    Ok(metrics)
+}
+
+fn config(args: &ServeArgs, admin_token_hash: [u8; 32]) -> Config {
+    Config {
+        admin_token_hash: Some(admin_token_hash),
+        deliver_batch: args.deliver_batch.max(1),
+        expand_page: args.expand_page.max(1),
+        public_base_url: args.public_url.clone(),
+        base_backoff: Duration::from_millis(args.retry_base_ms),
+        jobs_per_bot: Config::bot_share(args.workers),
+        job_time_budget: Duration::from_millis(args.job_time_budget_ms),
+        max_backlog_jobs: args.max_backlog_jobs,
+        ..Config::default()
+    }
+}
+
+fn deliverer(
+    args: &ServeArgs,
+    store: &Sqlite,
+    delivery: &DeliveryConfig,
+) -> anyhow::Result<Arc<dyn Deliverer>> {
+    Ok(if args.simulate_delivery_ms > 0 {
+        Arc::new(LogDeliverer::with_delay(Duration::from_millis(
+            args.simulate_delivery_ms,
+        )))
+    } else {
+        Arc::new(
+            Dispatcher::new(Arc::new(store.clone()), delivery)
+                .context("building the delivery HTTP client")?,
+        )
+    })
+}
+
+/// Say where the server listens, where a new admin token was written, and the demo event
+/// created on an empty database.
+async fn announce(
+    args: &ServeArgs,
+    store: &Sqlite,
+    local: std::net::SocketAddr,
+    new_admin_token: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    println!(
+        "herald listening on http://{local} (database {})",
+        args.db.display()
+    );
+    if let Some(file) = new_admin_token {
+        println!(
+            "\nAdmin token for /v1/admin, /metrics and the CLI's --url written to {} (mode 0600; \
+             only its hash is kept in the database):\n\n\
+             export HERALD_ADMIN_TOKEN=\"$(cat {})\"\n",
+            file.display(),
+            file.display()
+        );
+    }
+    if !args.no_demo && store.event_count().await? == 0 {
+        let base_url = args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}"));
+        let event = demo::create(store).await?;
+        println!("{}", demo::banner(&event, &base_url));
+    }
+    Ok(())
+}
+
+fn http_limits(args: &ServeArgs) -> http::HttpLimits {
     let file_limit = http::raise_file_limit();
     let limits = http::HttpLimits {
         header_read: Duration::from_secs(args.header_timeout.max(1)),
@@ -255,24 +311,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "--max-connections lowered to stay below the open-file limit"
         );
     }
-    tracing::info!(listen = %local, db = %args.db.display(), workers = args.workers, "herald serving");
-    let disk = crate::disk::DiskWatch::start(&args.db, args.min_free_disk_mb * 1024 * 1024);
-    let router = herald_core::router::router(app.clone())
-        .merge(metrics_route(app.clone(), store.clone(), metrics))
-        .merge(readiness_route(store.clone(), disk.clone()))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            shed_when_disk_low(disk.clone(), request, next)
-        }));
-    // On SIGINT or SIGTERM the server and the workers stop together: the server stops
-    // accepting and drops clients that linger; the workers stop starting deliveries and
-    // record the ones in flight.
+    limits
+}
+
+/// Serve until SIGINT or SIGTERM, then stop the server and the workers together: the
+/// server stops accepting and drops clients that linger; the workers stop starting
+/// deliveries and record the ones in flight.
+async fn serve_until_signalled(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: http::HttpLimits,
+    pool: Option<WorkerPool>,
+    grace: Duration,
+) {
     let stopping = CancellationToken::new();
     let signalled = stopping.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         signalled.cancel();
     });
-    let grace = Duration::from_secs(args.shutdown_grace);
     let workers = async {
         stopping.cancelled().await;
         tracing::info!("stopping: no longer accepting requests or starting deliveries");
@@ -284,8 +341,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         http::serve(listener, router, limits, stopping.cancelled()),
         workers
     );
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Take `db`'s server lock (`<db>.lock`, an exclusive `flock` held while the returned file

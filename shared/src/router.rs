@@ -8,7 +8,7 @@
 
 use crate::intake::{self, Answer};
 use crate::log_budget::LogBudget;
-use crate::ports::App;
+use crate::ports::{App, Remembered};
 use crate::problem::ApiError;
 use crate::status::RequestStatus;
 use axum::body::Body;
@@ -166,25 +166,7 @@ async fn event(
                 status = first.status,
                 "idempotent replay"
             );
-            let status = StatusCode::from_u16(first.status).unwrap_or(StatusCode::ACCEPTED);
-            let mut response = (
-                status,
-                [(header::CONTENT_TYPE, "application/json")],
-                first.answer,
-            )
-                .into_response();
-            let headers = response.headers_mut();
-            headers.insert(
-                "idempotent-replayed",
-                header::HeaderValue::from_static("true"),
-            );
-            let location = app
-                .config
-                .url(&format!("/v1/requests/{}", first.request_id));
-            if let Ok(value) = location.parse() {
-                headers.insert(header::LOCATION, value);
-            }
-            response
+            replayed(app, first)
         }
         Err(ApiError::NotFound) => {
             // Anyone can send these (an unknown event, a wrong secret): counted, and
@@ -211,6 +193,30 @@ async fn event(
             error.into_response()
         }
     }
+}
+
+/// The first request's answer again, marked as a replay, for a request whose idempotency
+/// key was used before with the same body.
+fn replayed(app: &App, first: Remembered) -> Response {
+    let status = StatusCode::from_u16(first.status).unwrap_or(StatusCode::ACCEPTED);
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        first.answer,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        "idempotent-replayed",
+        header::HeaderValue::from_static("true"),
+    );
+    let location = app
+        .config
+        .url(&format!("/v1/requests/{}", first.request_id));
+    if let Ok(value) = location.parse() {
+        headers.insert(header::LOCATION, value);
+    }
+    response
 }
 
 async fn accept_event(

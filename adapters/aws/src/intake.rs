@@ -36,7 +36,54 @@ impl Aws {
             Audience::Everyone { shards, .. } => shards,
             _ => 0,
         };
-        let expires = expires_at(record.created_at);
+        let request = self.request_put(record, targeted, shards)?;
+        match remember {
+            None => {
+                self.dynamodb
+                    .put_item()
+                    .table_name(&self.settings.requests_table)
+                    .set_item(Some(request.item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+            }
+            Some(remember) => {
+                let written = self
+                    .dynamodb
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().put(request).build())
+                    .transact_items(
+                        TransactWriteItem::builder()
+                            .put(self.idempotency_put(remember)?)
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                match written {
+                    Ok(_) => {}
+                    Err(e) if key_taken(&e) => {
+                        return match self.remembered(&remember.event_id, &remember.key).await? {
+                            Some(first) => Ok(Recorded::Duplicate(first)),
+                            None => Err(StoreError::new("idempotency key contended; retry")),
+                        }
+                    }
+                    Err(e) => return Err(store_error(e)),
+                }
+            }
+        }
+        self.write_cursors(&record.id, shards, expires_at(record.created_at))
+            .await?;
+        Ok(Recorded::New)
+    }
+
+    /// The request item, `accepting`, its counters at zero, written only if new.
+    fn request_put(
+        &self,
+        record: &RequestRecord,
+        targeted: Option<u64>,
+        shards: u32,
+    ) -> Result<Put, StoreError> {
         let mut item = self.request_key(&record.id, REQUEST_SK);
         item.insert(
             "record".into(),
@@ -53,70 +100,53 @@ impl Aws {
         item.insert("errors".into(), AttributeValue::L(vec![]));
         item.insert("deliveries".into(), AttributeValue::L(vec![]));
         item.insert("created_at".into(), n(record.created_at));
-        item.insert("expires_at".into(), expires.clone());
-        let request = Put::builder()
+        item.insert("expires_at".into(), expires_at(record.created_at));
+        Put::builder()
             .table_name(&self.settings.requests_table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(StoreError::new)?;
-        match remember {
-            None => {
-                self.dynamodb
-                    .put_item()
-                    .table_name(&self.settings.requests_table)
-                    .set_item(Some(request.item))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-            }
-            Some(remember) => {
-                let key = self.idempotency_key(&remember.event_id, &remember.key);
-                let mut idem = key.clone();
-                let answer = &remember.answer;
-                idem.insert("request_id".into(), s(&answer.request_id));
-                idem.insert(
-                    "body_hash".into(),
-                    AttributeValue::B(Blob::new(answer.body_hash.to_vec())),
-                );
-                idem.insert("status".into(), n(answer.status));
-                idem.insert("answer".into(), s(&answer.answer));
-                idem.insert("at".into(), n(answer.at));
-                idem.insert(
-                    "expires_at".into(),
-                    n((answer.at + IDEMPOTENCY_WINDOW_MS) / 1000 + 3600),
-                );
-                let claim = Put::builder()
-                    .table_name(&self.settings.requests_table)
-                    .set_item(Some(idem))
-                    .condition_expression("attribute_not_exists(pk) OR #at < :cutoff")
-                    .expression_attribute_names("#at", "at")
-                    .expression_attribute_values(":cutoff", n(now_ms() - IDEMPOTENCY_WINDOW_MS))
-                    .build()
-                    .map_err(StoreError::new)?;
-                let written = self
-                    .dynamodb
-                    .transact_write_items()
-                    .transact_items(TransactWriteItem::builder().put(request).build())
-                    .transact_items(TransactWriteItem::builder().put(claim).build())
-                    .send()
-                    .await;
-                match written {
-                    Ok(_) => {}
-                    Err(e) if key_taken(&e) => {
-                        return match self.remembered(&remember.event_id, &remember.key).await? {
-                            Some(first) => Ok(Recorded::Duplicate(first)),
-                            None => Err(StoreError::new("idempotency key contended; retry")),
-                        }
-                    }
-                    Err(e) => return Err(store_error(e)),
-                }
-            }
-        }
+            .map_err(StoreError::new)
+    }
+
+    /// The idempotency key's claim: written if the key is free or its last use is older
+    /// than the window.
+    fn idempotency_put(&self, remember: &Remember) -> Result<Put, StoreError> {
+        let mut idem = self.idempotency_key(&remember.event_id, &remember.key);
+        let answer = &remember.answer;
+        idem.insert("request_id".into(), s(&answer.request_id));
+        idem.insert(
+            "body_hash".into(),
+            AttributeValue::B(Blob::new(answer.body_hash.to_vec())),
+        );
+        idem.insert("status".into(), n(answer.status));
+        idem.insert("answer".into(), s(&answer.answer));
+        idem.insert("at".into(), n(answer.at));
+        idem.insert(
+            "expires_at".into(),
+            n((answer.at + IDEMPOTENCY_WINDOW_MS) / 1000 + 3600),
+        );
+        Put::builder()
+            .table_name(&self.settings.requests_table)
+            .set_item(Some(idem))
+            .condition_expression("attribute_not_exists(pk) OR #at < :cutoff")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":cutoff", n(now_ms() - IDEMPOTENCY_WINDOW_MS))
+            .build()
+            .map_err(StoreError::new)
+    }
+
+    /// One expansion cursor per shard of an `everyone`, in batches of 25, retrying
+    /// unprocessed items.
+    async fn write_cursors(
+        &self,
+        request_id: &str,
+        shards: u32,
+        expires: AttributeValue,
+    ) -> Result<(), StoreError> {
         let cursors: Vec<WriteRequest> = (0..shards)
             .map(|shard| {
-                let mut item = self.request_key(&record.id, &format!("x#{shard}"));
+                let mut item = self.request_key(request_id, &format!("x#{shard}"));
                 item.insert("done".into(), AttributeValue::Bool(false));
                 item.insert("expires_at".into(), expires.clone());
                 PutRequest::builder()
@@ -151,7 +181,7 @@ impl Aws {
                 }
             }
         }
-        Ok(Recorded::New)
+        Ok(())
     }
 
     /// `accepting` → `accepted`, unless the request was given up meanwhile (a retry found

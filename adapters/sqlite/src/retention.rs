@@ -43,6 +43,29 @@ impl Sqlite {
     pub async fn sweep(&self, keep: Duration) -> Result<Swept, StoreError> {
         let cutoff = now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
         let mut swept = Swept::default();
+        self.sweep_requests(cutoff, &mut swept).await?;
+        swept.dead_jobs = self
+            .delete_in_chunks(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
+                   WHERE state = 'dead' AND died_at < CAST(?1 AS INTEGER) LIMIT ?2)",
+                cutoff.to_string(),
+            )
+            .await?;
+        swept.idempotency_keys = self
+            .delete_in_chunks(
+                "DELETE FROM idempotency WHERE (event_id, key) IN (SELECT event_id, key
+                   FROM idempotency WHERE at < CAST(?1 AS INTEGER) LIMIT ?2)",
+                (now_ms() - IDEMPOTENCY_WINDOW_MS).to_string(),
+            )
+            .await?;
+        swept.data = self.sweep_orphan_data().await?;
+        swept.pages_freed = self.give_space_back().await?;
+        Ok(swept)
+    }
+
+    /// Finished requests older than `cutoff`, [`REQUESTS_PER_STEP`] at a time, with their
+    /// outcomes and expansion cursors.
+    async fn sweep_requests(&self, cutoff: i64, swept: &mut Swept) -> Result<(), StoreError> {
         loop {
             let ids: Vec<String> = self
                 .read(move |conn| {
@@ -87,20 +110,12 @@ impl Sqlite {
             swept.expansions += expansions;
             swept.requests += requests;
         }
-        swept.dead_jobs = self
-            .delete_in_chunks(
-                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
-                   WHERE state = 'dead' AND died_at < CAST(?1 AS INTEGER) LIMIT ?2)",
-                cutoff.to_string(),
-            )
-            .await?;
-        swept.idempotency_keys = self
-            .delete_in_chunks(
-                "DELETE FROM idempotency WHERE (event_id, key) IN (SELECT event_id, key
-                   FROM idempotency WHERE at < CAST(?1 AS INTEGER) LIMIT ?2)",
-                (now_ms() - IDEMPOTENCY_WINDOW_MS).to_string(),
-            )
-            .await?;
+        Ok(())
+    }
+
+    /// Delete the data that no request and no user refers to any more; how many.
+    async fn sweep_orphan_data(&self) -> Result<u64, StoreError> {
+        let mut deleted = 0;
         // Data no request and no user refers to any more, found by a read (one pass over
         // the users, beside the writer, not in its way), then deleted in chunks. What the
         // read found stays unreferenced: only requests still present are delivered, so no
@@ -120,7 +135,7 @@ impl Sqlite {
             .await?;
         for chunk in orphans.chunks(CHUNK as usize) {
             let ids = serde_json::to_string(chunk).map_err(StoreError::new)?;
-            swept.data += self
+            deleted += self
                 .transaction(move |tx| {
                     tx.execute(
                         "DELETE FROM request_data WHERE request_id IN (SELECT value FROM json_each(?1))",
@@ -130,8 +145,7 @@ impl Sqlite {
                 })
                 .await?;
         }
-        swept.pages_freed = self.give_space_back().await?;
-        Ok(swept)
+        Ok(deleted)
     }
 
     /// Run `statement` (deleting at most `?2` rows matching `?1`) until it deletes none.

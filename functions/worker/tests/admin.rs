@@ -36,6 +36,7 @@ async fn request_status(stack: &Stack, request_id: &str) -> Value {
     status
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 #[tokio::test]
 async fn bots_events_and_users_are_managed_through_the_admin_api() {
     let stack = Stack::new().await;
@@ -449,6 +450,7 @@ impl Deliverer for Switchable {
     }
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 #[tokio::test]
 async fn dead_letters_are_listed_redriven_to_completion_and_purged() {
     let platform = Arc::new(Switchable {

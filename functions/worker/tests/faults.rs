@@ -196,6 +196,7 @@ impl Broadcast {
 /// An `everyone` to 200 users with `service` failing as `fault` for `failing_rounds`
 /// rounds after the first: the broadcast completes (by itself, or after a redrive when
 /// the outage outlasted the receive count) with exact counters.
+#[allow(clippy::too_many_lines)] // one scenario, read best whole
 async fn an_outage_in_the_middle_of_everyone(
     service: Service,
     fault: Fault,
