@@ -5,9 +5,8 @@
 //! documents: they never carry a bot token, a signing secret or an event secret's hash —
 //! those are write-only (a bot answers only whether each is set).
 
-use crate::domain::{Event, Job, Object, RateLimit, RequestState, UserRef};
+use crate::domain::{Event, Job, Object, RateLimit, RequestProgress, RequestState, UserRef};
 use crate::error::StoreError;
-use crate::ports::RequestProgress;
 use async_trait::async_trait;
 use serde::{Deserialize, Deserializer, Serialize};
 

@@ -9,10 +9,10 @@
 
 use crate::admin::{BotChanges, BotSummary, Cancellation, EventChanges, Removal, Selection};
 use crate::domain::{now_ms, Action, Event, PreviousSecret, RateLimit, UserRef};
+use crate::http_parts::{bearer, Route, Shared};
 use crate::ports::App;
 use crate::problem::ApiError;
 use crate::request::RequestError;
-use crate::router::{bearer, Route, Shared};
 use crate::status::{rfc3339, RequestStatus};
 use crate::{import, secret};
 use axum::body::{Body, Bytes};
@@ -138,7 +138,7 @@ async fn read_document<T: serde::de::DeserializeOwned>(
     let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
         .await
         .map_err(|e| {
-            if crate::router::caused_by_timeout(&e) {
+            if crate::http_parts::caused_by_timeout(&e) {
                 return ApiError::BodyTimeout;
             }
             ApiError::Request(RequestError::TooLarge(vec![crate::request::FieldError {
@@ -155,7 +155,7 @@ async fn read_document<T: serde::de::DeserializeOwned>(
         }
         Bytes::from_static(b"{}")
     } else {
-        crate::router::check_json_content_type(headers)?;
+        crate::http_parts::check_json_content_type(headers)?;
         bytes
     };
     let value: serde_json::Value =

@@ -20,21 +20,6 @@ pub enum Action {
     Message { template: String },
 }
 
-impl Action {
-    /// Whether the action can run: a screen id is set, a template compiles.
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            Action::Screen { screen_id } if screen_id.trim().is_empty() => {
-                Err("the screen id is empty".into())
-            }
-            Action::Screen { .. } => Ok(()),
-            Action::Message { template } => {
-                crate::template::check(template).map_err(|e| format!("template: {e}"))
-            }
-        }
-    }
-}
-
 /// An event: the URL a CRM calls and what happens then.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -403,4 +388,37 @@ pub fn shard_of(bm_id: &str, shards: u32) -> u32 {
         hash = hash.wrapping_mul(0x0100_0193);
     }
     hash % shards.max(1)
+}
+
+/// A sample of one user's failure, kept with the request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorSample {
+    pub user: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Everything stored about a request's progress; [`crate::status`] turns it into the
+/// status document.
+#[derive(Debug, Clone)]
+pub struct RequestProgress {
+    pub record: RequestRecord,
+    pub state: RequestState,
+    /// Users targeted so far (explicit: all of them from the start; `everyone`: grows as
+    /// expansions page through the bot's users).
+    pub targeted: u64,
+    /// Expansion shards not yet exhausted.
+    pub expansions_pending: u32,
+    pub delivered: u64,
+    pub not_found: u64,
+    pub failed: u64,
+    /// Users left out because the request was cancelled.
+    pub cancelled: u64,
+    /// `failed` by reason class (`blocked`, `chat_not_found`, `template`, …).
+    pub failed_by_reason: std::collections::BTreeMap<String, u64>,
+    pub error_samples: Vec<ErrorSample>,
+    /// What the deliverer reported for the first few users (e.g. the log deliverer's record).
+    pub delivery_samples: Vec<serde_json::Value>,
+    /// Milliseconds since the Unix epoch of the last final outcome, if any.
+    pub updated_at: Option<i64>,
 }

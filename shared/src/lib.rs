@@ -13,6 +13,7 @@ pub mod config;
 pub mod cutoff;
 pub mod domain;
 pub mod error;
+pub mod http_parts;
 pub mod import;
 pub mod intake;
 pub mod log_budget;

@@ -42,7 +42,14 @@ impl Deliverer for LogDeliverer {
                 "user": user,
             }),
             Action::Message { template } => {
-                match crate::template::for_delivery(template, delivery).await {
+                match crate::template::for_user(
+                    template,
+                    &delivery.request.event_name,
+                    delivery.user,
+                    delivery.data,
+                )
+                .await
+                {
                     Ok(text) => json!({
                         "deliverer": "log",
                         "action": "message",

@@ -60,24 +60,3 @@ pub fn describe() {
     );
     metrics::describe_gauge!(DEAD_LETTERS, "Jobs kept dead");
 }
-
-/// Count a processed job and its users' outcomes.
-pub fn job(kind: &'static str, report: &crate::processor::JobReport) {
-    metrics::counter!(JOB_ATTEMPTS, "kind" => kind).increment(1);
-    for (outcome, count) in [
-        ("delivered", report.delivered),
-        ("not_found", report.not_found),
-        ("failed", report.failed),
-        ("cancelled", report.cancelled),
-    ] {
-        if count > 0 {
-            metrics::counter!(USERS, "outcome" => outcome).increment(count);
-        }
-    }
-    if report.retried > 0 {
-        metrics::counter!(RETRIES).increment(report.retried);
-    }
-    if report.continued > 0 {
-        metrics::counter!(CONTINUED).increment(report.continued);
-    }
-}

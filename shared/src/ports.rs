@@ -14,10 +14,12 @@ use crate::domain::{
 use crate::error::StoreError;
 use crate::throttle::Throttle;
 use async_trait::async_trait;
-use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+// Kept in `domain` (the admin port reads them too); named here where they were first.
+pub use crate::domain::{ErrorSample, RequestProgress};
 
 /// Looks events and bots up by id.
 #[async_trait]
@@ -149,39 +151,6 @@ pub trait Intake: Send + Sync {
     /// `accepting`, and free the idempotency key if it still names it, so that a retry is
     /// accepted anew. (A store that accepts in one transaction never leaves one behind.)
     async fn abandon(&self, event_id: &str, key: &str, request_id: &str) -> Result<(), StoreError>;
-}
-
-/// A sample of one user's failure, kept with the request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ErrorSample {
-    pub user: String,
-    pub reason: String,
-    pub message: String,
-}
-
-/// Everything stored about a request's progress; [`crate::status`] turns it into the
-/// status document.
-#[derive(Debug, Clone)]
-pub struct RequestProgress {
-    pub record: RequestRecord,
-    pub state: RequestState,
-    /// Users targeted so far (explicit: all of them from the start; `everyone`: grows as
-    /// expansions page through the bot's users).
-    pub targeted: u64,
-    /// Expansion shards not yet exhausted.
-    pub expansions_pending: u32,
-    pub delivered: u64,
-    pub not_found: u64,
-    pub failed: u64,
-    /// Users left out because the request was cancelled.
-    pub cancelled: u64,
-    /// `failed` by reason class (`blocked`, `chat_not_found`, `template`, …).
-    pub failed_by_reason: std::collections::BTreeMap<String, u64>,
-    pub error_samples: Vec<ErrorSample>,
-    /// What the deliverer reported for the first few users (e.g. the log deliverer's record).
-    pub delivery_samples: Vec<serde_json::Value>,
-    /// Milliseconds since the Unix epoch of the last final outcome, if any.
-    pub updated_at: Option<i64>,
 }
 
 /// Where one shard's expansion stands.

@@ -119,7 +119,7 @@ pub async fn process(app: &App, job: &Job) -> Result<JobReport, StoreError> {
 pub async fn process_until(app: &App, job: &Job, stop: &Stop) -> Result<JobReport, StoreError> {
     let report = run(app, job, stop).await?;
     if report.run_again_after.is_none() {
-        crate::metrics::job(job.kind_name(), &report);
+        report.count(job.kind_name());
     }
     Ok(report)
 }
@@ -157,6 +157,30 @@ async fn run(app: &App, job: &Job, stop: &Stop) -> Result<JobReport, StoreError>
         }
         JobKind::Expand { shard, cursor } => {
             expand(app, &job.id, &record, *shard, cursor.as_deref()).await
+        }
+    }
+}
+
+impl JobReport {
+    /// Count a processed job of `kind` and its users' outcomes in the metrics.
+    fn count(&self, kind: &'static str) {
+        use crate::metrics::{CONTINUED, JOB_ATTEMPTS, RETRIES, USERS};
+        metrics::counter!(JOB_ATTEMPTS, "kind" => kind).increment(1);
+        for (outcome, count) in [
+            ("delivered", self.delivered),
+            ("not_found", self.not_found),
+            ("failed", self.failed),
+            ("cancelled", self.cancelled),
+        ] {
+            if count > 0 {
+                metrics::counter!(USERS, "outcome" => outcome).increment(count);
+            }
+        }
+        if self.retried > 0 {
+            metrics::counter!(RETRIES).increment(self.retried);
+        }
+        if self.continued > 0 {
+            metrics::counter!(CONTINUED).increment(self.continued);
         }
     }
 }

@@ -6,6 +6,8 @@
 //! Checks run cheapest first — content type, secret, body size, JSON, contract — and every
 //! refusal is an [`ApiError`], so each answer is problem+json from one place.
 
+use crate::http_parts::{bearer, check_json_content_type, Shared};
+pub use crate::http_parts::{caused_by_timeout, Route};
 use crate::intake::{self, Answer};
 use crate::log_budget::LogBudget;
 use crate::ports::{App, Remembered};
@@ -16,34 +18,11 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
-
-pub(crate) type Shared = State<Arc<App>>;
-
-/// One path of the API with the methods it answers.
-pub struct Route {
-    pub path: &'static str,
-    pub methods: &'static [&'static str],
-    handler: MethodRouter<Arc<App>>,
-}
-
-impl Route {
-    pub(crate) fn new(
-        path: &'static str,
-        methods: &'static [&'static str],
-        handler: MethodRouter<Arc<App>>,
-    ) -> Route {
-        Route {
-            path,
-            methods,
-            handler,
-        }
-    }
-}
 
 /// Every route of the API: the Router is built from this list, and the OpenAPI document
 /// is checked against it, so neither can drift from the other.
@@ -250,26 +229,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(ApiError::UnsupportedMediaType { got: None });
-    };
-    let raw = String::from_utf8_lossy(value.as_bytes()).to_string();
-    let essence = raw
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let is_json = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
-    if is_json {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType { got: Some(raw) })
-    }
-}
-
 async fn read_body(
     app: &App,
     headers: &HeaderMap,
@@ -323,26 +282,6 @@ async fn read_body(
 /// clients that stop at a broken pipe see the answer: a body declared larger than this
 /// is refused unread.
 const DRAIN_AT_MOST: usize = 32 * 1024 * 1024;
-
-/// Whether reading a body failed because the server's body read timeout struck.
-pub fn caused_by_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if e.is::<crate::problem::BodyTimedOut>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
-}
-
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-}
 
 async fn status_by_bearer(
     State(app): Shared,

@@ -7,8 +7,7 @@
 //! error for that user (counted, with its reason), never a silent blank. A template is
 //! compiled once per process and reused for every user (see [`compiled`]).
 
-use crate::domain::{DeliveryResult, Object, UserState};
-use crate::ports::Delivery;
+use crate::domain::{Action, DeliveryResult, Object, UserState};
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::json;
 use std::collections::HashMap;
@@ -60,6 +59,20 @@ pub fn check(template: &str) -> Result<(), String> {
 /// rendering goes on in its thread until its instructions run out, but nobody waits for it.
 pub const RENDER_FOR: Duration = Duration::from_secs(1);
 
+// Here rather than in `domain`, which the template engine depends on, not the reverse.
+impl Action {
+    /// Whether the action can run: a screen id is set, a template compiles.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Action::Screen { screen_id } if screen_id.trim().is_empty() => {
+                Err("the screen id is empty".into())
+            }
+            Action::Screen { .. } => Ok(()),
+            Action::Message { template } => check(template).map_err(|e| format!("template: {e}")),
+        }
+    }
+}
+
 /// `template` rendered for one user, on the caller's thread (no deadline).
 pub fn render(
     template: &str,
@@ -78,12 +91,15 @@ fn context(event_name: &str, user: &UserState, last_request: &Object) -> serde_j
     })
 }
 
-/// The message of `template` for a delivery's user, or the failure to count for them
-/// (reason `template`). It renders on the blocking pool within [`RENDER_FOR`], so a
-/// template that builds huge values it never prints holds no worker.
-pub async fn for_delivery(
+/// The message of `template` for `user` of a request to `event_name` whose data for them
+/// is `data`, or the failure to count for them (reason `template`). It renders on the
+/// blocking pool within [`RENDER_FOR`], so a template that builds huge values it never
+/// prints holds no worker.
+pub async fn for_user(
     template: &str,
-    delivery: &Delivery<'_>,
+    event_name: &str,
+    user: &UserState,
+    data: &Object,
 ) -> Result<String, DeliveryResult> {
     let failed = |message: String| DeliveryResult::Permanent {
         reason: "template".into(),
@@ -96,7 +112,7 @@ pub async fn for_delivery(
              fails every user until the event's template changes"
         )));
     }
-    let context = context(&delivery.request.event_name, delivery.user, delivery.data);
+    let context = context(event_name, user, data);
     let (started, running) = oneshot::channel();
     let rendering = {
         let compiled = compiled.clone();
@@ -277,44 +293,26 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rendering_past_its_deadline_fails_that_user_and_the_template_s_later_ones() {
-        use crate::domain::{Action, Audience, RequestRecord};
         // Strings of 200 MB that are never printed: few instructions, seconds of work (about
         // 0.4 s each in a release build).
         let slow = "{% set s = 'x' * 99999999 %}{% for i in range(10) %}{% set t = s ~ s %}{% endfor %}done";
-        let request = RequestRecord {
-            id: "r".into(),
-            event_id: "e".into(),
-            event_name: "n".into(),
-            bot_id: "b".into(),
-            action: Action::Message {
-                template: slow.into(),
-            },
-            data: Object::new(),
-            audience: Audience::Bm { count: 1 },
-            created_at: 0,
-        };
-        let cutoff = crate::cutoff::Stop::never()
-            .cutoff(std::time::Instant::now() + Duration::from_secs(60));
         let (user, data) = (user(), Object::new());
-        let delivery = Delivery {
-            request: &request,
-            user: &user,
-            data: &data,
-            cutoff: &cutoff,
-        };
         let reason = |result: Result<String, DeliveryResult>| match result {
             Err(DeliveryResult::Permanent { reason, message }) => (reason, message),
             other => panic!("{other:?}"),
         };
-        let (why, message) = reason(for_delivery(slow, &delivery).await);
+        let (why, message) = reason(for_user(slow, "n", &user, &data).await);
         assert_eq!(why, "template");
         assert_eq!(message, "the template took longer than 1s to render");
-        let (why, message) = reason(for_delivery(slow, &delivery).await);
+        let (why, message) = reason(for_user(slow, "n", &user, &data).await);
         assert_eq!(why, "template");
         assert!(message.contains("for an earlier user"), "{message}");
         // Other templates are not affected.
         let quick = "Hello {{ user.platform_id }}";
-        assert_eq!(for_delivery(quick, &delivery).await.unwrap(), "Hello 42");
+        assert_eq!(
+            for_user(quick, "n", &user, &data).await.unwrap(),
+            "Hello 42"
+        );
     }
 
     #[test]

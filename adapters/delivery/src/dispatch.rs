@@ -101,7 +101,14 @@ impl Dispatcher {
                 bot.id, user.platform
             ));
         };
-        let text = match template::for_delivery(template, delivery).await {
+        let text = match template::for_user(
+            template,
+            &delivery.request.event_name,
+            delivery.user,
+            delivery.data,
+        )
+        .await
+        {
             Ok(text) => text,
             Err(failure) => return failure,
         };
