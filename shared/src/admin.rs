@@ -137,8 +137,8 @@ impl NewUser {
     /// Why this user cannot be imported, if it cannot.
     pub fn problem(&self) -> Option<&'static str> {
         let bad = |s: &str| s.is_empty() || s.len() > 128 || s.chars().any(char::is_control);
-        if bad(&self.platform) || self.platform == "any" {
-            Some("platform must be a short name other than \"any\"")
+        if !crate::domain::is_platform_name(&self.platform) || self.platform == "any" {
+            Some("platform must be a platform name such as \"tg\" (1-32 of a-z, 0-9, _ or -), not \"any\"")
         } else if bad(&self.platform_id) {
             Some("platform_id must be 1 to 128 characters")
         } else if self.bm_id.as_deref().is_some_and(bad) {

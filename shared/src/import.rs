@@ -340,6 +340,11 @@ mod tests {
     fn json_lines_are_checked() {
         assert!(parse_json_line(r#"{"platform":"tg","platform_id":7}"#).is_ok());
         assert!(parse_json_line(r#"{"platform":"any","platform_id":"7"}"#).is_err());
+        // No event request can target these, so no import takes them either.
+        for platform in ["Telegram", "t g", "", &"x".repeat(33)] {
+            let line = format!(r#"{{"platform":"{platform}","platform_id":"7"}}"#);
+            assert!(parse_json_line(&line).is_err(), "{platform}");
+        }
         assert!(parse_json_line(r#"{"platform":"tg"}"#).is_err());
         assert!(parse_json_line("not json").is_err());
     }

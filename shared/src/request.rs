@@ -8,7 +8,7 @@
 //! (RFC 7396), and the size, count, length and depth limits of [`Limits`].
 
 use crate::config::Limits;
-use crate::domain::{JobUser, Object, PlatformFilter, UserRef};
+use crate::domain::{is_platform_name, JobUser, Object, PlatformFilter, UserRef};
 use crate::merge::Measured;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -458,12 +458,6 @@ fn field_error(field: impl Into<String>, message: impl Into<String>) -> FieldErr
         field: field.into(),
         message: message.into(),
     }
-}
-
-fn is_platform_name(p: &str) -> bool {
-    (1..=32).contains(&p.len())
-        && p.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 fn kind_of(value: &Value) -> &'static str {
