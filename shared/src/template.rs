@@ -73,7 +73,8 @@ impl Action {
     }
 }
 
-/// `template` rendered for one user, on the caller's thread (no deadline).
+/// `template` rendered for one user, on the caller's thread with no deadline: for checks
+/// and the fuzz target; deliveries go through [`for_user`].
 pub fn render(
     template: &str,
     event_name: &str,
@@ -158,7 +159,7 @@ impl std::io::Write for BoundedText {
 }
 
 /// A template compiled once, and whether a delivery's rendering of it ran past
-/// [`RENDER_FOR`].
+/// [`RENDER_FOR`] (forgotten with the cache entry, when the cache starts over).
 struct Compiled {
     env: Environment<'static>,
     too_slow: AtomicBool,
