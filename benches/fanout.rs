@@ -15,7 +15,7 @@ mod support;
 
 use axum::body::Body;
 use axum::http::Request;
-use herald_sqlite::worker_pool::{PoolOptions, WorkerPool};
+use herald_core::worker_pool::{PoolOptions, WorkerPool};
 use std::time::{Duration, Instant};
 use support::{env_or, machine, today, Embedded};
 use tower::ServiceExt;
@@ -30,7 +30,7 @@ async fn herald_rate(users: usize, workers: usize) -> f64 {
     herald.users("big", users).await;
     let pool = WorkerPool::start(
         herald.app.clone(),
-        herald.store.clone(),
+        std::sync::Arc::new(herald.store.clone()),
         PoolOptions {
             workers,
             ..PoolOptions::default()
@@ -53,7 +53,14 @@ async fn herald_rate(users: usize, workers: usize) -> f64 {
     let accepted: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     let id = accepted["request_id"].as_str().unwrap().to_string();
     loop {
-        let progress = herald.app.requests.progress(&id).await.unwrap().unwrap();
+        let progress = herald
+            .app
+            .ports
+            .requests
+            .progress(&id)
+            .await
+            .unwrap()
+            .unwrap();
         let status = herald_core::status::RequestStatus::from(progress);
         if status.state == "done" {
             assert_eq!(status.delivered, users as u64, "every user reached");

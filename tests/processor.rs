@@ -6,7 +6,7 @@ mod support;
 use herald_core::domain::{DeliveryResult, Job, JobKind, JobUser, RequestState, UserRef};
 use herald_core::intake::{self, Answer};
 use herald_core::log_deliverer::LogDeliverer;
-use herald_core::ports::{JobQueue, RequestLog};
+use herald_core::ports::{JobQueue, LeaseQueue, RequestLog};
 use herald_core::processor;
 use herald_core::status::RequestStatus;
 use herald_core::Config;
@@ -18,12 +18,12 @@ use support::{blocked, quick_retries, transient, Harness, ScriptedDeliverer};
 /// Run the due jobs `attempts` times, each failing job's backoff skipped, with
 /// `attempts` the most a job gets before it is kept as dead.
 async fn run_jobs_to_their_last_attempt(h: &Harness, attempts: u32) {
-    let options = herald_sqlite::worker_pool::PoolOptions {
+    let options = herald_core::worker_pool::PoolOptions {
         max_job_attempts: attempts,
         ..Default::default()
     };
     for _ in 0..attempts {
-        herald_sqlite::worker_pool::drain(&h.app, &h.store, &options)
+        herald_core::worker_pool::drain(&h.app, &h.store, &options)
             .await
             .unwrap();
         h.sql()
@@ -33,7 +33,7 @@ async fn run_jobs_to_their_last_attempt(h: &Harness, attempts: u32) {
 }
 
 async fn accept(h: &Harness, event_id: &str, body: Value) -> String {
-    let event = h.app.events.event(event_id).await.unwrap().unwrap();
+    let event = h.app.ports.events.event(event_id).await.unwrap().unwrap();
     match intake::accept(&h.app, &event, body.to_string().as_bytes(), None).await {
         Ok(Answer::Accepted(a)) => a.request_id,
         Ok(Answer::DryRun(_) | Answer::Replay(_)) => panic!("not accepted"),
@@ -443,7 +443,7 @@ async fn a_bot_over_its_backlog_is_refused_first_and_accepted_again_once_it_drai
     let try_accept = |event_id: String| {
         let (h, body) = (&h, body.clone());
         async move {
-            let event = h.app.events.event(&event_id).await.unwrap().unwrap();
+            let event = h.app.ports.events.event(&event_id).await.unwrap().unwrap();
             // Past the backlog's count, which is kept for a moment.
             tokio::time::sleep(herald_sqlite::backlog::FRESH_FOR + Duration::from_millis(20)).await;
             intake::accept(&h.app, &event, body.as_bytes(), None).await
@@ -794,13 +794,13 @@ async fn a_postponed_job_does_not_use_up_an_attempt() {
     )
     .await;
     let lease = std::time::Duration::from_secs(60);
-    let first = h.store.lease(lease).await.unwrap().unwrap();
+    let first = h.store.lease(lease, &[]).await.unwrap().unwrap();
     assert_eq!(first.attempts, 1);
     h.store
         .postpone(&first.job.id, std::time::Duration::ZERO)
         .await
         .unwrap();
-    let again = h.store.lease(lease).await.unwrap().unwrap();
+    let again = h.store.lease(lease, &[]).await.unwrap().unwrap();
     assert_eq!(
         (again.job.id.as_str(), again.attempts),
         (first.job.id.as_str(), 1)

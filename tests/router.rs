@@ -2,8 +2,8 @@
 
 mod support;
 
-use herald_core::admin::AdminStore;
 use herald_core::domain::{Outcome, RequestRecord, RequestState};
+use herald_core::ports::admin::EventAdmin;
 use herald_core::ports::{Expansion, RequestLog, RequestProgress};
 use herald_core::StoreError;
 use std::collections::HashSet;
@@ -438,13 +438,12 @@ async fn a_status_lookup_checks_the_secret_before_reading_the_record() {
     .await;
     let id = accepted.body["request_id"].as_str().unwrap().to_string();
     let counting = std::sync::Arc::new(CountingRecordReads {
-        inner: h.app.requests.clone(),
+        inner: h.app.ports.requests.clone(),
         whole: Default::default(),
     });
-    let app = std::sync::Arc::new(herald_core::App {
-        requests: counting.clone(),
-        ..(*h.app).clone()
-    });
+    let mut app = (*h.app).clone();
+    app.ports.requests = counting.clone();
+    let app = std::sync::Arc::new(app);
     let ask = |secret: String| {
         let router = herald_core::router::router(app.clone());
         let id = id.clone();

@@ -2,8 +2,8 @@
 //! under way at the upgrade completes.
 
 use herald_core::domain::{shard_of, Action, Audience, Job, PlatformFilter, RequestRecord};
+use herald_core::worker_pool::{drain, PoolOptions};
 use herald_core::Config;
-use herald_sqlite::worker_pool::{drain, PoolOptions};
 use herald_sqlite::Sqlite;
 use rusqlite::params;
 use std::sync::Arc;
@@ -108,7 +108,13 @@ async fn a_broadcast_under_way_at_the_upgrade_reaches_every_user_once() {
     let app = herald_sqlite::app(&store, Config::default(), deliverer.clone());
     drain(&app, &store, &PoolOptions::default()).await.unwrap();
 
-    let progress = app.requests.progress(&request_id).await.unwrap().unwrap();
+    let progress = app
+        .ports
+        .requests
+        .progress(&request_id)
+        .await
+        .unwrap()
+        .unwrap();
     let status = herald_core::status::RequestStatus::from(progress);
     assert_eq!(status.state, "done");
     assert_eq!(

@@ -1,9 +1,10 @@
 //! What the benchmarks share: machine facts, percentiles, an embedded Herald in process.
 #![allow(dead_code)]
 
-use herald_core::admin::{AdminStore, NewUser};
+use herald_core::admin::NewUser;
 use herald_core::domain::Action;
 use herald_core::log_deliverer::LogDeliverer;
+use herald_core::ports::admin::UserAdmin;
 use herald_core::{App, Config};
 use herald_sqlite::Sqlite;
 use std::sync::Arc;

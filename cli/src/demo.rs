@@ -3,8 +3,9 @@
 //! The demo users include the state id from the External Event documentation's `users_bm`
 //! example, so all three documented example requests work against the demo as they are.
 
-use herald_core::admin::{AdminStore, NewUser};
+use herald_core::admin::NewUser;
 use herald_core::domain::Action;
+use herald_core::ports::admin::UserAdmin;
 use herald_sqlite::events::CreatedEvent;
 use herald_sqlite::Sqlite;
 

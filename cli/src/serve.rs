@@ -12,11 +12,11 @@ use crate::logging::{self, LogFormat};
 use anyhow::Context;
 use clap::Parser;
 use herald_core::log_deliverer::LogDeliverer;
-use herald_core::ports::Deliverer;
+use herald_core::ports::{Deliverer, LeaseQueue};
+use herald_core::worker_pool::{PoolOptions, WorkerPool};
 use herald_core::Config;
 use herald_delivery::dispatch::Dispatcher;
 use herald_delivery::DeliveryConfig;
-use herald_sqlite::worker_pool::{PoolOptions, WorkerPool};
 use herald_sqlite::Sqlite;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -158,7 +158,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let pool = (args.workers > 0).then(|| {
         WorkerPool::start(
             app.clone(),
-            store.clone(),
+            Arc::new(store.clone()),
             PoolOptions {
                 workers: args.workers,
                 ..PoolOptions::default()

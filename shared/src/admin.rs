@@ -1,13 +1,11 @@
-//! The admin port: what operators change and inspect, in any runtime.
+//! The admin API's documents: what operators change and inspect, in any runtime.
 //!
-//! [`AdminStore`] is implemented by each runtime's adapters (SQLite; DynamoDB + SQS) and
-//! served by [`crate::admin_api`] under `/v1/admin`. The types here are the admin API's
-//! documents: they never carry a bot token, a signing secret or an event secret's hash —
-//! those are write-only (a bot answers only whether each is set).
+//! The admin ports ([`crate::ports::admin`]) take and answer these types, and
+//! [`crate::admin_api`] serves them under `/v1/admin`. They never carry a bot token, a
+//! signing secret or an event secret's hash — those are write-only (a bot answers only
+//! whether each is set).
 
-use crate::domain::{Event, Job, Object, RateLimit, RequestProgress, RequestState, UserRef};
-use crate::error::StoreError;
-use async_trait::async_trait;
+use crate::domain::{RateLimit, RequestState};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// A bot as the admin API shows it: which connections are set, never their secrets.
@@ -230,72 +228,6 @@ impl Selection {
             Selection::Ids(ids) => ids.iter().any(|i| i == id),
         }
     }
-}
-
-/// Operators' changes and views, per runtime.
-#[async_trait]
-pub trait AdminStore: Send + Sync {
-    /// Register a bot with these connections; false when it exists already.
-    async fn create_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError>;
-    /// Change a bot's connections; false when there is no such bot.
-    async fn update_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError>;
-    async fn bots(&self) -> Result<Vec<BotSummary>, StoreError>;
-    async fn bot_summary(&self, bot_id: &str) -> Result<Option<BotSummary>, StoreError>;
-    /// Delete a bot that no event uses (its users stay: they belong to the bot engine).
-    async fn delete_bot(&self, bot_id: &str) -> Result<Removal, StoreError>;
-
-    /// Store a new event, registering its bot (with no connections) if new.
-    async fn create_event(&self, event: &Event) -> Result<(), StoreError>;
-    /// Events, of one bot or all, oldest first.
-    async fn events(&self, bot_id: Option<&str>) -> Result<Vec<Event>, StoreError>;
-    /// Change an event; false when there is no such event.
-    async fn update_event(
-        &self,
-        event_id: &str,
-        changes: &EventChanges,
-    ) -> Result<bool, StoreError>;
-    /// Replace an event's secret; the old one keeps working until `previous_valid_until`
-    /// (ms since the epoch; in the past: at once). False when there is no such event.
-    async fn rotate_secret(
-        &self,
-        event_id: &str,
-        new_hash: [u8; 32],
-        previous_valid_until: i64,
-    ) -> Result<bool, StoreError>;
-    async fn delete_event(&self, event_id: &str) -> Result<bool, StoreError>;
-
-    /// Add the users that are new (by platform id or state id); leave the others alone.
-    async fn import_users(
-        &self,
-        bot_id: &str,
-        users: &[NewUser],
-    ) -> Result<ImportReport, StoreError>;
-    /// One user's whole state as stored (with `last_request`), or None.
-    async fn user_document(
-        &self,
-        bot_id: &str,
-        user: &UserRef,
-    ) -> Result<Option<Object>, StoreError>;
-    async fn delete_user(&self, bot_id: &str, user: &UserRef) -> Result<bool, StoreError>;
-
-    /// Up to `limit` requests of an event, newest first, older than `before` when given.
-    async fn recent_requests(
-        &self,
-        event_id: &str,
-        before: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<RequestProgress>, StoreError>;
-    /// Mark a pending request cancelled: its remaining jobs become no-ops.
-    async fn cancel_request(&self, request_id: &str) -> Result<Cancellation, StoreError>;
-
-    /// Dead jobs, oldest first, at most `limit`.
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
-    /// Put the selected dead jobs back on the queue as fresh jobs (attempts from zero),
-    /// first reopening their users' `failed` outcomes so that they count again. Answers
-    /// the jobs put back.
-    async fn redrive(&self, which: &Selection) -> Result<Vec<Job>, StoreError>;
-    /// Delete the selected dead jobs for good; answers how many.
-    async fn purge(&self, which: &Selection) -> Result<u64, StoreError>;
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! Every route needs `Authorization: Bearer <admin token>` ([`require_admin_token`]
 //! compares its hash in constant time; a runtime with no admin token configured answers
-//! 401 to all). Handlers validate, call the [`AdminStore`] port and answer JSON; every
+//! 401 to all). Handlers validate, call the admin ports ([`crate::ports::admin`]) and answer JSON; every
 //! refusal is an [`ApiError`], so errors are the same problem+json as the public API.
 //! Secrets go one way: bot tokens and signing secrets are accepted, never answered; an
 //! event secret is answered once, when it is made (create, rotate).
@@ -212,7 +212,7 @@ struct NewBot {
 }
 
 async fn list_bots(State(app): Shared) -> Result<Response, ApiError> {
-    let bots = app.admin.bots().await?;
+    let bots = app.ports.admin.bots.bots().await?;
     Ok(Json(serde_json::json!({ "bots": bots })).into_response())
 }
 
@@ -239,12 +239,20 @@ async fn create_bot(
     new.changes
         .keeps_webhooks_signed(None)
         .map_err(ApiError::invalid)?;
-    if !app.admin.create_bot(&new.id, &new.changes).await? {
+    if !app
+        .ports
+        .admin
+        .bots
+        .create_bot(&new.id, &new.changes)
+        .await?
+    {
         return Err(ApiError::Conflict(format!("bot {} exists already", new.id)));
     }
     tracing::info!(bot_id = %new.id, "bot created");
     let bot = app
+        .ports
         .admin
+        .bots
         .bot_summary(&new.id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -257,7 +265,9 @@ async fn show_bot(
 ) -> Result<Response, ApiError> {
     let bot_id = path(bot_id)?;
     let bot = app
+        .ports
         .admin
+        .bots
         .bot_summary(&bot_id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -284,7 +294,9 @@ async fn update_bot(
         .keeps_webhooks_signed(Some(&favourable))
         .map_err(ApiError::invalid)?;
     let current = app
+        .ports
         .admin
+        .bots
         .bot_summary(&bot_id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -294,7 +306,7 @@ async fn update_bot(
             "bot {bot_id} has no signing_secret: {why}"
         )));
     }
-    if !app.admin.update_bot(&bot_id, &changes).await? {
+    if !app.ports.admin.bots.update_bot(&bot_id, &changes).await? {
         return Err(ApiError::NotFound);
     }
     tracing::info!(bot_id = %bot_id, "bot updated");
@@ -306,7 +318,7 @@ async fn delete_bot(
     bot_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let bot_id = path(bot_id)?;
-    match app.admin.delete_bot(&bot_id).await? {
+    match app.ports.admin.bots.delete_bot(&bot_id).await? {
         Removal::Removed => {
             tracing::info!(bot_id = %bot_id, "bot deleted");
             Ok(StatusCode::NO_CONTENT.into_response())
@@ -357,7 +369,9 @@ async fn show_user(
 ) -> Result<Response, ApiError> {
     let (bot_id, platform, id) = path(params)?;
     let user = app
+        .ports
         .admin
+        .users
         .user_document(&bot_id, &user_ref(platform, id))
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -370,7 +384,9 @@ async fn delete_user(
 ) -> Result<Response, ApiError> {
     let (bot_id, platform, id) = path(params)?;
     if app
+        .ports
         .admin
+        .users
         .delete_user(&bot_id, &user_ref(platform, id))
         .await?
     {
@@ -479,7 +495,12 @@ async fn list_events(
     filter: Result<Query<EventFilter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let filter = query(filter)?;
-    let events = app.admin.events(filter.bot_id.as_deref()).await?;
+    let events = app
+        .ports
+        .admin
+        .events
+        .events(filter.bot_id.as_deref())
+        .await?;
     let events: Vec<EventView> = events
         .into_iter()
         .map(|e| EventView::new(&app, e))
@@ -511,7 +532,7 @@ async fn create_event(
         rate_limit: new.rate_limit,
         created_at: now_ms(),
     };
-    app.admin.create_event(&event).await?;
+    app.ports.admin.events.create_event(&event).await?;
     tracing::info!(event_id = %event.id, bot_id = %event.bot_id, "event created");
     let body = with_secret(&app, event, secret);
     let location = body.event.url.replace("/v1/events/", "/v1/admin/events/");
@@ -528,6 +549,7 @@ async fn show_event(
 ) -> Result<Response, ApiError> {
     let event_id = path(event_id)?;
     let event = app
+        .ports
         .events
         .event(&event_id)
         .await?
@@ -547,7 +569,13 @@ async fn update_event(
         check_name(name)?;
     }
     check_rate_limit(changes.rate_limit.as_ref().and_then(Option::as_ref))?;
-    if !app.admin.update_event(&event_id, &changes).await? {
+    if !app
+        .ports
+        .admin
+        .events
+        .update_event(&event_id, &changes)
+        .await?
+    {
         return Err(ApiError::NotFound);
     }
     tracing::info!(event_id = %event_id, "event updated");
@@ -559,7 +587,7 @@ async fn delete_event(
     event_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let event_id = path(event_id)?;
-    if app.admin.delete_event(&event_id).await? {
+    if app.ports.admin.events.delete_event(&event_id).await? {
         tracing::info!(event_id = %event_id, "event deleted");
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -593,7 +621,9 @@ async fn rotate_secret(
     let secret = secret::generate();
     let until = now_ms() + (rotation.grace_seconds * 1000) as i64;
     if !app
+        .ports
         .admin
+        .events
         .rotate_secret(&event_id, secret::hash(&secret), until)
         .await?
     {
@@ -601,6 +631,7 @@ async fn rotate_secret(
     }
     tracing::info!(event_id = %event_id, grace_seconds = rotation.grace_seconds, "event secret rotated");
     let mut event = app
+        .ports
         .events
         .event(&event_id)
         .await?
@@ -638,7 +669,9 @@ async fn list_requests(
     let filter = query(filter)?;
     let limit = page_size(filter.limit, 20, 100)?;
     let found = app
+        .ports
         .admin
+        .requests
         .recent_requests(&filter.event_id, filter.before.as_deref(), limit)
         .await?;
     let next = (found.len() == limit)
@@ -654,6 +687,7 @@ async fn show_request(
 ) -> Result<Response, ApiError> {
     let request_id = path(request_id)?;
     let progress = app
+        .ports
         .requests
         .progress(&request_id)
         .await?
@@ -667,6 +701,7 @@ async fn cancel_request(
 ) -> Result<Response, ApiError> {
     let request_id = path(request_id)?;
     let progress = app
+        .ports
         .requests
         .progress(&request_id)
         .await?
@@ -678,7 +713,7 @@ async fn cancel_request(
             status.state
         )));
     }
-    match app.admin.cancel_request(&request_id).await? {
+    match app.ports.admin.requests.cancel_request(&request_id).await? {
         Cancellation::Cancelled => {
             tracing::info!(request_id = %request_id, "request cancelled");
             show_request(State(app), Ok(Path(request_id))).await
@@ -703,7 +738,7 @@ async fn list_dead_letters(
     filter: Result<Query<DeadFilter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let limit = page_size(query(filter)?.limit, 100, 1000)?;
-    let dead = app.admin.dead_letters(limit).await?;
+    let dead = app.ports.admin.dead_letters.dead_letters(limit).await?;
     Ok(Json(serde_json::json!({ "dead_letters": dead })).into_response())
 }
 
@@ -732,7 +767,7 @@ impl Which {
 
 async fn redrive(State(app): Shared, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let which = document::<Which>(&headers, body).await?.selection()?;
-    let jobs = app.admin.redrive(&which).await?;
+    let jobs = app.ports.admin.dead_letters.redrive(&which).await?;
     tracing::info!(jobs = jobs.len(), "dead letters redriven");
     let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     Ok(Json(serde_json::json!({ "redriven": jobs.len(), "ids": ids })).into_response())
@@ -740,7 +775,7 @@ async fn redrive(State(app): Shared, headers: HeaderMap, body: Body) -> Result<R
 
 async fn purge(State(app): Shared, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let which = document::<Which>(&headers, body).await?.selection()?;
-    let purged = app.admin.purge(&which).await?;
+    let purged = app.ports.admin.dead_letters.purge(&which).await?;
     tracing::info!(jobs = purged, "dead letters purged");
     Ok(Json(serde_json::json!({ "purged": purged })).into_response())
 }

@@ -2,12 +2,12 @@
 //! written in batches.
 //!
 //! The body is never held whole: complete lines are cut from the stream, parsed, and every
-//! [`BATCH`] users go to [`AdminStore::import_users`]. Bad lines are counted and the first
+//! [`BATCH`] users go to [`UserAdmin::import_users`]. Bad lines are counted and the first
 //! few reported with their line numbers; good lines around them are still imported. Users
 //! already present are left alone, so re-sending a file adds nothing — an import cut off
 //! halfway is resumed by sending it again.
 //!
-//! [`AdminStore::import_users`]: crate::admin::AdminStore::import_users
+//! [`UserAdmin::import_users`]: crate::ports::admin::UserAdmin::import_users
 
 use crate::admin::{ImportReport, NewUser};
 use crate::ports::App;
@@ -292,7 +292,7 @@ async fn flush(
     if batch.is_empty() {
         return Ok(());
     }
-    let report: ImportReport = app.admin.import_users(bot_id, batch).await?;
+    let report: ImportReport = app.ports.admin.users.import_users(bot_id, batch).await?;
     summary.inserted += report.inserted;
     summary.existing += report.existing;
     batch.clear();

@@ -51,7 +51,7 @@ const DUPLICATE_POLLS: usize = 50;
 /// The event `event_id` if `secret` is its secret; [`ApiError::NotFound`] for an unknown
 /// event and a wrong secret alike.
 pub async fn authenticate(app: &App, event_id: &str, secret: &str) -> Result<Event, ApiError> {
-    let event = app.events.event(event_id).await?;
+    let event = app.ports.events.event(event_id).await?;
     // Hash even when the event is unknown, and check the previous secret even when there
     // is none, so that every case takes the same time.
     let stored = event.as_ref().map(|e| e.secret_hash).unwrap_or([0u8; 32]);
@@ -103,7 +103,7 @@ pub async fn accept(
     // Only an idempotency key needs the body's hash.
     let body_hash = idempotency_key.map_or([0u8; 32], |_| secret::hash_bytes(body));
     if let Some(key) = idempotency_key {
-        if let Some(first) = app.intake.remembered(&event.id, key).await? {
+        if let Some(first) = app.ports.intake.remembered(&event.id, key).await? {
             if let Some(answer) = replay(app, &event.id, key, first, &body_hash).await? {
                 return Ok(answer);
             }
@@ -151,12 +151,12 @@ pub async fn accept(
 /// bot has too many jobs waiting.
 async fn admit(app: &App, event: &Event) -> Result<(), ApiError> {
     if let Some(limit) = &event.rate_limit {
-        if let Err(wait) = app.throttle.admit(&event.id, limit).await? {
+        if let Err(wait) = app.ports.throttle.admit(&event.id, limit).await? {
             return Err(ApiError::RateLimited { wait });
         }
     }
     let cap = app.config.max_backlog_jobs;
-    if cap > 0 && app.intake.backlog(&event.bot_id, cap).await? >= cap {
+    if cap > 0 && app.ports.intake.backlog(&event.bot_id, cap).await? >= cap {
         return Err(ApiError::Backlogged);
     }
     Ok(())
@@ -177,7 +177,7 @@ fn plan(app: &App, id: &str, targets: Targets) -> (Audience, Option<u64>, Vec<Jo
             (Audience::Bm { count }, Some(count), jobs)
         }
         Targets::Everyone { platform } => {
-            let shards = app.users.shards();
+            let shards = app.ports.users.shards();
             let jobs = (0..shards).map(|s| Job::expand(id, s, None)).collect();
             (Audience::Everyone { platform, shards }, None, jobs)
         }
@@ -196,6 +196,7 @@ async fn record_and_answer(
     body_hash: &[u8; 32],
 ) -> Result<Answer, ApiError> {
     match app
+        .ports
         .intake
         .accept(record, targeted, jobs, remember.as_ref())
         .await?
@@ -230,12 +231,15 @@ async fn replay(
     }
     // A concurrent first request may still be accepting; it may yet fail.
     for _ in 0..DUPLICATE_POLLS {
-        match app.requests.record(&first.request_id).await? {
+        match app.ports.requests.record(&first.request_id).await? {
             Some((record, RequestState::Accepting))
                 if now_ms() - record.created_at > ACCEPTING_TIMEOUT_MS =>
             {
                 tracing::warn!(request_id = %record.id, "a request left accepting by a dead accept was aborted; its idempotency key is accepted anew");
-                app.intake.abandon(event_id, key, &first.request_id).await?;
+                app.ports
+                    .intake
+                    .abandon(event_id, key, &first.request_id)
+                    .await?;
                 return Ok(None);
             }
             Some((_, RequestState::Accepting)) => tokio::time::sleep(DUPLICATE_WAIT).await,
@@ -264,11 +268,11 @@ async fn dry_run(app: &App, event: &Event, request: &EventRequest) -> Result<Dry
     let (targeted, found) = match &request.targets {
         Targets::Platform { users, .. } | Targets::Bm { users } => {
             let refs: Vec<_> = users.iter().map(|u| u.user.clone()).collect();
-            let found = app.users.resolve(&event.bot_id, &refs).await?;
+            let found = app.ports.users.resolve(&event.bot_id, &refs).await?;
             (refs.len() as u64, found.iter().flatten().count() as u64)
         }
         Targets::Everyone { platform } => {
-            let count = app.users.count(&event.bot_id, platform).await?;
+            let count = app.ports.users.count(&event.bot_id, platform).await?;
             (count, count)
         }
     };

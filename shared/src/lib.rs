@@ -30,6 +30,7 @@ pub mod slots;
 pub mod status;
 pub mod template;
 pub mod throttle;
+pub mod worker_pool;
 
 pub use config::{Config, Limits};
 pub use error::StoreError;

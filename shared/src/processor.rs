@@ -125,7 +125,7 @@ pub async fn process_until(app: &App, job: &Job, stop: &Stop) -> Result<JobRepor
 }
 
 async fn run(app: &App, job: &Job, stop: &Stop) -> Result<JobReport, StoreError> {
-    let Some((record, state)) = app.requests.record(&job.request_id).await? else {
+    let Some((record, state)) = app.ports.requests.record(&job.request_id).await? else {
         tracing::warn!(job_id = %job.id, request_id = %job.request_id, "job for an unknown request dropped");
         return Ok(JobReport::default());
     };
@@ -204,7 +204,7 @@ async fn deliver(
     stop: &Stop,
 ) -> Result<JobReport, StoreError> {
     let keys: Vec<String> = users.iter().map(|u| u.user.key()).collect();
-    let finished = app.requests.finished(&record.id, &keys).await?;
+    let finished = app.ports.requests.finished(&record.id, &keys).await?;
     let todo: Vec<(String, &JobUser)> = keys
         .into_iter()
         .zip(users)
@@ -248,7 +248,7 @@ async fn resolve(
     todo: Vec<(String, &JobUser)>,
 ) -> Result<(Vec<(String, Outcome)>, Vec<Live>), StoreError> {
     let refs: Vec<UserRef> = todo.iter().map(|(_, u)| u.user.clone()).collect();
-    let found = app.users.resolve(&record.bot_id, &refs).await?;
+    let found = app.ports.users.resolve(&record.bot_id, &refs).await?;
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
     let mut live: Vec<Live> = Vec::with_capacity(todo.len());
     for ((key, entry), state) in todo.into_iter().zip(found) {
@@ -286,6 +286,7 @@ async fn write_last_request(
         })
         .collect();
     let written = app
+        .ports
         .users
         .write_last_request(&record.bot_id, &stamp, &record.data, &writes)
         .await?;
@@ -408,7 +409,7 @@ async fn settle(
         // The same attempt, at once: these users have not been tried yet.
         report.continued = not_reached.len() as u64;
         let rest = Job::deliver(&record.id, attempt, not_reached);
-        app.queue.enqueue(vec![rest], Duration::ZERO).await?;
+        app.ports.queue.enqueue(vec![rest], Duration::ZERO).await?;
     }
     if !retry_users.is_empty() {
         report.retried = retry_users.len() as u64;
@@ -418,14 +419,15 @@ async fn settle(
             .max(retry_after.unwrap_or_default())
             .min(app.config.max_backoff);
         let retry = Job::deliver(&record.id, attempt + 1, retry_users);
-        app.queue.enqueue(vec![retry], delay).await?;
+        app.ports.queue.enqueue(vec![retry], delay).await?;
     }
     if !exhausted.is_empty() {
         // Kept as a dead job with its reason, for an operator to look at and redrive.
         let dead = Job::deliver(&record.id, attempt + 1, exhausted);
-        app.queue.bury(dead, &last_reason).await?;
+        app.ports.queue.bury(dead, &last_reason).await?;
         report.failed += exhausted_outcomes.len() as u64;
-        app.requests
+        app.ports
+            .requests
             .record_outcomes(&record.id, &exhausted_outcomes)
             .await?;
     }
@@ -536,10 +538,13 @@ async fn record_batch(
 ) -> Result<Vec<(String, Outcome)>, StoreError> {
     let blocked: Vec<String> = batch.iter().filter_map(|f| f.blocked.clone()).collect();
     if !blocked.is_empty() {
-        app.users.mark_blocked(bot_id, &blocked).await?;
+        app.ports.users.mark_blocked(bot_id, &blocked).await?;
     }
     let outcomes: Vec<(String, Outcome)> = batch.into_iter().map(|f| (f.key, f.outcome)).collect();
-    app.requests.record_outcomes(request_id, &outcomes).await?;
+    app.ports
+        .requests
+        .record_outcomes(request_id, &outcomes)
+        .await?;
     Ok(outcomes)
 }
 
@@ -550,7 +555,7 @@ async fn cancelled(app: &App, record: &RequestRecord, job: &Job) -> Result<JobRe
     match &job.kind {
         JobKind::Deliver { users } => {
             let keys: Vec<String> = users.iter().map(|u| u.user.key()).collect();
-            let finished = app.requests.finished(&record.id, &keys).await?;
+            let finished = app.ports.requests.finished(&record.id, &keys).await?;
             let outcomes: Vec<(String, Outcome)> = keys
                 .into_iter()
                 .filter(|key| !finished.contains(key))
@@ -558,10 +563,14 @@ async fn cancelled(app: &App, record: &RequestRecord, job: &Job) -> Result<JobRe
                 .collect();
             report.skipped = (users.len() - outcomes.len()) as u64;
             report.cancelled = outcomes.len() as u64;
-            app.requests.record_outcomes(&record.id, &outcomes).await?;
+            app.ports
+                .requests
+                .record_outcomes(&record.id, &outcomes)
+                .await?;
         }
         JobKind::Expand { shard, cursor } => {
-            app.requests
+            app.ports
+                .requests
                 .advance_expansion(&record.id, *shard, cursor.as_deref(), None, 0)
                 .await?;
         }
@@ -590,7 +599,7 @@ async fn expand(
         tracing::warn!(request_id = %record.id, "expand job for a request without everyone dropped");
         return Ok(JobReport::default());
     };
-    let progress = app.requests.expansion(&record.id, shard).await?;
+    let progress = app.ports.requests.expansion(&record.id, shard).await?;
     if progress.done {
         return Ok(JobReport::default());
     }
@@ -610,6 +619,7 @@ async fn expand(
         Ordering::Equal => {}
     }
     let page = app
+        .ports
         .users
         .page(
             &record.bot_id,
@@ -643,9 +653,10 @@ async fn expand(
         jobs.push(Job::expand(&record.id, shard, Some(next.clone())));
     }
     if !jobs.is_empty() {
-        app.queue.enqueue(jobs, Duration::ZERO).await?;
+        app.ports.queue.enqueue(jobs, Duration::ZERO).await?;
     }
-    app.requests
+    app.ports
+        .requests
         .advance_expansion(
             &record.id,
             shard,

@@ -313,6 +313,7 @@ async fn status(
     // The secret is checked against the request's event before the record (with its
     // data) is read: an anonymous caller costs one small read.
     let event_id = app
+        .ports
         .requests
         .event_of(request_id)
         .await?
@@ -328,6 +329,7 @@ async fn status(
         }
     }
     let progress = app
+        .ports
         .requests
         .progress(request_id)
         .await?

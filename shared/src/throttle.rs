@@ -8,6 +8,7 @@
 
 use crate::domain::RateLimit;
 use crate::error::StoreError;
+use crate::ports::Throttle;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,15 +43,6 @@ pub fn now_us() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
-}
-
-/// Where rate-limit state lives.
-#[async_trait]
-pub trait Throttle: Send + Sync {
-    /// Admit one request for `key` under `limit`: Ok(Ok) when admitted, Ok(Err(wait))
-    /// when over the limit.
-    async fn admit(&self, key: &str, limit: &RateLimit)
-        -> Result<Result<(), Duration>, StoreError>;
 }
 
 /// Rate-limit state in this process: exact for one `herald serve`.

@@ -6,14 +6,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The modules of the core each module refers to (`crate::name`), comments left out.
 fn references() -> BTreeMap<String, BTreeSet<String>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
-    let mut graph = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in rust_files(dir) {
+        // A module is a top-level file or folder: `ports/queue.rs` belongs to `ports`.
+        let top = path.strip_prefix(dir).unwrap().components().next().unwrap();
+        let name = std::path::Path::new(top.as_os_str())
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         if name == "lib" {
             continue;
         }
@@ -62,13 +64,27 @@ fn references() -> BTreeMap<String, BTreeSet<String>> {
             }
         }
         used.remove(&name);
-        graph.insert(name, used);
+        graph.entry(name).or_default().extend(used);
     }
     let modules: BTreeSet<String> = graph.keys().cloned().collect();
     for used in graph.values_mut() {
         used.retain(|m| modules.contains(m));
     }
     graph
+}
+
+/// Every `.rs` file under `dir`, in folders too.
+fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// The strongly connected groups of more than one module (Tarjan's algorithm).

@@ -5,13 +5,14 @@
 pub mod bots;
 
 use async_trait::async_trait;
-use herald_core::admin::{AdminStore, NewUser};
+use herald_core::admin::NewUser;
 use herald_core::domain::{Action, DeliveryResult};
 use herald_core::log_deliverer::LogDeliverer;
+use herald_core::ports::admin::UserAdmin;
 use herald_core::ports::{Deliverer, Delivery};
+use herald_core::worker_pool::{drain, PoolOptions};
 use herald_core::{App, Config};
 use herald_sqlite::events::CreatedEvent;
-use herald_sqlite::worker_pool::{drain, PoolOptions};
 use herald_sqlite::Sqlite;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

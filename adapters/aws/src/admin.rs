@@ -1,4 +1,4 @@
-//! Operators' changes on AWS: the [`AdminStore`] port on DynamoDB and the SQS dead-letter
+//! Operators' changes on AWS: the admin ports on DynamoDB and the SQS dead-letter
 //! queue.
 //!
 //! Bots and events live in the events table (see [`crate::events`]); listing them is a
@@ -25,10 +25,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use herald_core::admin::{
-    AdminStore, BotChanges, BotSummary, Cancellation, DeadLetter, EventChanges, ImportReport,
-    NewUser, Removal, Selection,
+    BotChanges, BotSummary, Cancellation, DeadLetter, EventChanges, ImportReport, NewUser, Removal,
+    Selection,
 };
 use herald_core::domain::{Event, Job, JobKind, Object, RequestState, UserRef};
+use herald_core::ports::admin::{BotAdmin, DeadLetterAdmin, EventAdmin, RequestAdmin, UserAdmin};
 use herald_core::ports::{JobQueue, RequestProgress, UserStore};
 use herald_core::status::rfc3339;
 use herald_core::StoreError;
@@ -304,7 +305,7 @@ impl Aws {
 }
 
 #[async_trait]
-impl AdminStore for Aws {
+impl BotAdmin for Aws {
     async fn create_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError> {
         let mut put = self
             .dynamodb
@@ -375,7 +376,10 @@ impl AdminStore for Aws {
             Removal::NotFound
         })
     }
+}
 
+#[async_trait]
+impl EventAdmin for Aws {
     async fn create_event(&self, event: &Event) -> Result<(), StoreError> {
         self.register_bot(&event.bot_id).await?;
         self.dynamodb
@@ -490,7 +494,10 @@ impl AdminStore for Aws {
             .await;
         Ok(true)
     }
+}
 
+#[async_trait]
+impl UserAdmin for Aws {
     async fn import_users(
         &self,
         bot_id: &str,
@@ -575,7 +582,10 @@ impl AdminStore for Aws {
             .await;
         applied(deleted)
     }
+}
 
+#[async_trait]
+impl RequestAdmin for Aws {
     async fn recent_requests(
         &self,
         event_id: &str,
@@ -627,7 +637,10 @@ impl AdminStore for Aws {
             },
         )
     }
+}
 
+#[async_trait]
+impl DeadLetterAdmin for Aws {
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         let messages = self.receive_dead(5, limit).await?;
         let mut letters = Vec::with_capacity(messages.len());

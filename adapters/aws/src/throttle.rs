@@ -12,7 +12,8 @@ use crate::{get_n, n, s, store_error, Aws};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use herald_core::domain::RateLimit;
-use herald_core::throttle::{gcra, now_us, Throttle};
+use herald_core::ports::Throttle;
+use herald_core::throttle::{gcra, now_us};
 use herald_core::StoreError;
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Operators' changes in SQLite: the [`AdminStore`] port.
+//! Operators' changes in SQLite: the admin ports.
 //!
 //! Bots, events and users are plain rows. Cancelling flips a pending request's state; its
 //! jobs then count their users `cancelled` as they come up. Dead letters are the `dead`
@@ -11,10 +11,11 @@ use crate::requests::{progress_row, PROGRESS_COLUMNS};
 use crate::{from_json, now_ms, to_json, Sqlite};
 use async_trait::async_trait;
 use herald_core::admin::{
-    AdminStore, BotChanges, BotSummary, Cancellation, DeadLetter, EventChanges, ImportReport,
-    NewUser, Removal, Selection,
+    BotChanges, BotSummary, Cancellation, DeadLetter, EventChanges, ImportReport, NewUser, Removal,
+    Selection,
 };
 use herald_core::domain::{Event, Job, JobKind, Object, RequestState, UserRef};
+use herald_core::ports::admin::{BotAdmin, DeadLetterAdmin, EventAdmin, RequestAdmin, UserAdmin};
 use herald_core::ports::RequestProgress;
 use herald_core::status::rfc3339;
 use herald_core::StoreError;
@@ -112,7 +113,7 @@ fn dead_jobs(tx: &Transaction, which: &Selection) -> rusqlite::Result<Vec<Job>> 
 }
 
 #[async_trait]
-impl AdminStore for Sqlite {
+impl BotAdmin for Sqlite {
     async fn create_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError> {
         let (bot_id, changes) = (bot_id.to_string(), changes.clone());
         self.durable_transaction(move |tx| {
@@ -182,7 +183,10 @@ impl AdminStore for Sqlite {
         })
         .await
     }
+}
 
+#[async_trait]
+impl EventAdmin for Sqlite {
     async fn create_event(&self, event: &Event) -> Result<(), StoreError> {
         let event = event.clone();
         self.change_events(move |tx| {
@@ -285,7 +289,10 @@ impl AdminStore for Sqlite {
         })
         .await
     }
+}
 
+#[async_trait]
+impl UserAdmin for Sqlite {
     async fn import_users(
         &self,
         bot_id: &str,
@@ -305,7 +312,10 @@ impl AdminStore for Sqlite {
     async fn delete_user(&self, bot_id: &str, user: &UserRef) -> Result<bool, StoreError> {
         self.remove_user(bot_id, user).await
     }
+}
 
+#[async_trait]
+impl RequestAdmin for Sqlite {
     async fn recent_requests(
         &self,
         event_id: &str,
@@ -349,7 +359,10 @@ impl AdminStore for Sqlite {
         })
         .await
     }
+}
 
+#[async_trait]
+impl DeadLetterAdmin for Sqlite {
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         self.read(move |conn| {
             conn.prepare_cached(

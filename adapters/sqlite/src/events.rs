@@ -4,8 +4,8 @@
 
 use crate::{from_json, now_ms, Sqlite};
 use async_trait::async_trait;
-use herald_core::admin::AdminStore;
 use herald_core::domain::{new_id, Action, Bot, Event, PreviousSecret};
+use herald_core::ports::admin::EventAdmin;
 use herald_core::ports::EventDirectory;
 use herald_core::{secret, StoreError};
 use rusqlite::OptionalExtension;
@@ -47,7 +47,7 @@ impl Sqlite {
             rate_limit: None,
             created_at: now_ms(),
         };
-        AdminStore::create_event(self, &event).await?;
+        EventAdmin::create_event(self, &event).await?;
         Ok(created)
     }
 

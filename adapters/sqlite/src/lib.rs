@@ -1,14 +1,13 @@
-//! Herald's embedded adapters: every port on one SQLite file, plus the local worker pool.
+//! Herald's embedded adapters: every port on one SQLite file.
 //!
 //! [`Sqlite`] opens the file in WAL mode, applies the [`schema`] migrations, and implements
 //! the event directory ([`events`]), the user store ([`users`]), the request log and intake
-//! ([`requests`]), a durable job queue with leases, attempts and dead jobs ([`queue`]) and
-//! the operators' changes ([`admin`]).
+//! ([`requests`]), a durable job queue with leases, attempts and dead jobs ([`queue`], which
+//! the core's worker pool drains) and the operators' changes ([`admin`]).
 //! Writes go through one writer connection (SQLite allows one writer at a time anyway):
 //! write transactions are queued to its thread, which commits many of them at a time
 //! ([`group_commit`]). Reads use a small pool of reader connections on tokio's blocking
-//! pool, so status reads never wait for writes. [`worker_pool`] drains the queue with the
-//! core's batch processor.
+//! pool, so status reads never wait for writes.
 
 pub mod admin;
 pub mod backlog;
@@ -21,7 +20,6 @@ pub mod requests;
 pub mod retention;
 pub mod schema;
 pub mod users;
-pub mod worker_pool;
 
 use herald_core::ports::Deliverer;
 use herald_core::{App, Config, Ports, StoreError};

@@ -1,27 +1,19 @@
-//! The durable job queue in the same SQLite file: the [`JobQueue`] port and leases.
+//! The durable job queue in the same SQLite file: the [`JobQueue`] and [`LeaseQueue`] ports.
 //!
-//! A job is `ready` with a `visible_at` time. [`Sqlite::lease`] takes the oldest visible
+//! A job is `ready` with a `visible_at` time. [`LeaseQueue::lease`] takes the oldest visible
 //! job, counts an attempt and hides it for the lease time, so a worker that dies leaves it
-//! to reappear. [`Sqlite::ack`] deletes a finished job; [`Sqlite::release`] makes it visible
+//! to reappear. [`LeaseQueue::ack`] deletes a finished job; [`LeaseQueue::release`] makes it visible
 //! again after a delay, or marks it `dead` (kept, with its last error) once it has used
 //! its attempts. Jobs are committed before anyone is told they exist, so they survive a
-//! crash or a restart; [`Sqlite::recover_leases`] hands a crashed run's jobs back at once.
+//! crash or a restart; [`LeaseQueue::recover_leases`] hands a crashed run's jobs back at once.
 
 use crate::{from_json, now_ms, to_json, Sqlite};
 use async_trait::async_trait;
 use herald_core::domain::Job;
-use herald_core::ports::JobQueue;
+use herald_core::ports::{JobQueue, LeaseQueue, Leased};
 use herald_core::StoreError;
 use rusqlite::{params, OptionalExtension, Transaction};
 use std::time::Duration;
-
-/// A job taken from the queue, hidden until its lease ends.
-#[derive(Debug, Clone)]
-pub struct Leased {
-    pub job: Job,
-    /// Attempts at this job so far, this one included.
-    pub attempts: u32,
-}
 
 /// Counts of the queue, for metrics and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -87,16 +79,9 @@ impl JobQueue for Sqlite {
     }
 }
 
-impl Sqlite {
-    /// Take the oldest visible job for `lease`, if any.
-    pub async fn lease(&self, lease: Duration) -> Result<Option<Leased>, StoreError> {
-        self.lease_skipping(lease, &[]).await
-    }
-
-    /// [`Sqlite::lease`], leaving the deliver jobs of `full_bots` (bots whose jobs in
-    /// flight are at their share) where they are: idle workers do not lease and put back
-    /// jobs that must wait for their bot.
-    pub async fn lease_skipping(
+#[async_trait]
+impl LeaseQueue for Sqlite {
+    async fn lease(
         &self,
         lease: Duration,
         full_bots: &[String],
@@ -129,7 +114,7 @@ impl Sqlite {
     }
 
     /// The job is done: delete it.
-    pub async fn ack(&self, job_id: &str) -> Result<(), StoreError> {
+    async fn ack(&self, job_id: &str) -> Result<(), StoreError> {
         let job_id = job_id.to_string();
         self.transaction(move |tx| {
             tx.execute("DELETE FROM jobs WHERE id = ?1", [&job_id])
@@ -139,7 +124,7 @@ impl Sqlite {
     }
 
     /// Give the job back: visible again after `delay`, or `dead` when `dead` is set.
-    pub async fn release(
+    async fn release(
         &self,
         job_id: &str,
         delay: Duration,
@@ -171,8 +156,8 @@ impl Sqlite {
     /// request is still being accepted, the page before it has not recorded its cursor,
     /// or its bot's share was taken between lease and start). Its `due_at` stays, so the
     /// queue's oldest age counts the whole wait. (Jobs of a bot at its share are not
-    /// leased at all: [`Sqlite::lease_skipping`].)
-    pub async fn postpone(&self, job_id: &str, delay: Duration) -> Result<(), StoreError> {
+    /// leased at all: [`LeaseQueue::lease`].)
+    async fn postpone(&self, job_id: &str, delay: Duration) -> Result<(), StoreError> {
         let job_id = job_id.to_string();
         self.transaction(move |tx| {
             tx.execute(
@@ -190,7 +175,7 @@ impl Sqlite {
     /// Make jobs leased by a previous run of this server visible at once; returns how many.
     /// Only one `herald serve` works on a database file, so at start-up every lease is a
     /// dead worker's.
-    pub async fn recover_leases(&self) -> Result<usize, StoreError> {
+    async fn recover_leases(&self) -> Result<usize, StoreError> {
         let recovered = self
             .write(|conn| {
                 conn.execute(
@@ -203,6 +188,13 @@ impl Sqlite {
         Ok(recovered)
     }
 
+    /// Wait until jobs are enqueued or released, or `timeout` passes.
+    async fn wait_for_jobs(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.jobs_enqueued()).await;
+    }
+}
+
+impl Sqlite {
     /// Jobs waiting (or leased) and dead.
     pub async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
         self.read(|conn| {
@@ -222,10 +214,5 @@ impl Sqlite {
             )
         })
         .await
-    }
-
-    /// Wait until jobs are enqueued or released, or `timeout` passes.
-    pub async fn wait_for_jobs(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.jobs_enqueued()).await;
     }
 }

@@ -1,8 +1,9 @@
 //! Events kept in memory by the accept path: changes through the store are seen at once,
 //! changes by another process within a moment, and new events are never missed.
 
-use herald_core::admin::{AdminStore, EventChanges};
+use herald_core::admin::EventChanges;
 use herald_core::domain::Action;
+use herald_core::ports::admin::EventAdmin;
 use herald_core::ports::EventDirectory;
 use herald_sqlite::event_cache::FRESH_FOR;
 use herald_sqlite::Sqlite;

@@ -3,7 +3,7 @@
 //! whole wait however often it was postponed.
 
 use herald_core::domain::{now_ms, Job};
-use herald_core::ports::JobQueue;
+use herald_core::ports::{JobQueue, LeaseQueue};
 use herald_sqlite::Sqlite;
 use std::time::Duration;
 
@@ -38,18 +38,14 @@ async fn the_deliver_jobs_of_a_full_bot_are_left_for_later() {
     .unwrap();
     let full = vec!["busy".to_string()];
     let mut leased = Vec::new();
-    while let Some(job) = store
-        .lease_skipping(Duration::from_secs(60), &full)
-        .await
-        .unwrap()
-    {
+    while let Some(job) = store.lease(Duration::from_secs(60), &full).await.unwrap() {
         leased.push(job.job.id);
     }
     leased.sort();
     let mut expected = vec![expand.id, other.id];
     expected.sort();
     assert_eq!(leased, expected, "all but the full bot's deliver job");
-    let left = store.lease(Duration::from_secs(60)).await.unwrap();
+    let left = store.lease(Duration::from_secs(60), &[]).await.unwrap();
     assert_eq!(
         left.map(|l| l.job.id),
         Some(busy.id),
@@ -71,7 +67,7 @@ async fn the_oldest_age_counts_the_whole_wait_of_a_postponed_job() {
         .unwrap();
     for _ in 0..3 {
         let job = store
-            .lease(Duration::from_secs(60))
+            .lease(Duration::from_secs(60), &[])
             .await
             .unwrap()
             .unwrap()

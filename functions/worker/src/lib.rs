@@ -87,10 +87,9 @@ pub async fn handle(app: &App, aws: &Aws, event: SqsEvent) -> SqsBatchResponse {
 /// Handle one SQS batch, starting no delivery after `stop`; the answer lists the messages
 /// to retry.
 pub async fn handle_until(app: &App, aws: &Aws, event: SqsEvent, stop: &Stop) -> SqsBatchResponse {
-    let app = &App {
-        requests: Arc::new(records::OncePerBatch::new(app.requests.clone())),
-        ..app.clone()
-    };
+    let mut batch_app = app.clone();
+    batch_app.ports.requests = Arc::new(records::OncePerBatch::new(app.ports.requests.clone()));
+    let app = &batch_app;
     let failures = join_all(event.records.into_iter().map(|message| async move {
         let id = message.message_id.clone().unwrap_or_default();
         match AssertUnwindSafe(handle_message(app, aws, &message, stop)).catch_unwind().await {
@@ -138,7 +137,8 @@ async fn handle_message(
     if let Some(after) = report.run_again_after {
         // Not its turn yet (its request is still being accepted, its bot's slots are taken,
         // or the page before it has not recorded its cursor): put it back for later.
-        app.queue
+        app.ports
+            .queue
             .enqueue(vec![job.clone()], after)
             .await
             .map_err(|e| e.to_string())?;

@@ -1,5 +1,5 @@
-//! The local worker pool: tasks inside `herald serve` that drain the SQLite queue with the
-//! core's batch processor.
+//! The worker pool for a pull queue: tasks that drain a [`LeaseQueue`] with the batch
+//! processor (`herald serve` runs it on SQLite; the AWS worker is pushed jobs by SQS).
 //!
 //! Each worker leases one job, runs [`herald_core::processor::process`], then acks it,
 //! puts it back for later (its request is still being accepted), or — when the processor
@@ -9,12 +9,11 @@
 //! outcomes are recorded, the users not reached go on in new jobs, and the job is acked.
 //! A job still running when the grace period ends is released at once for the next start.
 
-use crate::queue::Leased;
-use crate::Sqlite;
+use crate::cutoff::Stop;
+use crate::ports::{LeaseQueue, Leased};
+use crate::processor::{self, JobReport};
+use crate::App;
 use futures::FutureExt;
-use herald_core::cutoff::Stop;
-use herald_core::processor::{self, JobReport};
-use herald_core::App;
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -48,12 +47,12 @@ impl Default for PoolOptions {
 pub struct WorkerPool {
     stop: Stop,
     tasks: JoinSet<()>,
-    store: Sqlite,
+    queue: Arc<dyn LeaseQueue>,
     in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
 impl WorkerPool {
-    pub fn start(app: Arc<App>, store: Sqlite, options: PoolOptions) -> WorkerPool {
+    pub fn start(app: Arc<App>, queue: Arc<dyn LeaseQueue>, options: PoolOptions) -> WorkerPool {
         let stop = Stop::never();
         let in_flight = Arc::new(Mutex::new(HashSet::new()));
         let mut tasks = JoinSet::new();
@@ -61,7 +60,7 @@ impl WorkerPool {
             let worker = Worker {
                 number: worker,
                 app: app.clone(),
-                store: store.clone(),
+                queue: queue.clone(),
                 options: options.clone(),
                 stop: stop.clone(),
                 in_flight: in_flight.clone(),
@@ -71,7 +70,7 @@ impl WorkerPool {
         WorkerPool {
             stop,
             tasks,
-            store,
+            queue,
             in_flight,
         }
     }
@@ -95,7 +94,7 @@ impl WorkerPool {
                 .collect();
             for job_id in unfinished {
                 if let Err(e) = self
-                    .store
+                    .queue
                     .release(&job_id, Duration::ZERO, None, false)
                     .await
                 {
@@ -109,7 +108,7 @@ impl WorkerPool {
 struct Worker {
     number: usize,
     app: Arc<App>,
-    store: Sqlite,
+    queue: Arc<dyn LeaseQueue>,
     options: PoolOptions,
     stop: Stop,
     in_flight: Arc<Mutex<HashSet<String>>>,
@@ -119,11 +118,11 @@ impl Worker {
     async fn run(self) {
         while !self.stop.shutdown.is_cancelled() {
             let full = self.app.slots.full();
-            match self.store.lease_skipping(self.options.lease, &full).await {
+            match self.queue.lease(self.options.lease, &full).await {
                 Ok(Some(leased)) => self.handle(leased).await,
                 Ok(None) => {
                     tokio::select! {
-                        _ = self.store.wait_for_jobs(self.options.idle_poll) => {}
+                        _ = self.queue.wait_for_jobs(self.options.idle_poll) => {}
                         _ = self.stop.shutdown.cancelled() => {}
                     }
                 }
@@ -141,7 +140,14 @@ impl Worker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(job_id.clone());
-        settle(&self.app, &self.store, &self.options, leased, &self.stop).await;
+        settle(
+            &self.app,
+            self.queue.as_ref(),
+            &self.options,
+            leased,
+            &self.stop,
+        )
+        .await;
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -154,19 +160,25 @@ impl Worker {
 /// the pool does the same per job.)
 pub async fn drain(
     app: &App,
-    store: &Sqlite,
+    queue: &dyn LeaseQueue,
     options: &PoolOptions,
-) -> Result<usize, herald_core::StoreError> {
+) -> Result<usize, crate::StoreError> {
     let mut ran = 0;
-    while let Some(leased) = store.lease(options.lease).await? {
-        settle(app, store, options, leased, &Stop::never()).await;
+    while let Some(leased) = queue.lease(options.lease, &[]).await? {
+        settle(app, queue, options, leased, &Stop::never()).await;
         ran += 1;
     }
     Ok(ran)
 }
 
 /// Process one leased job and ack, release or bury it according to the outcome.
-async fn settle(app: &App, store: &Sqlite, options: &PoolOptions, leased: Leased, stop: &Stop) {
+async fn settle(
+    app: &App,
+    queue: &dyn LeaseQueue,
+    options: &PoolOptions,
+    leased: Leased,
+    stop: &Stop,
+) {
     let job = &leased.job;
     let started = std::time::Instant::now();
     // A panic in one job (a bug) fails that job alone, as a store error would: the worker
@@ -176,16 +188,16 @@ async fn settle(app: &App, store: &Sqlite, options: &PoolOptions, leased: Leased
         .await
         .unwrap_or_else(|_| {
             tracing::error!(job_id = %job.id, request_id = %job.request_id, "a job panicked");
-            Err(herald_core::StoreError::new("the job panicked"))
+            Err(crate::StoreError::new("the job panicked"))
         });
     let settled = match result {
         Ok(JobReport {
             run_again_after: Some(after),
             ..
-        }) => store.postpone(&job.id, after).await,
+        }) => queue.postpone(&job.id, after).await,
         Ok(report) => {
             report.log(job, started.elapsed());
-            store.ack(&job.id).await
+            queue.ack(&job.id).await
         }
         Err(e) => {
             let dead = leased.attempts >= options.max_job_attempts;
@@ -199,7 +211,7 @@ async fn settle(app: &App, store: &Sqlite, options: &PoolOptions, leased: Leased
                 error = %e,
                 "job failed"
             );
-            store
+            queue
                 .release(&job.id, delay, Some(e.to_string()), dead)
                 .await
         }

@@ -1,0 +1,20 @@
+//! Listing an event's requests and cancelling one.
+
+use crate::admin::Cancellation;
+use crate::domain::RequestProgress;
+use crate::error::StoreError;
+use async_trait::async_trait;
+
+/// Requests as operators see them.
+#[async_trait]
+pub trait RequestAdmin: Send + Sync {
+    /// Up to `limit` requests of an event, newest first, older than `before` when given.
+    async fn recent_requests(
+        &self,
+        event_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RequestProgress>, StoreError>;
+    /// Mark a pending request cancelled: its remaining jobs become no-ops.
+    async fn cancel_request(&self, request_id: &str) -> Result<Cancellation, StoreError>;
+}

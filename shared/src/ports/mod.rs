@@ -1,0 +1,112 @@
+//! The ports: small traits every runtime implements with its own adapters, one file each.
+//!
+//! The Router, the services and the worker pool see Herald's backends only through these
+//! traits and the [`App`] that holds them once. The embedded mode implements them on
+//! SQLite; the AWS mode on DynamoDB and SQS. Every method that touches a backend may fail
+//! with [`StoreError`], which callers treat as "try again later", never as a client error.
+//!
+//! [`StoreError`]: crate::error::StoreError
+
+pub mod admin;
+mod deliverer;
+mod directory;
+mod intake;
+mod queue;
+mod requests;
+mod throttle;
+mod users;
+
+pub use admin::AdminPorts;
+pub use deliverer::{Deliverer, Delivery};
+pub use directory::EventDirectory;
+pub use intake::{Intake, Recorded, Remember, Remembered, IDEMPOTENCY_WINDOW_MS};
+pub use queue::{JobQueue, LeaseQueue, Leased};
+pub use requests::{Expansion, RequestLog};
+pub use throttle::Throttle;
+pub use users::{RequestStamp, UserPage, UserStore};
+
+// Kept in `domain` (the admin ports read them too); named here where they were first.
+pub use crate::domain::{ErrorSample, RequestProgress};
+
+use crate::config::Config;
+use std::sync::Arc;
+
+/// The storage ports of one runtime.
+#[derive(Clone)]
+pub struct Ports {
+    pub events: Arc<dyn EventDirectory>,
+    pub users: Arc<dyn UserStore>,
+    pub requests: Arc<dyn RequestLog>,
+    pub intake: Arc<dyn Intake>,
+    pub queue: Arc<dyn JobQueue>,
+    pub admin: AdminPorts,
+    pub throttle: Arc<dyn Throttle>,
+}
+
+/// An adapter that implements every storage port.
+pub trait Store:
+    EventDirectory
+    + UserStore
+    + RequestLog
+    + Intake
+    + JobQueue
+    + admin::BotAdmin
+    + admin::EventAdmin
+    + admin::UserAdmin
+    + admin::RequestAdmin
+    + admin::DeadLetterAdmin
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: EventDirectory
+        + UserStore
+        + RequestLog
+        + Intake
+        + JobQueue
+        + admin::BotAdmin
+        + admin::EventAdmin
+        + admin::UserAdmin
+        + admin::RequestAdmin
+        + admin::DeadLetterAdmin
+        + 'static
+{
+}
+
+impl Ports {
+    /// Every port on one adapter that implements them all, rate limits on `throttle`.
+    pub fn all<T: Store>(store: Arc<T>, throttle: Arc<dyn Throttle>) -> Ports {
+        Ports {
+            events: store.clone(),
+            users: store.clone(),
+            requests: store.clone(),
+            intake: store.clone(),
+            queue: store.clone(),
+            admin: AdminPorts::all(store),
+            throttle,
+        }
+    }
+}
+
+/// The ports and configuration a runtime wires together, shared by the Router and workers.
+#[derive(Clone)]
+pub struct App {
+    pub config: Config,
+    pub ports: Ports,
+    pub deliverer: Arc<dyn Deliverer>,
+    /// Deliver jobs in flight per bot in this process (`config.jobs_per_bot`).
+    pub slots: Arc<crate::slots::BotSlots>,
+}
+
+impl App {
+    /// An App over these ports, its per-bot slots sized from `config`.
+    pub fn new(config: Config, ports: Ports, deliverer: Arc<dyn Deliverer>) -> App {
+        App {
+            slots: Arc::new(crate::slots::BotSlots::new(config.jobs_per_bot)),
+            config,
+            ports,
+            deliverer,
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Bot users' state: resolved, paged for `everyone`, and given their `last_request`.
+//!
+//! Herald reads users and writes only its own attributes; the bot engine owns the rest.
+
+use crate::domain::{LastRequestWrite, Object, PlatformFilter, UserRef, UserState, WriteResult};
+use crate::error::StoreError;
+use async_trait::async_trait;
+
+/// Which request a `last_request` write comes from; newer means a greater `request_id`.
+#[derive(Debug, Clone)]
+pub struct RequestStamp {
+    pub request_id: String,
+    pub event_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// One page of a shard of a bot's users.
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    pub users: Vec<UserState>,
+    /// Where the next page starts; None when the shard is exhausted.
+    pub next: Option<String>,
+}
+
+/// Bot users' state. Herald reads users and writes only its `last_request*` attributes.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Look users up in one bot: one answer per reference, in order; None for unknown.
+    async fn resolve(
+        &self,
+        bot_id: &str,
+        users: &[UserRef],
+    ) -> Result<Vec<Option<UserState>>, StoreError>;
+
+    /// Store each write's data (or `data` when it has none) as `last_request` (with
+    /// `last_request_at`, `last_request_id`, `last_event_id`) on its user, unless the user
+    /// holds a newer request. Never creates users and never touches other attributes.
+    /// One result per write, in order.
+    async fn write_last_request(
+        &self,
+        bot_id: &str,
+        stamp: &RequestStamp,
+        data: &Object,
+        writes: &[LastRequestWrite],
+    ) -> Result<Vec<WriteResult>, StoreError>;
+
+    /// Mark these users as having blocked the bot (a platform answered so).
+    async fn mark_blocked(&self, bot_id: &str, bm_ids: &[String]) -> Result<(), StoreError>;
+
+    /// How many users `everyone` means right now.
+    async fn count(&self, bot_id: &str, platform: &PlatformFilter) -> Result<u64, StoreError>;
+
+    /// Number of shards a bot's users are spread over (one `expand` job each).
+    fn shards(&self) -> u32;
+
+    /// Up to `limit` users of one shard after `cursor`.
+    async fn page(
+        &self,
+        bot_id: &str,
+        platform: &PlatformFilter,
+        shard: u32,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<UserPage, StoreError>;
+}
