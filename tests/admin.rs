@@ -129,6 +129,61 @@ async fn every_admin_subcommand_works_against_a_running_server() {
         true
     );
     cli(&server, &["bots", "delete", "third"]);
+    // Any channel's field by its canonical name; answered in both shapes.
+    let url = "https://engine.example/4";
+    let bot = cli(
+        &server,
+        &[
+            "bots",
+            "create",
+            "fourth",
+            "--connection",
+            &format!("engine.url={url}"),
+            "--connection",
+            "engine.signing_secret=k4",
+        ],
+    );
+    assert_eq!(bot["connections"]["engine"]["url"], url);
+    assert_eq!(bot["connections"]["engine"]["signing_secret_set"], true);
+    assert_eq!(bot["connections"]["telegram"]["token_set"], false);
+    assert_eq!(
+        (&bot["screen_url"], &bot["signing_secret_set"]),
+        (&json!(url), &json!(true))
+    );
+    let unknown = run(
+        &server,
+        &[
+            "bots",
+            "update",
+            "fourth",
+            "--connection",
+            "nowhere.token=x",
+        ],
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("connections.nowhere"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    let twice = run(
+        &server,
+        &[
+            "bots",
+            "update",
+            "fourth",
+            "--screen-url",
+            url,
+            "--connection",
+            &format!("engine.url={url}"),
+        ],
+    );
+    assert_eq!(
+        twice.status.code(),
+        Some(1),
+        "one field given both ways is refused"
+    );
+    cli(&server, &["bots", "delete", "fourth"]);
     assert_eq!(
         run(&server, &["bots", "show", "third"]).status.code(),
         Some(2)

@@ -181,6 +181,37 @@ fn every_example_is_valid_and_the_schemas_refuse_invalid_bodies() {
     assert!(!which.is_valid(&json!({"ids": ["a"], "all": true})));
 }
 
+#[test]
+fn the_bot_schemas_refuse_what_the_server_refuses() {
+    let doc = document();
+    // A bot's connections: canonical or flat, a screen URL never without its secret, a
+    // field never given both ways.
+    let create = validator(&doc, "#/components/schemas/BotCreate");
+    let url = "https://engine.example/s";
+    for good in [
+        json!({"id": "b", "connections": {"engine": {"url": url, "signing_secret": "k"}}}),
+        json!({"id": "b", "connections": {"engine": {"url": url}}, "signing_secret": "k"}),
+        json!({"id": "b", "screen_url": url, "signing_secret": "k"}),
+        json!({"id": "b", "connections": {"telegram": {"token": "1:T"}}}),
+    ] {
+        assert!(create.is_valid(&good), "{good} refused");
+    }
+    for bad in [
+        json!({"id": "b", "connections": {"engine": {"url": url}}}),
+        json!({"id": "b", "screen_url": url, "connections": {"engine": {"signing_secret": ""}}}),
+        json!({"id": "b", "screen_url": url, "signing_secret": "k",
+               "connections": {"engine": {"url": url}}}),
+        json!({"id": "b", "connections": {"vk": {"token": "t"}}}),
+    ] {
+        assert!(!create.is_valid(&bad), "{bad} passed");
+    }
+    let changes = validator(&doc, "#/components/schemas/BotChanges");
+    assert!(
+        !changes.is_valid(&json!({"connections": {"engine": {"url": url, "signing_secret": ""}}}))
+    );
+    assert!(changes.is_valid(&json!({"connections": {"engine": {"url": url}}})));
+}
+
 async fn call(
     router: &axum::Router,
     method: &str,
@@ -301,4 +332,61 @@ async fn what_the_router_answers_matches_the_document() {
         ((), serde_json::from_slice::<Value>(&bytes).unwrap())
     };
     check(&doc, &schema("Problem"), &unauthorized, "401");
+}
+
+/// The document's connection schemas list exactly the registered channels and their
+/// fields: a channel added to the registry and not to `openapi.yaml` fails here.
+#[test]
+fn the_connection_schemas_match_the_channel_registry() {
+    use herald_core::channels::FieldKind;
+    use std::collections::BTreeSet;
+    let doc = document();
+    let keys = |schema: &Value| -> BTreeSet<String> {
+        schema["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let shown = &doc["components"]["schemas"]["ConnectionsShown"];
+    let changes = &doc["components"]["schemas"]["ConnectionChanges"];
+    let channels: BTreeSet<String> = herald_delivery::CHANNELS
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    assert_eq!(keys(shown), channels, "ConnectionsShown");
+    assert_eq!(keys(changes), channels, "ConnectionChanges");
+    let required: BTreeSet<String> = shown["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(required, channels, "every channel is answered");
+    for spec in herald_delivery::CHANNELS {
+        let given: BTreeSet<String> = spec.fields.iter().map(|f| f.name.to_string()).collect();
+        assert_eq!(
+            keys(&changes["properties"][spec.name]),
+            given,
+            "{}",
+            spec.name
+        );
+        let answered: BTreeSet<String> = spec
+            .fields
+            .iter()
+            .map(|f| match f.kind {
+                FieldKind::Secret => format!("{}_set", f.name),
+                _ => f.name.to_string(),
+            })
+            .collect();
+        assert_eq!(
+            keys(&shown["properties"][spec.name]),
+            answered,
+            "{}",
+            spec.name
+        );
+        for field in spec.fields {
+            let schema = &changes["properties"][spec.name]["properties"][field.name];
+            assert_eq!(schema["maxLength"], 2048, "{}.{}", spec.name, field.name);
+        }
+    }
 }

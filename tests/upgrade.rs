@@ -105,7 +105,12 @@ async fn a_broadcast_under_way_at_the_upgrade_reaches_every_user_once() {
 
     let store = Sqlite::open(&path).unwrap();
     let deliverer = Arc::new(support::ScriptedDeliverer::default());
-    let app = herald_sqlite::app(&store, Config::default(), deliverer.clone());
+    let app = herald_sqlite::app(
+        &store,
+        Config::default(),
+        deliverer.clone(),
+        herald_delivery::CHANNELS,
+    );
     drain(&app, &store, &PoolOptions::default()).await.unwrap();
 
     let progress = app
@@ -149,4 +154,70 @@ async fn a_broadcast_under_way_at_the_upgrade_reaches_every_user_once() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version as usize, herald_sqlite::schema::version());
+}
+
+/// Bots stored in schema 6's flat columns read as connections keyed by channel, keep
+/// working through the admin port, and the flat columns are gone.
+#[tokio::test]
+async fn bots_stored_with_flat_connection_columns_read_as_channel_connections() {
+    use herald_core::channels::BotChanges;
+    use herald_core::ports::admin::BotAdmin;
+    use herald_core::ports::EventDirectory;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        herald_sqlite::schema::migrate_to(&mut conn, 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO bots (id, created_at, telegram_token, screen_url, signing_secret)
+             VALUES ('both', 0, '1:TOKEN', 'https://engine.example/s', 'KEY'),
+                    ('telegram-only', 0, '2:TOKEN', NULL, NULL),
+                    ('bare', 0, NULL, NULL, NULL)",
+        )
+        .unwrap();
+    }
+    let store = Sqlite::open(&path).unwrap();
+    let both = store.bot("both").await.unwrap().connections;
+    assert_eq!(both.get("telegram", "token"), Some("1:TOKEN"));
+    assert_eq!(both.get("engine", "url"), Some("https://engine.example/s"));
+    assert_eq!(both.get("engine", "signing_secret"), Some("KEY"));
+    let telegram_only = store.bot("telegram-only").await.unwrap().connections;
+    assert_eq!(telegram_only.get("telegram", "token"), Some("2:TOKEN"));
+    assert_eq!(telegram_only.get("engine", "url"), None);
+    // No connection at all stays none (its actions go to the log deliverer).
+    assert!(store.bot("bare").await.unwrap().connections.is_empty());
+
+    let summary = store
+        .bot_record("both")
+        .await
+        .unwrap()
+        .unwrap()
+        .summary(herald_delivery::CHANNELS);
+    let answer = serde_json::to_value(&summary).unwrap();
+    assert_eq!(answer["telegram_token_set"], true);
+    assert_eq!(
+        answer["connections"]["engine"]["url"],
+        "https://engine.example/s"
+    );
+    assert!(!answer.to_string().contains("TOKEN"));
+
+    let changes = BotChanges::default().set("telegram", "token", "");
+    assert!(store.update_bot("both", &changes).await.unwrap());
+    let both = store.bot("both").await.unwrap().connections;
+    assert_eq!(both.get("telegram", "token"), None);
+    assert_eq!(both.get("engine", "signing_secret"), Some("KEY"));
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('bots')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        !columns.iter().any(|c| c == "telegram_token"),
+        "{columns:?}"
+    );
 }

@@ -76,6 +76,7 @@ impl Embedded {
             &store,
             config,
             Arc::new(LogDeliverer::default()),
+            herald_delivery::CHANNELS,
         ));
         let event = store
             .new_event(

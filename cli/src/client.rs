@@ -87,7 +87,12 @@ impl Client {
             admin_token_hash: Some(secret::hash(&token)),
             ..Config::default()
         };
-        let app = herald_sqlite::app(&store, config, Arc::new(LogDeliverer::default()));
+        let app = herald_sqlite::app(
+            &store,
+            config,
+            Arc::new(LogDeliverer::default()),
+            herald_delivery::CHANNELS,
+        );
         Ok(Client::Local {
             router: herald_core::router::router(Arc::new(app)),
             token,

@@ -33,10 +33,30 @@ pub struct Connections {
     /// Key of the HMAC-SHA256 signature on screen webhooks.
     #[arg(long, env = "HERALD_SIGNING_SECRET", hide_env_values = true)]
     signing_secret: Option<String>,
+    /// Any channel's field, as CHANNEL.FIELD=VALUE (repeatable; an empty VALUE clears it).
+    #[arg(long = "connection", value_name = "CHANNEL.FIELD=VALUE", long_help = connection_help())]
+    connections: Vec<String>,
+}
+
+/// The `--connection` help: every registered channel and its fields.
+fn connection_help() -> String {
+    let mut help = String::from(
+        "Any channel's field, as CHANNEL.FIELD=VALUE (repeatable; an empty VALUE clears it). \
+         The options above are the same fields under their first names. Channels:",
+    );
+    for channel in herald_delivery::CHANNELS {
+        for field in channel.fields {
+            help.push_str(&format!(
+                "\n  {}.{}  {}",
+                channel.name, field.name, field.about
+            ));
+        }
+    }
+    help
 }
 
 impl Connections {
-    fn document(self) -> Map<String, Value> {
+    fn document(self) -> anyhow::Result<Map<String, Value>> {
         let mut map = Map::new();
         for (key, value) in [
             ("telegram_token", self.telegram_token),
@@ -47,7 +67,25 @@ impl Connections {
                 map.insert(key.into(), Value::String(value));
             }
         }
-        map
+        let mut channels = Map::new();
+        for given in self.connections {
+            let parsed = given
+                .split_once('=')
+                .and_then(|(name, value)| Some((name.split_once('.')?, value)));
+            let Some(((channel, field), value)) = parsed else {
+                anyhow::bail!("--connection takes CHANNEL.FIELD=VALUE, not {given:?}");
+            };
+            let fields = channels
+                .entry(channel.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(fields) = fields {
+                fields.insert(field.into(), Value::String(value.into()));
+            }
+        }
+        if !channels.is_empty() {
+            map.insert("connections".into(), Value::Object(channels));
+        }
+        Ok(map)
     }
 }
 
@@ -91,7 +129,7 @@ impl BotsArgs {
                 client.send(Method::GET, &path, None).await?
             }
             BotsCommand::Create { bot, connections } => {
-                let mut document = connections.document();
+                let mut document = connections.document()?;
                 document.insert("id".into(), Value::String(bot));
                 client
                     .send_json(Method::POST, "/v1/admin/bots", &Value::Object(document))
@@ -99,12 +137,12 @@ impl BotsArgs {
             }
             BotsCommand::Update { bot, connections } => {
                 let path = format!("/v1/admin/bots/{}", segment(&bot));
-                let document = Value::Object(connections.document());
+                let document = Value::Object(connections.document()?);
                 client.send_json(Method::PATCH, &path, &document).await?
             }
             BotsCommand::Set { bot, connections } => {
                 let path = format!("/v1/admin/bots/{}", segment(&bot));
-                let changes = connections.document();
+                let changes = connections.document()?;
                 let updated = client
                     .send_json(Method::PATCH, &path, &Value::Object(changes.clone()))
                     .await?;

@@ -127,10 +127,10 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format);
     let delivery = DeliveryConfig {
-        telegram_api: args.telegram_api.clone(),
         telegram_rate: args.telegram_rate,
         ..DeliveryConfig::default()
-    };
+    }
+    .with_api("telegram", args.telegram_api.clone());
     check_timing(&args, &delivery)?;
     let _only_server = lock_database(&args.db)?;
     let store = Sqlite::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
@@ -145,6 +145,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         &store,
         config(&args, admin_token_hash),
         deliverer(&args, &store, &delivery)?,
+        herald_delivery::CHANNELS,
     ));
     announce(&args, &store, local, new_admin_token).await?;
 

@@ -7,7 +7,8 @@
 //! Secrets go one way: bot tokens and signing secrets are accepted, never answered; an
 //! event secret is answered once, when it is made (create, rotate).
 
-use crate::admin::{BotChanges, BotSummary, Cancellation, EventChanges, Removal, Selection};
+use crate::admin::{Cancellation, EventChanges, Removal, Selection};
+use crate::channels::{BotChanges, BotSummary, Connections};
 use crate::domain::{now_ms, Action, Event, PreviousSecret, RateLimit, UserRef};
 use crate::http_parts::{bearer, Route, Shared};
 use crate::ports::App;
@@ -203,16 +204,34 @@ fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
 
 // ---- bots ----
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewBot {
-    id: String,
-    #[serde(flatten)]
-    changes: BotChanges,
+/// A bot's changes from an admin document (`connections` and the flat aliases, plus
+/// `other_keys`), checked against the registered channels.
+fn bot_changes(
+    app: &App,
+    document: &serde_json::Value,
+    other_keys: &[&str],
+) -> Result<BotChanges, ApiError> {
+    let Some(object) = document.as_object() else {
+        return Err(ApiError::invalid(vec![(
+            String::new(),
+            "must be a JSON object".into(),
+        )]));
+    };
+    let changes = BotChanges::from_document(object, other_keys).map_err(ApiError::invalid)?;
+    changes.validate(app.channels).map_err(ApiError::invalid)?;
+    Ok(changes)
 }
 
 async fn list_bots(State(app): Shared) -> Result<Response, ApiError> {
-    let bots = app.ports.admin.bots.bots().await?;
+    let bots: Vec<BotSummary> = app
+        .ports
+        .admin
+        .bots
+        .bots()
+        .await?
+        .iter()
+        .map(|bot| bot.summary(app.channels))
+        .collect();
     Ok(Json(serde_json::json!({ "bots": bots })).into_response())
 }
 
@@ -221,42 +240,35 @@ async fn create_bot(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    // `flatten` and `deny_unknown_fields` do not mix: check the fields by hand.
     let value: serde_json::Value = document(&headers, body).await?;
-    if let Some(object) = value.as_object() {
-        let known = ["id", "telegram_token", "screen_url", "signing_secret"];
-        if let Some(unknown) = object.keys().find(|k| !known.contains(&k.as_str())) {
+    let changes = bot_changes(&app, &value, &["id"])?;
+    let id = match value.get("id") {
+        Some(serde_json::Value::String(id)) => id.clone(),
+        _ => {
             return Err(ApiError::invalid(vec![(
-                unknown.clone(),
-                "unknown field".into(),
-            )]));
+                "id".into(),
+                "must be a string: the bot's id".into(),
+            )]))
         }
-    }
-    let new: NewBot = serde_json::from_value(value)
-        .map_err(|e| ApiError::invalid(vec![(String::new(), e.to_string())]))?;
-    check_id("id", &new.id)?;
-    new.changes.validate().map_err(ApiError::invalid)?;
-    new.changes
-        .keeps_webhooks_signed(None)
+    };
+    check_id("id", &id)?;
+    changes
+        .keeps_needs(app.channels, None)
         .map_err(ApiError::invalid)?;
-    if !app
-        .ports
-        .admin
-        .bots
-        .create_bot(&new.id, &new.changes)
-        .await?
-    {
-        return Err(ApiError::Conflict(format!("bot {} exists already", new.id)));
+    let mut connections = Connections::default();
+    connections.apply(&changes);
+    if !app.ports.admin.bots.create_bot(&id, &connections).await? {
+        return Err(ApiError::Conflict(format!("bot {id} exists already")));
     }
-    tracing::info!(bot_id = %new.id, "bot created");
+    tracing::info!(bot_id = %id, "bot created");
     let bot = app
         .ports
         .admin
         .bots
-        .bot_summary(&new.id)
+        .bot_record(&id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok((StatusCode::CREATED, Json(bot)).into_response())
+    Ok((StatusCode::CREATED, Json(bot.summary(app.channels))).into_response())
 }
 
 async fn show_bot(
@@ -268,10 +280,10 @@ async fn show_bot(
         .ports
         .admin
         .bots
-        .bot_summary(&bot_id)
+        .bot_record(&bot_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(bot).into_response())
+    Ok(Json(bot.summary(app.channels)).into_response())
 }
 
 async fn update_bot(
@@ -281,29 +293,34 @@ async fn update_bot(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bot_id = path(bot_id)?;
-    let changes: BotChanges = changes_document(&headers, body).await?;
-    changes.validate().map_err(ApiError::invalid)?;
-    // Changes that would unsign even the bot most in their favour (a secret and no URL)
-    // are wrong in themselves (422); changes that unsign only this bot, as it is stored,
-    // conflict with it (409).
-    let favourable = BotSummary {
-        signing_secret_set: true,
-        ..BotSummary::default()
-    };
+    let value: serde_json::Value = changes_document(&headers, body).await?;
+    let changes = bot_changes(&app, &value, &[])?;
+    // Changes that break a channel's needs whatever the bot holds (a URL set, its secret
+    // cleared) are wrong in themselves (422); changes that break them only for this bot,
+    // as it is stored, conflict with it (409).
+    // The bot most in their favour holds every field that others need, and none of the
+    // fields that need others.
+    let mut favourable = Connections::default();
+    for spec in app.channels {
+        for field in spec.fields.iter().filter(|f| f.needs.is_none()) {
+            favourable = favourable.with(spec.name, field.name, "set");
+        }
+    }
     changes
-        .keeps_webhooks_signed(Some(&favourable))
+        .keeps_needs(app.channels, Some(&favourable))
         .map_err(ApiError::invalid)?;
     let current = app
         .ports
         .admin
         .bots
-        .bot_summary(&bot_id)
+        .bot_record(&bot_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if let Err(mut errors) = changes.keeps_webhooks_signed(Some(&current)) {
-        let (_, why) = errors.remove(0);
+    if let Err(mut errors) = changes.keeps_needs(app.channels, Some(&current.connections)) {
+        let (field, why) = errors.remove(0);
+        let field = field.rsplit('.').next().unwrap_or(&field).to_string();
         return Err(ApiError::Conflict(format!(
-            "bot {bot_id} has no signing_secret: {why}"
+            "bot {bot_id} has no {field}: {why}"
         )));
     }
     if !app.ports.admin.bots.update_bot(&bot_id, &changes).await? {

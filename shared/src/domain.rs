@@ -4,6 +4,7 @@
 //! a DynamoDB item, an SQS message body). Requests and jobs are identified by ULIDs, whose
 //! order is creation order: "newer request" means "greater request id".
 
+use crate::channels::Connections;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -90,29 +91,12 @@ impl RateLimit {
     }
 }
 
-/// A bot's connections: where its actions go. Tokens and secrets never appear in logs
-/// (the `Debug` form hides them) nor in any answer.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// A bot and its connections: where its actions go. Tokens and secrets never appear in
+/// logs (the `Debug` form of [`Connections`] hides them) nor in any answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bot {
     pub id: String,
-    /// Telegram Bot API token, for `message` actions to `tg` users.
-    pub telegram_token: Option<String>,
-    /// The bot engine's endpoint for `screen` actions.
-    pub screen_url: Option<String>,
-    /// Key of the HMAC-SHA256 signature on screen webhooks.
-    pub signing_secret: Option<String>,
-}
-
-impl std::fmt::Debug for Bot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<hidden>");
-        f.debug_struct("Bot")
-            .field("id", &self.id)
-            .field("telegram_token", &hidden(&self.telegram_token))
-            .field("screen_url", &self.screen_url)
-            .field("signing_secret", &hidden(&self.signing_secret))
-            .finish()
-    }
+    pub connections: Connections,
 }
 
 /// One bot user's state as Herald sees it (the bot engine may keep more on the same record).

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod admin_api;
+pub mod channels;
 pub mod config;
 pub mod cutoff;
 pub mod domain;

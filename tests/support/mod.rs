@@ -36,7 +36,12 @@ impl Harness {
     pub fn with(config: Config, deliverer: Arc<dyn Deliverer>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
-        let app = Arc::new(herald_sqlite::app(&store, config, deliverer));
+        let app = Arc::new(herald_sqlite::app(
+            &store,
+            config,
+            deliverer,
+            herald_delivery::CHANNELS,
+        ));
         Harness { dir, store, app }
     }
 

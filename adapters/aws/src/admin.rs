@@ -14,7 +14,9 @@
 //! transaction), sends the job to the main queue with fresh attempts, then deletes the DLQ
 //! message — so a crash midway leaves the job in the DLQ, never lost.
 
-use crate::events::{event_item, event_of, BOT_PREFIX, RATE_PREFIX};
+use crate::events::{
+    connections_of, connections_value, event_item, event_of, BOT_PREFIX, RATE_PREFIX,
+};
 use crate::requests::{progress_of, Counts, REQUEST_SK};
 use crate::{get_s, n, s, store_error, Aws, Item};
 use async_trait::async_trait;
@@ -25,9 +27,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use herald_core::admin::{
-    BotChanges, BotSummary, Cancellation, DeadLetter, EventChanges, ImportReport, NewUser, Removal,
-    Selection,
+    Cancellation, DeadLetter, EventChanges, ImportReport, NewUser, Removal, Selection,
 };
+use herald_core::channels::{BotChanges, BotRecord, Connections};
 use herald_core::domain::{Event, Job, JobKind, Object, RequestState, UserRef};
 use herald_core::ports::admin::{BotAdmin, DeadLetterAdmin, EventAdmin, RequestAdmin, UserAdmin};
 use herald_core::ports::{JobQueue, RequestProgress, UserStore};
@@ -62,19 +64,19 @@ fn set_remove(set: &[String], remove: &[&str]) -> String {
     expression
 }
 
-fn bot_summary(item: &Item) -> BotSummary {
-    let set = |name: &str| item.contains_key(name);
-    BotSummary {
+fn bot_record(item: &Item) -> BotRecord {
+    BotRecord {
         id: get_s(item, "pk")
             .strip_prefix(BOT_PREFIX)
             .unwrap_or_default()
             .to_string(),
-        telegram_token_set: set("telegram_token"),
-        screen_url: item.get("screen_url").and_then(|v| v.as_s().ok()).cloned(),
-        signing_secret_set: set("signing_secret"),
+        connections: connections_of(item),
         created_at: crate::get_n(item, "created_at"),
     }
 }
+
+/// How often a change to a bot's connections is tried when other changes keep winning.
+const BOT_CHANGE_TRIES: u32 = 8;
 
 impl Aws {
     /// Every item of the events table matching `filter` (a Scan, paginated).
@@ -120,37 +122,59 @@ impl Aws {
         applied(put).map(|_| ())
     }
 
-    /// Apply connection changes to an existing bot; false when it does not exist.
+    /// Apply connection changes to an existing bot; false when it does not exist. The map
+    /// is read, changed and written back on the condition that its version is still the
+    /// one read (tried again when another change came between). Writing it removes the
+    /// flat attributes an item from before the map may still have.
     async fn change_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError> {
-        let mut set = vec!["updated_at = :now".to_string()];
-        let mut remove: Vec<&str> = Vec::new();
-        let mut update = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.settings.events_table)
-            .key("pk", s(format!("{BOT_PREFIX}{bot_id}")))
-            .expression_attribute_values(":now", n(herald_core::domain::now_ms()));
-        for (name, value) in [
-            ("telegram_token", &changes.telegram_token),
-            ("screen_url", &changes.screen_url),
-            ("signing_secret", &changes.signing_secret),
-        ] {
-            match value.as_deref() {
-                None => {}
-                Some("") => remove.push(name),
-                Some(value) => {
-                    set.push(format!("{name} = :{name}"));
-                    update = update.expression_attribute_values(format!(":{name}"), s(value));
-                }
+        for _ in 0..BOT_CHANGE_TRIES {
+            let Some(item) = self.bot_item(bot_id).await? else {
+                return Ok(false);
+            };
+            let mut connections = connections_of(&item);
+            connections.apply(changes);
+            let version = crate::get_n(&item, "connections_version");
+            let condition = if item.contains_key("connections_version") {
+                "connections_version = :seen"
+            } else {
+                "attribute_exists(pk) AND attribute_not_exists(connections_version)"
+            };
+            let mut update = self
+                .dynamodb
+                .update_item()
+                .table_name(&self.settings.events_table)
+                .key("pk", s(format!("{BOT_PREFIX}{bot_id}")))
+                .update_expression(
+                    "SET connections = :c, connections_version = :next, updated_at = :now \
+                     REMOVE telegram_token, screen_url, signing_secret",
+                )
+                .condition_expression(condition)
+                .expression_attribute_values(":c", connections_value(&connections))
+                .expression_attribute_values(":next", n(version + 1))
+                .expression_attribute_values(":now", n(herald_core::domain::now_ms()));
+            if item.contains_key("connections_version") {
+                update = update.expression_attribute_values(":seen", n(version));
+            }
+            if applied(update.send().await)? {
+                return Ok(true);
             }
         }
-        applied(
-            update
-                .update_expression(set_remove(&set, &remove))
-                .condition_expression("attribute_exists(pk)")
-                .send()
-                .await,
-        )
+        Err(StoreError::new(
+            "the bot's connections kept changing under this change; try again",
+        ))
+    }
+
+    async fn bot_item(&self, bot_id: &str) -> Result<Option<Item>, StoreError> {
+        let found = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.settings.events_table)
+            .key("pk", s(format!("{BOT_PREFIX}{bot_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(found.item)
     }
 
     /// The state id of a user named either way, if the user exists.
@@ -306,23 +330,20 @@ impl Aws {
 
 #[async_trait]
 impl BotAdmin for Aws {
-    async fn create_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError> {
-        let mut put = self
+    async fn create_bot(
+        &self,
+        bot_id: &str,
+        connections: &Connections,
+    ) -> Result<bool, StoreError> {
+        let put = self
             .dynamodb
             .put_item()
             .table_name(&self.settings.events_table)
             .item("pk", s(format!("{BOT_PREFIX}{bot_id}")))
             .item("created_at", n(herald_core::domain::now_ms()))
+            .item("connections", connections_value(connections))
+            .item("connections_version", n(0))
             .condition_expression("attribute_not_exists(pk)");
-        for (name, value) in [
-            ("telegram_token", &changes.telegram_token),
-            ("screen_url", &changes.screen_url),
-            ("signing_secret", &changes.signing_secret),
-        ] {
-            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                put = put.item(name, s(value));
-            }
-        }
         applied(put.send().await)
     }
 
@@ -330,29 +351,20 @@ impl BotAdmin for Aws {
         self.change_bot(bot_id, changes).await
     }
 
-    async fn bots(&self) -> Result<Vec<BotSummary>, StoreError> {
+    async fn bots(&self) -> Result<Vec<BotRecord>, StoreError> {
         let values = HashMap::from([(":p".to_string(), s(BOT_PREFIX))]);
-        let mut bots: Vec<BotSummary> = self
+        let mut bots: Vec<BotRecord> = self
             .scan_events("begins_with(pk, :p)", values)
             .await?
             .iter()
-            .map(bot_summary)
+            .map(bot_record)
             .collect();
         bots.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(bots)
     }
 
-    async fn bot_summary(&self, bot_id: &str) -> Result<Option<BotSummary>, StoreError> {
-        let found = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.settings.events_table)
-            .key("pk", s(format!("{BOT_PREFIX}{bot_id}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(found.item.as_ref().map(bot_summary))
+    async fn bot_record(&self, bot_id: &str) -> Result<Option<BotRecord>, StoreError> {
+        Ok(self.bot_item(bot_id).await?.as_ref().map(bot_record))
     }
 
     async fn delete_bot(&self, bot_id: &str) -> Result<Removal, StoreError> {

@@ -8,9 +8,11 @@ use crate::{get_n, get_s, n, s, store_error, Aws, Item};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
+use herald_core::channels::Connections;
 use herald_core::domain::{Action, Bot, Event, PreviousSecret};
 use herald_core::ports::EventDirectory;
 use herald_core::{secret, StoreError};
+use std::collections::BTreeMap;
 
 impl Aws {
     /// Store an event whose secret is `secret` (only its hash is kept): what tests and
@@ -46,24 +48,56 @@ impl Aws {
 
     /// Store a bot's connections (item `bot#{id}` of the events table).
     pub async fn put_bot(&self, bot: &Bot) -> Result<(), StoreError> {
-        let mut put = self
-            .dynamodb
+        self.dynamodb
             .put_item()
             .table_name(&self.settings.events_table)
             .item("pk", s(format!("{BOT_PREFIX}{}", bot.id)))
-            .item("created_at", n(herald_core::domain::now_ms()));
-        for (name, value) in [
-            ("telegram_token", &bot.telegram_token),
-            ("screen_url", &bot.screen_url),
-            ("signing_secret", &bot.signing_secret),
-        ] {
-            if let Some(value) = value {
-                put = put.item(name, s(value));
-            }
-        }
-        put.send().await.map_err(store_error)?;
+            .item("created_at", n(herald_core::domain::now_ms()))
+            .item("connections", connections_value(&bot.connections))
+            .send()
+            .await
+            .map_err(store_error)?;
         Ok(())
     }
+}
+
+/// A bot's connections as its item keeps them: the `connections` map (channel → field →
+/// value), or, on an item written before that map, the flat attributes it replaced.
+pub(crate) fn connections_of(item: &Item) -> Connections {
+    let Some(channels) = item.get("connections").and_then(|v| v.as_m().ok()) else {
+        return Connections::from_legacy(|alias| {
+            item.get(alias).and_then(|v| v.as_s().ok()).cloned()
+        });
+    };
+    let fields = |value: &AttributeValue| -> BTreeMap<String, String> {
+        let Ok(fields) = value.as_m() else {
+            return BTreeMap::new();
+        };
+        fields
+            .iter()
+            .filter_map(|(name, v)| Some((name.clone(), v.as_s().ok()?.clone())))
+            .collect()
+    };
+    Connections::from_map(
+        channels
+            .iter()
+            .map(|(c, v)| (c.clone(), fields(v)))
+            .collect(),
+    )
+}
+
+/// The `connections` attribute of a bot's item.
+pub(crate) fn connections_value(connections: &Connections) -> AttributeValue {
+    AttributeValue::M(
+        connections
+            .as_map()
+            .iter()
+            .map(|(channel, fields)| {
+                let fields = fields.iter().map(|(f, v)| (f.clone(), s(v))).collect();
+                (channel.clone(), AttributeValue::M(fields))
+            })
+            .collect(),
+    )
 }
 
 /// Key prefix of bot items in the events table.
@@ -146,12 +180,9 @@ impl EventDirectory for Aws {
             .await
             .map_err(store_error)?;
         let item = found.item.unwrap_or_default();
-        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
         Ok(Bot {
             id: bot_id.to_string(),
-            telegram_token: text("telegram_token"),
-            screen_url: text("screen_url"),
-            signing_secret: text("signing_secret"),
+            connections: connections_of(&item),
         })
     }
 

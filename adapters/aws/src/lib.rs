@@ -20,6 +20,7 @@ pub mod throttle;
 pub mod users;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use herald_core::channels::Channels;
 use herald_core::ports::Deliverer;
 use herald_core::{App, Config, Ports, StoreError};
 pub use settings::{AwsSettings, CallTimeouts};
@@ -75,10 +76,16 @@ impl Aws {
         })
     }
 
-    /// The core's [`App`] over these adapters (rate limits shared through DynamoDB).
-    pub fn app(&self, config: Config, deliverer: Arc<dyn Deliverer>) -> App {
+    /// The core's [`App`] over these adapters (rate limits shared through DynamoDB), bots'
+    /// connections checked against `channels`.
+    pub fn app(&self, config: Config, deliverer: Arc<dyn Deliverer>, channels: Channels) -> App {
         let shared = Arc::new(self.clone());
-        App::new(config, Ports::all(shared.clone(), shared), deliverer)
+        App::new(
+            config,
+            Ports::all(shared.clone(), shared),
+            deliverer,
+            channels,
+        )
     }
 }
 

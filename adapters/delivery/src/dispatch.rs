@@ -1,65 +1,63 @@
-//! The [`Deliverer`] both runtimes wire: route each action to the bot's connection.
+//! The [`Deliverer`] both runtimes wire: route each action to a channel of the bot's.
 //!
-//! - `message` to a `tg` user of a bot with a Telegram token: the template is rendered for
-//!   the user (a missing value fails that user with reason `template`), then sent through
-//!   [`Telegram`], at most `telegram_rate` messages per second per bot, evenly spaced, for
-//!   every worker of this process together. A delivery still waiting for its turn at the
-//!   job's cutoff is not sent (`NotStarted`): its user goes on in a new job.
-//! - `screen` for a bot with a `screen_url`: a signed webhook through [`BotEngine`], at most
-//!   `engine_concurrency` in flight per bot, so a slow engine holds up only its own bot.
+//! - `message`: the first registered channel that carries messages, reaches the user's
+//!   platform and has every field of its connection set on the bot. The template is
+//!   rendered for the user first (a missing value fails that user with reason `template`).
+//! - `screen`: the channel that carries screens (the bot engine's signed webhook), once the
+//!   bot's connection to it is complete — a URL without its signing secret is never used:
+//!   webhooks are never sent unsigned.
 //! - A bot with no connection at all: the core's `log` deliverer (records what would be
 //!   sent). A bot with connections, but none for this action or platform: a permanent
 //!   failure with reason `no_connection`, never a silent success.
 //!
 //! Bots' connections are cached for [`BOT_CACHE`].
 
-use crate::bot_engine::BotEngine;
-use crate::telegram::Telegram;
+use crate::channels::{self, Channel, Content};
 use crate::DeliveryConfig;
 use async_trait::async_trait;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use herald_core::channels::{display_name, Serves};
 use herald_core::domain::{Action, Bot, DeliveryResult};
 use herald_core::log_deliverer::LogDeliverer;
 use herald_core::ports::{Deliverer, Delivery, EventDirectory};
 use herald_core::template;
-use serde_json::json;
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 /// How long a bot's connections are used before they are read again.
 pub const BOT_CACHE: Duration = Duration::from_secs(30);
 
 pub struct Dispatcher {
     directory: Arc<dyn EventDirectory>,
-    telegram: Telegram,
-    engine: BotEngine,
-    telegram_pace: DefaultKeyedRateLimiter<String>,
-    engine_concurrency: usize,
-    engine_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    channels: Vec<Arc<dyn Channel>>,
     bots: Mutex<HashMap<String, (Instant, Bot)>>,
 }
 
 impl Dispatcher {
-    /// Fails only when the HTTP client cannot be built (a broken TLS set-up): never fall
-    /// back to a client without the timeouts the job time budget counts on.
+    /// Every registered channel. Fails only when the HTTP client cannot be built (a broken
+    /// TLS set-up): never fall back to a client without the timeouts the job time budget
+    /// counts on.
     pub fn new(
         directory: Arc<dyn EventDirectory>,
         config: &DeliveryConfig,
     ) -> reqwest::Result<Dispatcher> {
         let http = crate::http_client(config.timeout)?;
-        let rate = NonZeroU32::new(config.telegram_rate.max(1)).unwrap_or(NonZeroU32::MIN);
-        Ok(Dispatcher {
+        Ok(Dispatcher::with_channels(
             directory,
-            telegram: Telegram::new(http.clone(), &config.telegram_api),
-            engine: BotEngine::new(http),
-            telegram_pace: RateLimiter::keyed(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)),
-            engine_concurrency: config.engine_concurrency.max(1),
-            engine_slots: Mutex::new(HashMap::new()),
+            channels::build(&http, config),
+        ))
+    }
+
+    /// Over these channels (a test may add one of its own).
+    pub fn with_channels(
+        directory: Arc<dyn EventDirectory>,
+        channels: Vec<Arc<dyn Channel>>,
+    ) -> Dispatcher {
+        Dispatcher {
+            directory,
+            channels,
             bots: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     async fn bot(&self, bot_id: &str) -> Result<Bot, herald_core::StoreError> {
@@ -81,25 +79,51 @@ impl Dispatcher {
         Ok(bot)
     }
 
-    fn engine_slot(&self, bot_id: &str) -> Arc<Semaphore> {
-        self.engine_slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(bot_id.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.engine_concurrency)))
-            .clone()
+    /// The channel for `serves` on `platform` the bot has a complete connection to, or
+    /// why there is none.
+    fn route(&self, bot: &Bot, serves: Serves, platform: &str) -> Result<&dyn Channel, String> {
+        let mut candidates = self
+            .channels
+            .iter()
+            .filter(|c| c.spec().serves == serves && c.spec().reaches(platform))
+            .peekable();
+        let Some(first) = candidates.peek().map(|c| c.spec()) else {
+            return Err(match serves {
+                Serves::Messages => format!("bot {} cannot send messages on {platform}", bot.id),
+                Serves::Screens => format!("bot {} has no channel for screens", bot.id),
+            });
+        };
+        if let Some(channel) = candidates.find(|c| c.spec().is_complete(&bot.connections)) {
+            return Ok(channel.as_ref());
+        }
+        if serves == Serves::Messages {
+            return Err(format!("bot {} cannot send messages on {platform}", bot.id));
+        }
+        let set = |field: &str| bot.connections.get(first.name, field).is_some();
+        let Some(missing) = first.fields.iter().find(|f| !set(f.name)) else {
+            return Err(format!("bot {} has no channel for screens", bot.id));
+        };
+        let missing_name = display_name(first.name, missing.name);
+        // A field that is set but needs the missing one says why it is not used alone.
+        let needing = first
+            .fields
+            .iter()
+            .find(|f| set(f.name) && f.needs.is_some_and(|(n, _)| n == missing.name));
+        Err(match needing {
+            Some(field) => format!(
+                "bot {} has a {} but no {missing_name}; {}",
+                bot.id,
+                display_name(first.name, field.name),
+                field.needs.map_or("", |(_, why)| why)
+            ),
+            None => format!("bot {} has no {missing_name}", bot.id),
+        })
     }
 
     async fn message(&self, bot: &Bot, delivery: &Delivery<'_>, template: &str) -> DeliveryResult {
-        let user = delivery.user;
-        if !has_connection(bot) {
-            return LogDeliverer::default().deliver(delivery).await;
-        }
-        let (Some(token), "tg") = (&bot.telegram_token, user.platform.as_str()) else {
-            return no_connection(format!(
-                "bot {} cannot send messages on {}",
-                bot.id, user.platform
-            ));
+        let channel = match self.route(bot, Serves::Messages, &delivery.user.platform) {
+            Ok(channel) => channel,
+            Err(why) => return no_connection(why),
         };
         let text = match template::for_user(
             template,
@@ -112,55 +136,19 @@ impl Dispatcher {
             Ok(text) => text,
             Err(failure) => return failure,
         };
-        tokio::select! {
-            biased;
-            _ = delivery.cutoff.reached() => return DeliveryResult::NotStarted,
-            _ = self.telegram_pace.until_key_ready(&bot.id) => {}
-        }
-        self.telegram.send(token, &user.platform_id, &text).await
+        channel.send(bot, delivery, Content::Text(&text)).await
     }
 
     async fn screen(&self, bot: &Bot, delivery: &Delivery<'_>, screen_id: &str) -> DeliveryResult {
-        let Some(url) = &bot.screen_url else {
-            return if has_connection(bot) {
-                no_connection(format!("bot {} has no screen_url", bot.id))
-            } else {
-                LogDeliverer::default().deliver(delivery).await
-            };
-        };
-        let Some(secret) = bot.signing_secret.as_deref() else {
-            // Never unsigned: an engine could not tell Herald's webhooks from anyone's.
-            return no_connection(format!(
-                "bot {} has a screen_url but no signing_secret; webhooks are never sent unsigned",
-                bot.id
-            ));
-        };
-        let request = delivery.request;
-        let body = json!({
-            "bot_id": bot.id,
-            "screen_id": screen_id,
-            "user": {
-                "platform": delivery.user.platform,
-                "platform_id": delivery.user.platform_id,
-                "bm_id": delivery.user.bm_id,
-            },
-            "last_request": delivery.data,
-            "request_id": request.id,
-            "event_id": request.event_id,
-        });
-        let body = serde_json::to_vec(&body).unwrap_or_default();
-        let slot = self.engine_slot(&bot.id);
-        let _permit = tokio::select! {
-            biased;
-            _ = delivery.cutoff.reached() => return DeliveryResult::NotStarted,
-            permit = slot.acquire() => permit,
-        };
-        self.engine.show(url, secret, body).await
+        match self.route(bot, Serves::Screens, &delivery.user.platform) {
+            Ok(channel) => {
+                channel
+                    .send(bot, delivery, Content::Screen(screen_id))
+                    .await
+            }
+            Err(why) => no_connection(why),
+        }
     }
-}
-
-fn has_connection(bot: &Bot) -> bool {
-    bot.telegram_token.is_some() || bot.screen_url.is_some()
 }
 
 fn no_connection(message: String) -> DeliveryResult {
@@ -183,6 +171,9 @@ impl Deliverer for Dispatcher {
                 }
             }
         };
+        if bot.connections.is_empty() {
+            return LogDeliverer::default().deliver(delivery).await;
+        }
         match &delivery.request.action {
             Action::Message { template } => self.message(&bot, delivery, template).await,
             Action::Screen { screen_id } => self.screen(&bot, delivery, screen_id).await,

@@ -1,24 +1,27 @@
 //! Herald's deliverers: what runs an event's action for one user.
 //!
 //! [`dispatch::Dispatcher`] is the [`Deliverer`] both runtimes wire: it looks the bot's
-//! connections up and sends a `message` through [`telegram`] (Telegram Bot API) and a
-//! `screen` through [`bot_engine`] (a signed webhook), falling back to the core's `log`
-//! deliverer for a bot with no connection for it. Answers are classified into delivered,
-//! retry (with the platform's wait when it gives one) and permanent failures with a reason.
+//! connections up and routes each action to one of the [`channels`] — a `message` to the
+//! channel that reaches the user's platform (Telegram Bot API), a `screen` to the bot
+//! engine (a signed webhook) — falling back to the core's `log` deliverer for a bot with
+//! no connection at all. Answers are classified into delivered, retry (with the platform's
+//! wait when it gives one) and permanent failures with a reason.
 //!
 //! [`Deliverer`]: herald_core::ports::Deliverer
 
-pub mod bot_engine;
+pub mod channels;
 pub mod dispatch;
-pub mod telegram;
 
+pub use channels::CHANNELS;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How deliveries are made; read once by an entrypoint.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
-    /// Base URL of the Telegram Bot API (tests point it at a local server).
-    pub telegram_api: String,
+    /// Base URLs of channels' APIs by channel name, where not their own (tests point them
+    /// at a local server): `{"telegram": "http://127.0.0.1:…"}`.
+    pub apis: BTreeMap<String, String>,
     /// Messages per second per bot, kept evenly spaced (Telegram allows about 30).
     pub telegram_rate: u32,
     /// Screen webhooks in flight at once per bot.
@@ -30,11 +33,24 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
-            telegram_api: "https://api.telegram.org".into(),
+            apis: BTreeMap::new(),
             telegram_rate: 30,
             engine_concurrency: 8,
             timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl DeliveryConfig {
+    /// The base URL of `channel`'s API: as configured, else `default`.
+    pub fn api<'a>(&'a self, channel: &str, default: &'a str) -> &'a str {
+        self.apis.get(channel).map_or(default, String::as_str)
+    }
+
+    /// This configuration with `channel`'s API at `url`.
+    pub fn with_api(mut self, channel: &str, url: impl Into<String>) -> DeliveryConfig {
+        self.apis.insert(channel.into(), url.into());
+        self
     }
 }
 

@@ -2,7 +2,7 @@
 //! the redirect points, and the delivery fails for good with reason `redirected`.
 
 use herald_core::domain::DeliveryResult;
-use herald_delivery::bot_engine::BotEngine;
+use herald_delivery::channels::engine::BotEngine;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +40,7 @@ async fn a_redirect_is_a_permanent_failure_and_is_not_followed() {
         );
         let (engine, _) = answering(redirect).await;
         let http = herald_delivery::http_client(Duration::from_secs(5)).unwrap();
-        let result = BotEngine::new(http)
+        let result = BotEngine::new(http, &herald_delivery::DeliveryConfig::default())
             .show(&format!("{engine}/screen"), "key", b"{}".to_vec())
             .await;
         assert!(

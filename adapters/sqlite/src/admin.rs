@@ -11,9 +11,9 @@ use crate::requests::{progress_row, PROGRESS_COLUMNS};
 use crate::{from_json, now_ms, to_json, Sqlite};
 use async_trait::async_trait;
 use herald_core::admin::{
-    BotChanges, BotSummary, Cancellation, DeadLetter, EventChanges, ImportReport, NewUser, Removal,
-    Selection,
+    Cancellation, DeadLetter, EventChanges, ImportReport, NewUser, Removal, Selection,
 };
+use herald_core::channels::{BotChanges, BotRecord, Connections};
 use herald_core::domain::{Event, Job, JobKind, Object, RequestState, UserRef};
 use herald_core::ports::admin::{BotAdmin, DeadLetterAdmin, EventAdmin, RequestAdmin, UserAdmin};
 use herald_core::ports::RequestProgress;
@@ -22,36 +22,22 @@ use herald_core::StoreError;
 use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
 
-fn bot_row(row: &rusqlite::Row) -> rusqlite::Result<BotSummary> {
-    Ok(BotSummary {
+fn bot_row(row: &rusqlite::Row) -> rusqlite::Result<BotRecord> {
+    Ok(BotRecord {
         id: row.get(0)?,
-        telegram_token_set: row.get(1)?,
-        screen_url: row.get(2)?,
-        signing_secret_set: row.get(3)?,
-        created_at: row.get(4)?,
+        connections: connections_of(&row.get::<_, String>(1)?)?,
+        created_at: row.get(2)?,
     })
 }
 
-const BOT_COLUMNS: &str = "id, telegram_token IS NOT NULL, screen_url, \
-     signing_secret IS NOT NULL, created_at";
-
-/// Apply `changes` to bot `bot_id` in `tx` ("" clears a connection).
-fn apply_bot_changes(tx: &Transaction, bot_id: &str, changes: &BotChanges) -> rusqlite::Result<()> {
-    for (column, value) in [
-        ("telegram_token", &changes.telegram_token),
-        ("screen_url", &changes.screen_url),
-        ("signing_secret", &changes.signing_secret),
-    ] {
-        if let Some(value) = value {
-            let value = (!value.is_empty()).then_some(value);
-            tx.execute(
-                &format!("UPDATE bots SET {column} = ?2 WHERE id = ?1"),
-                params![bot_id, value],
-            )?;
-        }
-    }
-    Ok(())
+/// A bot's stored connections.
+pub(crate) fn connections_of(json: &str) -> rusqlite::Result<Connections> {
+    Connections::from_json(json).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    })
 }
+
+const BOT_COLUMNS: &str = "id, connections, created_at";
 
 /// Take the `failed` outcomes of these users off request `request_id`'s counters, so a
 /// redriven job counts them again. Other outcomes stay.
@@ -114,18 +100,18 @@ fn dead_jobs(tx: &Transaction, which: &Selection) -> rusqlite::Result<Vec<Job>> 
 
 #[async_trait]
 impl BotAdmin for Sqlite {
-    async fn create_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError> {
-        let (bot_id, changes) = (bot_id.to_string(), changes.clone());
+    async fn create_bot(
+        &self,
+        bot_id: &str,
+        connections: &Connections,
+    ) -> Result<bool, StoreError> {
+        let (bot_id, connections) = (bot_id.to_string(), connections.to_json());
         self.durable_transaction(move |tx| {
             let added = tx.execute(
-                "INSERT OR IGNORE INTO bots (id, created_at) VALUES (?1, ?2)",
-                params![bot_id, now_ms()],
+                "INSERT OR IGNORE INTO bots (id, created_at, connections) VALUES (?1, ?2, ?3)",
+                params![bot_id, now_ms(), connections],
             )?;
-            if added == 0 {
-                return Ok(false);
-            }
-            apply_bot_changes(tx, &bot_id, &changes)?;
-            Ok(true)
+            Ok(added > 0)
         })
         .await
     }
@@ -133,18 +119,25 @@ impl BotAdmin for Sqlite {
     async fn update_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError> {
         let (bot_id, changes) = (bot_id.to_string(), changes.clone());
         self.durable_transaction(move |tx| {
-            let exists = tx
-                .prepare_cached("SELECT 1 FROM bots WHERE id = ?1")?
-                .exists([&bot_id])?;
-            if exists {
-                apply_bot_changes(tx, &bot_id, &changes)?;
-            }
-            Ok(exists)
+            let stored: Option<String> = tx
+                .prepare_cached("SELECT connections FROM bots WHERE id = ?1")?
+                .query_row([&bot_id], |r| r.get(0))
+                .optional()?;
+            let Some(stored) = stored else {
+                return Ok(false);
+            };
+            let mut connections = connections_of(&stored)?;
+            connections.apply(&changes);
+            tx.execute(
+                "UPDATE bots SET connections = ?2 WHERE id = ?1",
+                params![bot_id, connections.to_json()],
+            )?;
+            Ok(true)
         })
         .await
     }
 
-    async fn bots(&self) -> Result<Vec<BotSummary>, StoreError> {
+    async fn bots(&self) -> Result<Vec<BotRecord>, StoreError> {
         self.read(|conn| {
             conn.prepare_cached(&format!("SELECT {BOT_COLUMNS} FROM bots ORDER BY id"))?
                 .query_map([], bot_row)?
@@ -153,7 +146,7 @@ impl BotAdmin for Sqlite {
         .await
     }
 
-    async fn bot_summary(&self, bot_id: &str) -> Result<Option<BotSummary>, StoreError> {
+    async fn bot_record(&self, bot_id: &str) -> Result<Option<BotRecord>, StoreError> {
         let bot_id = bot_id.to_string();
         self.read(move |conn| {
             conn.prepare_cached(&format!("SELECT {BOT_COLUMNS} FROM bots WHERE id = ?1"))?

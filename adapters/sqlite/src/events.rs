@@ -146,24 +146,20 @@ impl EventDirectory for Sqlite {
     async fn bot(&self, bot_id: &str) -> Result<Bot, StoreError> {
         let bot_id = bot_id.to_string();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT telegram_token, screen_url, signing_secret FROM bots WHERE id = ?1",
-            )?
-            .query_row([&bot_id], |row| {
-                Ok(Bot {
-                    id: bot_id.clone(),
-                    telegram_token: row.get(0)?,
-                    screen_url: row.get(1)?,
-                    signing_secret: row.get(2)?,
+            conn.prepare_cached("SELECT connections FROM bots WHERE id = ?1")?
+                .query_row([&bot_id], |row| {
+                    Ok(Bot {
+                        id: bot_id.clone(),
+                        connections: crate::admin::connections_of(&row.get::<_, String>(0)?)?,
+                    })
                 })
-            })
-            .optional()
-            .map(|found| {
-                found.unwrap_or(Bot {
-                    id: bot_id.clone(),
-                    ..Bot::default()
+                .optional()
+                .map(|found| {
+                    found.unwrap_or(Bot {
+                        id: bot_id.clone(),
+                        ..Bot::default()
+                    })
                 })
-            })
         })
         .await
     }

@@ -21,6 +21,7 @@ pub mod retention;
 pub mod schema;
 pub mod users;
 
+use herald_core::channels::Channels;
 use herald_core::ports::Deliverer;
 use herald_core::{App, Config, Ports, StoreError};
 use rusqlite::{Connection, OpenFlags};
@@ -181,13 +182,19 @@ impl Sqlite {
 }
 
 /// The [`App`] of the embedded runtime: every port on `store`, rate limits in this
-/// process, actions through `deliverer`.
-pub fn app(store: &Sqlite, config: Config, deliverer: Arc<dyn Deliverer>) -> App {
+/// process, actions through `deliverer`, bots' connections checked against `channels`.
+pub fn app(
+    store: &Sqlite,
+    config: Config,
+    deliverer: Arc<dyn Deliverer>,
+    channels: Channels,
+) -> App {
     let throttle = Arc::new(herald_core::throttle::LocalThrottle::default());
     App::new(
         config,
         Ports::all(Arc::new(store.clone()), throttle),
         deliverer,
+        channels,
     )
 }
 

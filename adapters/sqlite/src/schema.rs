@@ -194,6 +194,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_by_bot ON jobs (bot_id, state);
     CREATE INDEX requests_by_age ON requests (created_at);
     "#,
+    // 7: a bot's connections as one map keyed by channel (`{"telegram": {"token": …}}`),
+    // read from the columns of migration 2, which go.
+    r#"
+    ALTER TABLE bots ADD COLUMN connections TEXT NOT NULL DEFAULT '{}';
+    UPDATE bots SET connections = json_patch(
+        CASE WHEN telegram_token IS NULL THEN '{}'
+             ELSE json_object('telegram', json_object('token', telegram_token)) END,
+        CASE WHEN screen_url IS NULL AND signing_secret IS NULL THEN '{}'
+             ELSE json_object('engine', json_patch('{}', json_object(
+                 'url', screen_url, 'signing_secret', signing_secret))) END);
+    ALTER TABLE bots DROP COLUMN telegram_token;
+    ALTER TABLE bots DROP COLUMN screen_url;
+    ALTER TABLE bots DROP COLUMN signing_secret;
+    "#,
 ];
 
 /// Bring `conn`'s schema up to date.

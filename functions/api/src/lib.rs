@@ -33,7 +33,11 @@ pub fn config_from_env() -> Config {
 
 /// The HTTP API over `aws`.
 pub fn router(aws: &Aws, config: Config) -> axum::Router {
-    herald_core::router::router(Arc::new(aws.app(config, Arc::new(LogDeliverer::default()))))
+    herald_core::router::router(Arc::new(aws.app(
+        config,
+        Arc::new(LogDeliverer::default()),
+        herald_delivery::CHANNELS,
+    )))
 }
 
 /// `router`, writing the metrics of each request as EMF lines once it is answered.

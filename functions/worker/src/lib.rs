@@ -51,7 +51,7 @@ pub fn delivery_config_from_env() -> Result<DeliveryConfig, String> {
     };
     let mut config = DeliveryConfig::default();
     if let Ok(api) = std::env::var("HERALD_TELEGRAM_API") {
-        config.telegram_api = api;
+        config = config.with_api("telegram", api);
     }
     config.telegram_rate = per_instance_rate(
         number("HERALD_TELEGRAM_RATE", 30)?,

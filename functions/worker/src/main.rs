@@ -12,7 +12,11 @@ async fn main() -> Result<(), Error> {
     let aws = Aws::connect(AwsSettings::from_env()?).await?;
     let delivery = herald_worker::delivery_config_from_env()?;
     let deliverer = Arc::new(Dispatcher::new(Arc::new(aws.clone()), &delivery)?);
-    let app = aws.app(herald_worker::config(), deliverer);
+    let app = aws.app(
+        herald_worker::config(),
+        deliverer,
+        herald_delivery::CHANNELS,
+    );
     let timeout = delivery.timeout;
     let (app, aws, emf) = (&app, &aws, &emf);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {

@@ -576,3 +576,76 @@ async fn cancelling_a_pending_request_counts_its_users_cancelled() {
     );
     assert_eq!(stack.last_request("shop", "bm-234567").await, Value::Null);
 }
+
+/// A bot item written before connections were one map (flat `telegram_token`,
+/// `screen_url`, `signing_secret` attributes) reads as channel connections; the first
+/// change writes the map and removes the flat attributes. The canonical shape is accepted
+/// and answered beside the aliases.
+#[tokio::test]
+async fn bots_stored_with_flat_attributes_read_as_channel_connections() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use herald_core::ports::EventDirectory;
+    let stack = Stack::new().await;
+    let text = |v: &str| AttributeValue::S(v.into());
+    stack
+        .aws
+        .dynamodb
+        .put_item()
+        .table_name(&stack.aws.settings.events_table)
+        .item("pk", text("bot#old"))
+        .item("created_at", AttributeValue::N("0".into()))
+        .item("telegram_token", text("1:TOKEN"))
+        .item("screen_url", text("https://engine.example/s"))
+        .item("signing_secret", text("KEY"))
+        .send()
+        .await
+        .unwrap();
+    let old = stack.aws.bot("old").await.unwrap().connections;
+    assert_eq!(old.get("telegram", "token"), Some("1:TOKEN"));
+    assert_eq!(old.get("engine", "url"), Some("https://engine.example/s"));
+    assert_eq!(old.get("engine", "signing_secret"), Some("KEY"));
+    let (status, shown) = stack.admin("GET", "/v1/admin/bots/old", None).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["connections"]["telegram"]["token_set"], true);
+    assert_eq!(shown["screen_url"], "https://engine.example/s");
+    assert!(!shown.to_string().contains("TOKEN"), "{shown}");
+
+    let (status, changed) = stack
+        .admin(
+            "PATCH",
+            "/v1/admin/bots/old",
+            Some(json!({"connections": {"telegram": {"token": ""}}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["telegram_token_set"], false);
+    assert_eq!(changed["connections"]["engine"]["signing_secret_set"], true);
+    let item = stack
+        .aws
+        .dynamodb
+        .get_item()
+        .table_name(&stack.aws.settings.events_table)
+        .key("pk", text("bot#old"))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    for flat in ["telegram_token", "screen_url", "signing_secret"] {
+        assert!(!item.contains_key(flat), "{flat} is left on {item:?}");
+    }
+    assert!(item.contains_key("connections"));
+
+    let (status, refused) = stack
+        .admin(
+            "POST",
+            "/v1/admin/bots",
+            Some(json!({"id": "new", "connections": {"nowhere": {"token": "t"}}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused.to_string().contains("connections.nowhere"),
+        "{refused}"
+    );
+}

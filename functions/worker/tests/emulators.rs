@@ -5,6 +5,7 @@
 
 mod stack;
 
+use herald_core::channels::Connections;
 use stack::*;
 
 #[tokio::test]
@@ -397,10 +398,10 @@ async fn a_broadcast_through_two_worker_instances_stays_under_the_rate_limit() {
     // The fake allows 100 messages per second per token; the two instances share 95.
     let telegram = FakeTelegram::with_limit(100).await;
     let delivery = DeliveryConfig {
-        telegram_api: telegram.url.clone(),
         telegram_rate: herald_worker::per_instance_rate(95, 2),
         ..DeliveryConfig::default()
-    };
+    }
+    .with_api("telegram", telegram.url.clone());
     let stack = Stack::with_delivery(delivery, 2).await;
     let template = "Order {{ last_request.order }} for {{ user.platform_id }}".to_string();
     stack
@@ -444,9 +445,9 @@ async fn screens_from_the_worker_reach_the_engine_signed() {
     stack.demo_users("demo").await;
     let bot = herald_core::domain::Bot {
         id: "demo".into(),
-        screen_url: Some(engine.url.clone()),
-        signing_secret: Some("engine-secret".into()),
-        ..Default::default()
+        connections: Connections::default()
+            .with("engine", "url", &engine.url)
+            .with("engine", "signing_secret", "engine-secret"),
     };
     stack.aws.put_bot(&bot).await.unwrap();
     let (_, body) = stack.api_fixture("apigw-v2-everyone.json").await;
@@ -464,10 +465,7 @@ async fn screens_from_the_worker_reach_the_engine_signed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_message_does_not_send_twice() {
     let telegram = FakeTelegram::start(TelegramScript::default()).await;
-    let delivery = DeliveryConfig {
-        telegram_api: telegram.url.clone(),
-        ..DeliveryConfig::default()
-    };
+    let delivery = DeliveryConfig::default().with_api("telegram", telegram.url.clone());
     let stack = Stack::with_delivery(delivery, 1).await;
     stack
         .event_with(
@@ -505,17 +503,17 @@ async fn a_job_out_of_time_hands_its_users_on_through_the_queue() {
     // it can and enqueues the rest.
     let telegram = FakeTelegram::with_limit(10).await;
     let delivery = DeliveryConfig {
-        telegram_api: telegram.url.clone(),
         telegram_rate: 4,
         ..DeliveryConfig::default()
-    };
+    }
+    .with_api("telegram", telegram.url.clone());
     let mut stack = Stack::with_delivery(delivery.clone(), 1).await;
     let config = Config {
         job_time_budget: Duration::from_millis(300),
         ..stack.app.config.clone()
     };
     let dispatcher = Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery).unwrap());
-    stack.app = stack.aws.app(config, dispatcher);
+    stack.app = stack.aws.app(config, dispatcher, herald_delivery::CHANNELS);
     stack.instances = vec![stack.app.clone()];
     let template = "Hello {{ user.platform_id }}".to_string();
     stack

@@ -88,7 +88,11 @@ impl Broadcast {
         let dynamodb = FaultProxy::to_url(&endpoint("HERALD_TEST_DYNAMODB_ENDPOINT")).await;
         let sqs = FaultProxy::to_url(&endpoint("HERALD_TEST_SQS_ENDPOINT")).await;
         let aws = stack.through(&dynamodb, &sqs, short_timeouts()).await;
-        let app = aws.app(stack.app.config.clone(), counting.clone());
+        let app = aws.app(
+            stack.app.config.clone(),
+            counting.clone(),
+            herald_delivery::CHANNELS,
+        );
         Broadcast {
             stack,
             aws,

@@ -28,6 +28,7 @@ pub use users::{RequestStamp, UserPage, UserStore};
 // Kept in `domain` (the admin ports read them too); named here where they were first.
 pub use crate::domain::{ErrorSample, RequestProgress};
 
+use crate::channels::Channels;
 use crate::config::Config;
 use std::sync::Arc;
 
@@ -95,14 +96,22 @@ pub struct App {
     pub config: Config,
     pub ports: Ports,
     pub deliverer: Arc<dyn Deliverer>,
+    /// The delivery channels this runtime registered: what bots' connections may hold.
+    pub channels: Channels,
     /// Deliver jobs in flight per bot in this process (`config.jobs_per_bot`).
     pub slots: Arc<crate::slots::BotSlots>,
 }
 
 impl App {
     /// An App over these ports, its per-bot slots sized from `config`.
-    pub fn new(config: Config, ports: Ports, deliverer: Arc<dyn Deliverer>) -> App {
+    pub fn new(
+        config: Config,
+        ports: Ports,
+        deliverer: Arc<dyn Deliverer>,
+        channels: Channels,
+    ) -> App {
         App {
+            channels,
             slots: Arc::new(crate::slots::BotSlots::new(config.jobs_per_bot)),
             config,
             ports,

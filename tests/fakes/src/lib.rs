@@ -190,10 +190,10 @@ async fn engine(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let valid = herald_delivery::bot_engine::verify(
+    let valid = herald_delivery::channels::engine::verify(
         &secret,
-        &header(herald_delivery::bot_engine::TIMESTAMP_HEADER),
-        &header(herald_delivery::bot_engine::SIGNATURE_HEADER),
+        &header(herald_delivery::channels::engine::TIMESTAMP_HEADER),
+        &header(herald_delivery::channels::engine::SIGNATURE_HEADER),
         &body,
         now,
         300,

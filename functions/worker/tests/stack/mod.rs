@@ -9,6 +9,7 @@ pub use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 pub use aws_sdk_sqs::types::QueueAttributeName;
 pub use futures::StreamExt;
 pub use herald_aws::{Aws, AwsSettings};
+pub use herald_core::channels::Connections;
 pub use herald_core::domain::DeliveryResult;
 pub use herald_core::domain::Job;
 pub use herald_core::log_deliverer::LogDeliverer;
@@ -89,7 +90,7 @@ impl Stack {
             .await
             .unwrap();
         let dlq_url = aws.settings.dlq_url.clone();
-        let app = aws.app(config, deliverer);
+        let app = aws.app(config, deliverer, herald_delivery::CHANNELS);
         // Four Lambda instances, each with its own per-bot slots, sharing the deliverer.
         let instances = (0..4)
             .map(|_| App {
@@ -129,7 +130,13 @@ impl Stack {
             Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery).unwrap())
         };
         stack.instances = (0..instances)
-            .map(|_| stack.aws.app(stack.app.config.clone(), dispatcher()))
+            .map(|_| {
+                stack.aws.app(
+                    stack.app.config.clone(),
+                    dispatcher(),
+                    herald_delivery::CHANNELS,
+                )
+            })
             .collect();
         stack.app = stack.instances[0].clone();
         stack
@@ -139,8 +146,7 @@ impl Stack {
     pub async fn telegram_bot(&self, bot: &str) {
         let bot = herald_core::domain::Bot {
             id: bot.into(),
-            telegram_token: Some("42:TOKEN".into()),
-            ..Default::default()
+            connections: Connections::default().with("telegram", "token", "42:TOKEN"),
         };
         self.aws.put_bot(&bot).await.unwrap();
     }

@@ -1,7 +1,9 @@
-//! `screen` actions: a signed webhook to the bot engine.
+//! The `engine` channel: `screen` actions, as a signed webhook to the bot engine, at most
+//! `engine_concurrency` in flight per bot, so that a slow engine holds up only its own bot.
 //!
 //! Herald POSTs JSON `{bot_id, screen_id, user: {platform, platform_id, bm_id},
-//! last_request, request_id, event_id}` to the bot's `screen_url` with two headers:
+//! last_request, request_id, event_id}` to the bot's `url` (alias `screen_url`) with two
+//! headers:
 //!
 //! - `X-Herald-Timestamp`: Unix seconds when it was signed;
 //! - `X-Herald-Signature`: `sha256=` + hex HMAC-SHA256, keyed with the bot's signing
@@ -14,10 +16,40 @@
 //! followed, so the signed body goes only to the configured URL); any other 4xx is
 //! permanent (`rejected`).
 
-use herald_core::domain::DeliveryResult;
+use super::{Channel, Content};
+use crate::DeliveryConfig;
+use async_trait::async_trait;
+use herald_core::channels::{ChannelSpec, FieldKind, FieldSpec, Serves};
+use herald_core::domain::{Bot, DeliveryResult};
+use herald_core::ports::Delivery;
 use hmac::{Hmac, Mac};
+use serde_json::json;
 use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Semaphore;
+
+pub const SPEC: ChannelSpec = ChannelSpec {
+    name: "engine",
+    title: "Bot engine",
+    serves: Serves::Screens,
+    platforms: &[],
+    fields: &[
+        FieldSpec {
+            name: "url",
+            kind: FieldKind::HttpUrl,
+            about: "The bot engine's endpoint for `screen` actions",
+            needs: Some(("signing_secret", "webhooks are never sent unsigned")),
+        },
+        FieldSpec {
+            name: "signing_secret",
+            kind: FieldKind::Secret,
+            about: "Key of the HMAC-SHA256 signature on screen webhooks",
+            needs: None,
+        },
+    ],
+};
 
 pub const TIMESTAMP_HEADER: &str = "x-herald-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-herald-signature";
@@ -52,14 +84,65 @@ pub fn verify(
     subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), signature.as_bytes()).into()
 }
 
-#[derive(Clone)]
 pub struct BotEngine {
     http: reqwest::Client,
+    concurrency: usize,
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+#[async_trait]
+impl Channel for BotEngine {
+    fn spec(&self) -> &'static ChannelSpec {
+        &SPEC
+    }
+
+    async fn send(&self, bot: &Bot, delivery: &Delivery<'_>, content: Content<'_>) -> DeliveryResult {
+        let connection = |field| bot.connections.get(SPEC.name, field);
+        let (Some(url), Some(secret), Content::Screen(screen_id)) =
+            (connection("url"), connection("signing_secret"), content)
+        else {
+            return super::misrouted(&SPEC);
+        };
+        let request = delivery.request;
+        let body = json!({
+            "bot_id": bot.id,
+            "screen_id": screen_id,
+            "user": {
+                "platform": delivery.user.platform,
+                "platform_id": delivery.user.platform_id,
+                "bm_id": delivery.user.bm_id,
+            },
+            "last_request": delivery.data,
+            "request_id": request.id,
+            "event_id": request.event_id,
+        });
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let slot = self.slot(&bot.id);
+        let _permit = tokio::select! {
+            biased;
+            _ = delivery.cutoff.reached() => return DeliveryResult::NotStarted,
+            permit = slot.acquire() => permit,
+        };
+        self.show(url, secret, body).await
+    }
 }
 
 impl BotEngine {
-    pub fn new(http: reqwest::Client) -> BotEngine {
-        BotEngine { http }
+    pub fn new(http: reqwest::Client, config: &DeliveryConfig) -> BotEngine {
+        BotEngine {
+            http,
+            concurrency: config.engine_concurrency.max(1),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, bot_id: &str) -> Arc<Semaphore> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(bot_id.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.concurrency)))
+            .clone()
     }
 
     /// POST `body` to `url`, signed with `secret`.

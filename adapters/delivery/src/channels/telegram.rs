@@ -1,4 +1,8 @@
-//! `message` actions through the Telegram Bot API (`sendMessage`).
+//! The `telegram` channel: `message` actions to `tg` users through the Telegram Bot API
+//! (`sendMessage`), with the bot's `token`, at most `telegram_rate` messages per second per
+//! bot, evenly spaced, for every worker of this process together. A message still waiting
+//! for its turn at the job's cutoff is not sent (`NotStarted`): its user goes on in a new
+//! job.
 //!
 //! Answers are classified as Telegram documents them: `ok: true` is delivered; 429 waits
 //! `parameters.retry_after` and retries; 5xx, connection errors and timeouts retry with
@@ -6,15 +10,38 @@
 //! deactivated" (400 or 403) are permanent (reasons `blocked`, `chat_not_found`, `deactivated`), as is
 //! any other 4xx (`rejected`). The token is part of the URL and never logged.
 
-use herald_core::domain::{DeliveryResult, BLOCKED};
+use super::{Channel, Content};
+use crate::DeliveryConfig;
+use async_trait::async_trait;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use herald_core::channels::{ChannelSpec, FieldKind, FieldSpec, Serves};
+use herald_core::domain::{Bot, DeliveryResult, BLOCKED};
+use herald_core::ports::Delivery;
 use serde::Deserialize;
 use serde_json::json;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
-#[derive(Clone)]
+pub const SPEC: ChannelSpec = ChannelSpec {
+    name: "telegram",
+    title: "Telegram",
+    serves: Serves::Messages,
+    platforms: &["tg"],
+    fields: &[FieldSpec {
+        name: "token",
+        kind: FieldKind::Secret,
+        about: "Telegram Bot API token (for `message` actions to `tg` users)",
+        needs: None,
+    }],
+};
+
+/// The Bot API's default address.
+pub const API: &str = "https://api.telegram.org";
+
 pub struct Telegram {
     http: reqwest::Client,
     api: String,
+    pace: DefaultKeyedRateLimiter<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -32,16 +59,38 @@ struct Parameters {
     retry_after: Option<u64>,
 }
 
+#[async_trait]
+impl Channel for Telegram {
+    fn spec(&self) -> &'static ChannelSpec {
+        &SPEC
+    }
+
+    async fn send(&self, bot: &Bot, delivery: &Delivery<'_>, content: Content<'_>) -> DeliveryResult {
+        let (Some(token), Content::Text(text)) = (bot.connections.get(SPEC.name, "token"), content)
+        else {
+            return super::misrouted(&SPEC);
+        };
+        tokio::select! {
+            biased;
+            _ = delivery.cutoff.reached() => return DeliveryResult::NotStarted,
+            _ = self.pace.until_key_ready(&bot.id) => {}
+        }
+        self.send_message(token, &delivery.user.platform_id, text).await
+    }
+}
+
 impl Telegram {
-    pub fn new(http: reqwest::Client, api: &str) -> Telegram {
+    pub fn new(http: reqwest::Client, config: &DeliveryConfig) -> Telegram {
+        let rate = NonZeroU32::new(config.telegram_rate.max(1)).unwrap_or(NonZeroU32::MIN);
         Telegram {
             http,
-            api: api.trim_end_matches('/').to_string(),
+            api: config.api(SPEC.name, API).trim_end_matches('/').to_string(),
+            pace: RateLimiter::keyed(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)),
         }
     }
 
     /// Send `text` to `chat_id` as the bot whose token is `token`.
-    pub async fn send(&self, token: &str, chat_id: &str, text: &str) -> DeliveryResult {
+    pub async fn send_message(&self, token: &str, chat_id: &str, text: &str) -> DeliveryResult {
         let url = format!("{}/bot{token}/sendMessage", self.api);
         let response = match self
             .http

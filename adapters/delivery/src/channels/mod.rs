@@ -1,0 +1,67 @@
+//! The delivery channels: one module each, registered on one line below.
+//!
+//! A channel module declares its [`ChannelSpec`] (`SPEC`: its name, what it serves, the
+//! platforms it reaches, its credentials) and a type implementing [`Channel`] that sends
+//! one message or screen and classifies the answer. [`register!`] turns the list into
+//! [`CHANNELS`] (the specs every runtime hands to its `App`: the admin API, the stores and
+//! `openapi.yaml` take channels from there) and [`build`] (what the dispatcher routes to).
+
+use crate::DeliveryConfig;
+use async_trait::async_trait;
+use herald_core::channels::{ChannelSpec, Channels};
+use herald_core::domain::{Bot, DeliveryResult};
+use herald_core::ports::Delivery;
+use std::sync::Arc;
+
+/// What a channel is asked to send.
+#[derive(Debug, Clone, Copy)]
+pub enum Content<'a> {
+    /// A `message` action's template, rendered for the user.
+    Text(&'a str),
+    /// A `screen` action's screen id.
+    Screen(&'a str),
+}
+
+/// One delivery channel.
+#[async_trait]
+pub trait Channel: Send + Sync {
+    fn spec(&self) -> &'static ChannelSpec;
+
+    /// Send `content` to `delivery.user` over the bot's connection to this channel (the
+    /// dispatcher routes here only once the connection has every field). A channel that
+    /// waits its turn first (a rate, a cap on sends in flight) stops waiting at
+    /// `delivery.cutoff` and answers [`DeliveryResult::NotStarted`].
+    async fn send(
+        &self,
+        bot: &Bot,
+        delivery: &Delivery<'_>,
+        content: Content<'_>,
+    ) -> DeliveryResult;
+}
+
+/// The answer of a channel handed what it does not carry (a bug in routing, not the
+/// user's fault, but never a silent success).
+pub(crate) fn misrouted(spec: &ChannelSpec) -> DeliveryResult {
+    DeliveryResult::Permanent {
+        reason: "no_connection".into(),
+        message: format!("the {} channel cannot send this", spec.name),
+    }
+}
+
+/// Declares the channel modules: `module::Type`, one per line. `Type::new(http, config)`
+/// builds the channel; `module::SPEC` describes it.
+macro_rules! register {
+    ($($module:ident :: $channel:ident),+ $(,)?) => {
+        $(pub mod $module;)+
+
+        /// Every channel's spec, in registration order.
+        pub static CHANNELS: Channels = &[$(&$module::SPEC),+];
+
+        /// Every channel, sending through `http`.
+        pub fn build(http: &reqwest::Client, config: &DeliveryConfig) -> Vec<Arc<dyn Channel>> {
+            vec![$(Arc::new($module::$channel::new(http.clone(), config))),+]
+        }
+    };
+}
+
+register![telegram::Telegram, engine::BotEngine,];
