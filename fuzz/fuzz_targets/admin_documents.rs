@@ -2,14 +2,25 @@
 //! read and validated from any bytes without a panic.
 #![no_main]
 
-use herald_core::admin::{BotChanges, EventChanges, NewUser};
+use herald_core::admin::{EventChanges, NewUser};
+use herald_core::channels::{BotChanges, BotRecord, Connections};
 use herald_core::domain::{Action, RateLimit};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
-    if let Ok(changes) = serde_json::from_slice::<BotChanges>(body) {
-        let _ = changes.validate();
-        let _ = changes.keeps_webhooks_signed(None);
+    if let Ok(serde_json::Value::Object(document)) = serde_json::from_slice(body) {
+        if let Ok(changes) = BotChanges::from_document(&document, &["id"]) {
+            let channels = herald_delivery::CHANNELS;
+            if changes.validate(channels).is_ok() {
+                let _ = changes.keeps_needs(channels, None);
+                let mut connections = Connections::default();
+                connections.apply(&changes);
+                let stored = Connections::from_json(&connections.to_json());
+                assert_eq!(stored.as_ref().ok(), Some(&connections));
+                let record = BotRecord { connections, ..BotRecord::default() };
+                let _ = serde_json::to_string(&record.summary(channels));
+            }
+        }
     }
     if let Ok(changes) = serde_json::from_slice::<EventChanges>(body) {
         if let Some(Some(limit)) = changes.rate_limit {

@@ -3,7 +3,8 @@
 #![no_main]
 
 use herald_core::domain::DeliveryResult;
-use herald_delivery::{bot_engine, parse_retry_after, telegram};
+use herald_delivery::channels::{engine as bot_engine, telegram};
+use herald_delivery::parse_retry_after;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
