@@ -41,7 +41,7 @@ async fn main() {
         "imported {users} users in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let router = herald_core::router::router(herald.app.clone());
+    let router = herald_core::http::router(herald.app.clone());
     let everyone = r#"{"platform": "tg", "users": "everyone", "data": {}}"#;
     let one = r#"{"platform": "tg", "users": ["7"], "data": {}}"#;
     for _ in 0..20 {

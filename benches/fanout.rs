@@ -36,7 +36,7 @@ async fn herald_rate(users: usize, workers: usize) -> f64 {
             ..PoolOptions::default()
         },
     );
-    let router = herald_core::router::router(herald.app.clone());
+    let router = herald_core::http::router(herald.app.clone());
     eprintln!("users imported, fan-out starts");
     let started = Instant::now();
     let request = Request::post(&herald.url)

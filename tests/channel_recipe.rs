@@ -175,7 +175,7 @@ async fn a_channel_registered_beside_the_others_is_validated_stored_and_delivere
         Arc::new(dispatcher),
         registry,
     ));
-    let router = herald_core::router::router(app.clone());
+    let router = herald_core::http::router(app.clone());
 
     // The admin API knows its fields: what they need, and that the token is write-only.
     let (status, refused) = call(

@@ -88,7 +88,7 @@ fn the_document_names_exactly_the_routes_the_router_serves() {
             }
         }
     }
-    let served: BTreeSet<(String, String)> = herald_core::router::routes()
+    let served: BTreeSet<(String, String)> = herald_core::http::routes()
         .iter()
         .flat_map(|route| {
             route
@@ -252,7 +252,7 @@ async fn what_the_router_answers_matches_the_document() {
     };
     let h = Harness::with(config, Arc::new(LogDeliverer::default()));
     h.users("shop", "tg", ["123456".to_string()]).await;
-    let router = herald_core::router::router(h.app.clone());
+    let router = herald_core::http::router(h.app.clone());
     let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
 
     let (status, bot) = call(

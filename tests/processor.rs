@@ -944,3 +944,83 @@ async fn a_job_out_of_time_hands_the_users_it_did_not_reach_to_a_new_job() {
     let s = status(&h, &id).await;
     assert_eq!((s.state, s.delivered, s.pending), ("done", 10, 0));
 }
+
+/// A job whose request record cannot be read goes to the dead letters on its first
+/// attempt, with its reason, instead of being retried like a busy store until its attempts
+/// run out; other jobs run on.
+#[tokio::test]
+async fn a_job_meeting_a_corrupt_record_is_dead_at_once_with_its_reason() {
+    let h = Harness::new();
+    let event = h.event("bot").await;
+    h.users("bot", "tg", ids(1..3)).await;
+    let broken = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1"]}),
+    )
+    .await;
+    h.sql()
+        .execute(
+            "UPDATE requests SET record = '{\"not\": \"a record\"}' WHERE id = ?1",
+            [&broken],
+        )
+        .unwrap();
+    let fine = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["2"]}),
+    )
+    .await;
+    h.run_jobs().await;
+    let (attempts, error): (u32, String) = h
+        .sql()
+        .query_row(
+            "SELECT attempts, last_error FROM jobs WHERE request_id = ?1 AND state = 'dead'",
+            [&broken],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(attempts, 1, "not retried");
+    assert!(error.starts_with("corrupt record"), "{error}");
+    assert!(
+        !error.contains("a record"),
+        "stored contents stay out of the reason: {error}"
+    );
+    assert_eq!(status(&h, &fine).await.delivered, 1);
+}
+
+/// The sample policy (at most 20 error samples, at most 5 of a reason) holds however the
+/// failures arrive: 40 users over 8 reasons, in deliver jobs of 3. The AWS runtime runs
+/// the same scenario (`functions/worker/tests/emulators.rs`).
+#[tokio::test]
+async fn error_samples_keep_at_most_twenty_and_five_of_a_reason() {
+    let config = Config {
+        deliver_batch: 3,
+        ..Config::default()
+    };
+    let h = Harness::with(
+        config,
+        Arc::new(herald_fakes::deliverers::FailingByReason { reasons: 8 }),
+    );
+    let event = h.event("bot").await;
+    h.users("bot", "tg", ids(0..40)).await;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": "everyone"}),
+    )
+    .await;
+    h.run_jobs().await;
+    let s = status(&h, &id).await;
+    let s = serde_json::to_value(&s).unwrap();
+    assert_eq!(s["failed"], 40, "{s}");
+    let samples = s["errors"].as_array().unwrap();
+    assert_eq!(samples.len(), 20, "{s}");
+    for reason in 0..8 {
+        let of = samples
+            .iter()
+            .filter(|e| e["reason"] == format!("r{reason}"))
+            .count();
+        assert!(of <= 5, "{of} samples of r{reason}: {s}");
+    }
+}

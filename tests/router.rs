@@ -22,7 +22,7 @@ struct Answer {
 }
 
 async fn call(h: &Harness, request: Request<Body>) -> Answer {
-    let response = herald_core::router::router(h.app.clone())
+    let response = herald_core::http::router(h.app.clone())
         .oneshot(request)
         .await
         .unwrap();
@@ -445,7 +445,7 @@ async fn a_status_lookup_checks_the_secret_before_reading_the_record() {
     app.ports.requests = counting.clone();
     let app = std::sync::Arc::new(app);
     let ask = |secret: String| {
-        let router = herald_core::router::router(app.clone());
+        let router = herald_core::http::router(app.clone());
         let id = id.clone();
         async move {
             router
@@ -709,4 +709,64 @@ async fn a_wal_left_large_by_a_big_transaction_is_trimmed_when_rewound() {
         after <= 64 << 20,
         "the WAL kept {after} bytes after it was rewound"
     );
+}
+
+/// Every route declares who may call it, and the table applies it: each admin route
+/// refuses every method without the admin token (401, before any handler or 405), and no
+/// path under `/v1/admin` is declared anything but admin.
+#[tokio::test]
+async fn every_admin_route_refuses_every_method_without_the_admin_token() {
+    use herald_core::http::Auth;
+    let config = herald_core::Config {
+        admin_token_hash: Some(herald_core::secret::hash("the-admin-token")),
+        ..herald_core::Config::default()
+    };
+    let h = Harness::with(
+        config,
+        std::sync::Arc::new(herald_core::log_deliverer::LogDeliverer::default()),
+    );
+    let routes = herald_core::http::routes();
+    assert!(routes.iter().any(|r| r.auth == Auth::Admin));
+    for route in &routes {
+        assert_eq!(
+            route.path.starts_with("/v1/admin"),
+            route.auth == Auth::Admin,
+            "{} is declared {:?}",
+            route.path,
+            route.auth
+        );
+        if route.auth != Auth::Admin {
+            continue;
+        }
+        let path = route
+            .path
+            .replace("{bot_id}", "shop")
+            .replace("{event_id}", "e")
+            .replace("{request_id}", "r")
+            .replace("{platform}", "tg")
+            .replace("{user_id}", "1");
+        for method in ["GET", "POST", "PATCH", "DELETE", "PUT"] {
+            for token in [
+                None,
+                Some("Bearer wrong-token"),
+                Some("Bearer the-admin-token"),
+            ] {
+                let mut request = Request::builder()
+                    .method(method)
+                    .uri(&path)
+                    .header(header::CONTENT_TYPE, "application/json");
+                if let Some(token) = token {
+                    request = request.header(header::AUTHORIZATION, token);
+                }
+                let answer = call(&h, request.body(Body::from("{}")).unwrap()).await;
+                let right = token == Some("Bearer the-admin-token");
+                assert_eq!(
+                    answer.status == StatusCode::UNAUTHORIZED,
+                    !right,
+                    "{method} {path} with {token:?}: {}",
+                    answer.status
+                );
+            }
+        }
+    }
 }

@@ -94,7 +94,7 @@ impl Client {
             herald_delivery::CHANNELS,
         );
         Ok(Client::Local {
-            router: herald_core::router::router(Arc::new(app)),
+            router: herald_core::http::router(Arc::new(app)),
             token,
         })
     }

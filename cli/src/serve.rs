@@ -11,6 +11,7 @@ use crate::http;
 use crate::logging::{self, LogFormat};
 use anyhow::Context;
 use clap::Parser;
+use herald_core::http::{Auth, Route};
 use herald_core::log_deliverer::LogDeliverer;
 use herald_core::ports::{Deliverer, LeaseQueue};
 use herald_core::worker_pool::{PoolOptions, WorkerPool};
@@ -176,12 +177,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let limits = http_limits(&args);
     tracing::info!(listen = %local, db = %args.db.display(), workers = args.workers, "herald serving");
     let disk = crate::disk::DiskWatch::start(&args.db, args.min_free_disk_mb * 1024 * 1024);
-    let router = herald_core::router::router(app.clone())
-        .merge(metrics_route(app.clone(), store.clone(), metrics))
-        .merge(readiness_route(store.clone(), disk.clone()))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            shed_when_disk_low(disk.clone(), request, next)
-        }));
+    let own_routes = vec![
+        metrics_route(store.clone(), metrics),
+        readiness_route(store.clone(), disk.clone()),
+    ];
+    let router =
+        herald_core::http::router_with(app.clone(), own_routes).layer(axum::middleware::from_fn(
+            move |request, next| shed_when_disk_low(disk.clone(), request, next),
+        ));
     let grace = Duration::from_secs(args.shutdown_grace);
     serve_until_signalled(listener, router, limits, pool, grace).await;
     tracing::info!("stopped");
@@ -417,20 +420,14 @@ async fn admin_token(
     Ok((hash, Some(file)))
 }
 
-/// `GET /metrics`: Prometheus text, queue gauges read at scrape time; admin token needed.
-fn metrics_route(
-    app: Arc<herald_core::App>,
-    store: Sqlite,
-    handle: metrics_exporter_prometheus::PrometheusHandle,
-) -> axum::Router {
-    use axum::http::{header, HeaderMap, StatusCode};
+/// `GET /metrics`: Prometheus text, queue gauges read at scrape time; declared
+/// [`Auth::Admin`], so the route table checks the admin token before it runs.
+fn metrics_route(store: Sqlite, handle: metrics_exporter_prometheus::PrometheusHandle) -> Route {
+    use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
-    let scrape = move |headers: HeaderMap| {
-        let (app, store, handle) = (app.clone(), store.clone(), handle.clone());
+    let scrape = move || {
+        let (store, handle) = (store.clone(), handle.clone());
         async move {
-            if !herald_core::admin_api::has_admin_token(&app.config, &headers) {
-                return herald_core::problem::ApiError::Unauthorized.into_response();
-            }
             if let Ok(depth) = store.queue_depth().await {
                 metrics::gauge!(herald_core::metrics::QUEUE_DEPTH).set(depth.ready as f64);
                 metrics::gauge!(herald_core::metrics::DEAD_LETTERS).set(depth.dead as f64);
@@ -446,17 +443,12 @@ fn metrics_route(
                 .into_response()
         }
     };
-    axum::Router::new().route("/metrics", get_only(axum::routing::get(scrape)))
-}
-
-/// A GET route of `herald serve`'s own that answers other methods as the shared Router
-/// does: 405 problem+json with `Allow`.
-fn get_only(route: axum::routing::MethodRouter) -> axum::routing::MethodRouter {
-    route.fallback(|| async {
-        herald_core::problem::ApiError::MethodNotAllowed {
-            allow: "GET, HEAD".into(),
-        }
-    })
+    Route::new(
+        "/metrics",
+        &["GET"],
+        Auth::Admin,
+        axum::routing::get(scrape),
+    )
 }
 
 /// `--retention-days`: a finite number of days from 0 to 100 years.
@@ -505,7 +497,7 @@ async fn shed_when_disk_low(
 /// above the minimum, else 503 with `Retry-After` (`/healthz` only says the process
 /// answers).
 /// A probe's answer is reused for a second ([`crate::readiness`]).
-fn readiness_route(store: Sqlite, disk: Arc<crate::disk::DiskWatch>) -> axum::Router {
+fn readiness_route(store: Sqlite, disk: Arc<crate::disk::DiskWatch>) -> Route {
     use axum::response::IntoResponse;
     use herald_core::problem::ApiError;
     let readiness = Arc::new(crate::readiness::Readiness::default());
@@ -528,7 +520,7 @@ fn readiness_route(store: Sqlite, disk: Arc<crate::disk::DiskWatch>) -> axum::Ro
             }
         }
     };
-    axum::Router::new().route("/readyz", get_only(axum::routing::get(ready)))
+    Route::new("/readyz", &["GET"], Auth::Public, axum::routing::get(ready))
 }
 
 async fn shutdown_signal() {

@@ -1,7 +1,7 @@
 //! The admin API's documents: what operators change and inspect, in any runtime.
 //!
 //! The admin ports ([`crate::ports::admin`]) take and answer these types, and
-//! [`crate::admin_api`] serves them under `/v1/admin`. They never carry a bot token, a
+//! [`crate::http::admin`] serves them under `/v1/admin`. They never carry a bot token, a
 //! signing secret or an event secret's hash — those are write-only (a bot answers only
 //! whether each is set).
 

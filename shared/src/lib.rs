@@ -1,20 +1,32 @@
 //! Herald's core, written once and wired by every runtime.
 //!
 //! The embedded `herald serve` and the AWS Lambdas differ only in the adapters they plug
-//! into the [`ports`]: this crate holds the event request contract ([`request`]), the
-//! domain types ([`domain`]), the HTTP [`router`] with its single error mapping
-//! ([`problem`]), the accept path ([`intake`]) with idempotency and per-event rate limits
-//! ([`throttle`]), the batch [`processor`] that workers run, and the admin API
-//! ([`admin_api`] over the [`admin`] port, with streamed user [`import`]).
+//! into the [`ports`]. Everything else — the contract, the rules, the HTTP API, the
+//! processor — is here, once.
+//!
+//! # Layout
+//!
+//! Layers, each using only those below it (`tests/layering.rs` fails on a cycle):
+//!
+//! - **domain**: [`domain`] (users, events, requests, jobs, outcomes), [`channels`] (what a
+//!   delivery channel is, a bot's connections), [`error`], [`secret`], [`cutoff`].
+//! - **rules over the domain**: [`request`] (the event request contract), [`template`],
+//!   [`throttle`] (GCRA), [`admin`] (the admin API's documents), [`merge`], [`config`].
+//! - **ports**: [`ports`], one file per trait the adapters implement, and the [`App`] that
+//!   holds them.
+//! - **services**: [`intake`] (the accept path), [`processor`] (deliver and expand jobs),
+//!   [`worker_pool`] (a pull queue's workers), [`status`], [`import`], [`metrics`].
+//! - **HTTP**: [`http`] — the route table with each route's [`http::Auth`], the public
+//!   routes, the admin routes per resource, the extractors — and [`problem`], the one
+//!   mapping of errors to problem+json.
 
 pub mod admin;
-pub mod admin_api;
 pub mod channels;
 pub mod config;
 pub mod cutoff;
 pub mod domain;
 pub mod error;
-pub mod http_parts;
+pub mod http;
 pub mod import;
 pub mod intake;
 pub mod log_budget;
@@ -25,7 +37,7 @@ pub mod ports;
 pub mod problem;
 pub mod processor;
 pub mod request;
-pub mod router;
+pub mod samples;
 pub mod secret;
 pub mod slots;
 pub mod status;

@@ -65,7 +65,9 @@ impl JobReport {
         }
     }
 
-    /// The one log line of a finished job (counts only: never data or user ids).
+    /// The one log line of a finished job (counts only: never data or user ids). It names
+    /// the job itself too, besides its span ([`job_span`]): it is the line a log query
+    /// looks for.
     pub fn log(&self, job: &Job, elapsed: Duration) {
         tracing::info!(
             job_id = %job.id,
@@ -110,6 +112,17 @@ fn page_before_wait(job_id: &str) -> Duration {
 }
 
 /// Process one job against `app`'s ports, stopping deliveries at its time budget only.
+/// The span every runtime runs a job in: its log lines carry `job_id`, `request_id` and
+/// `kind` from it instead of repeating them.
+pub fn job_span(job: &Job) -> tracing::Span {
+    tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        request_id = %job.request_id,
+        kind = job.kind_name()
+    )
+}
+
 pub async fn process(app: &App, job: &Job) -> Result<JobReport, StoreError> {
     process_until(app, job, &Stop::never()).await
 }
@@ -126,12 +139,12 @@ pub async fn process_until(app: &App, job: &Job, stop: &Stop) -> Result<JobRepor
 
 async fn run(app: &App, job: &Job, stop: &Stop) -> Result<JobReport, StoreError> {
     let Some((record, state)) = app.ports.requests.record(&job.request_id).await? else {
-        tracing::warn!(job_id = %job.id, request_id = %job.request_id, "job for an unknown request dropped");
+        tracing::warn!("job for an unknown request dropped");
         return Ok(JobReport::default());
     };
     match state {
         RequestState::Accepting if now_ms() - record.created_at > ACCEPTING_TIMEOUT_MS => {
-            tracing::warn!(job_id = %job.id, request_id = %job.request_id, "job of a request never accepted dropped");
+            tracing::warn!("job of a request never accepted dropped");
             return Ok(JobReport::default());
         }
         RequestState::Accepting => {
@@ -596,7 +609,7 @@ async fn expand(
     cursor: Option<&str>,
 ) -> Result<JobReport, StoreError> {
     let crate::domain::Audience::Everyone { platform, .. } = &record.audience else {
-        tracing::warn!(request_id = %record.id, "expand job for a request without everyone dropped");
+        tracing::warn!("expand job for a request without everyone dropped");
         return Ok(JobReport::default());
     };
     let progress = app.ports.requests.expansion(&record.id, shard).await?;

@@ -1,10 +1,10 @@
 //! The worker pool for a pull queue: tasks that drain a [`LeaseQueue`] with the batch
 //! processor (`herald serve` runs it on SQLite; the AWS worker is pushed jobs by SQS).
 //!
-//! Each worker leases one job, runs [`herald_core::processor::process`], then acks it,
+//! Each worker leases one job, runs [`crate::processor::process`], then acks it,
 //! puts it back for later (its request is still being accepted), or — when the processor
 //! failed on the store — releases it with backoff until it has used its attempts and is
-//! kept as dead. On shutdown the workers stop leasing and the jobs in hand stop starting
+//! kept as dead (at once when the failure is a corrupt record: no attempt could succeed). On shutdown the workers stop leasing and the jobs in hand stop starting
 //! deliveries: the sends already started end (within the delivery timeout), their
 //! outcomes are recorded, the users not reached go on in new jobs, and the job is acked.
 //! A job still running when the grace period ends is released at once for the next start.
@@ -19,6 +19,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
@@ -171,8 +172,22 @@ pub async fn drain(
     Ok(ran)
 }
 
-/// Process one leased job and ack, release or bury it according to the outcome.
+/// Process one leased job and ack, release or bury it according to the outcome, in the
+/// job's span: every log line of it carries `job_id`, `request_id` and `kind`.
 async fn settle(
+    app: &App,
+    queue: &dyn LeaseQueue,
+    options: &PoolOptions,
+    leased: Leased,
+    stop: &Stop,
+) {
+    let span = processor::job_span(&leased.job);
+    settle_job(app, queue, options, leased, stop)
+        .instrument(span)
+        .await;
+}
+
+async fn settle_job(
     app: &App,
     queue: &dyn LeaseQueue,
     options: &PoolOptions,
@@ -187,7 +202,7 @@ async fn settle(
         .catch_unwind()
         .await
         .unwrap_or_else(|_| {
-            tracing::error!(job_id = %job.id, request_id = %job.request_id, "a job panicked");
+            tracing::error!("a job panicked");
             Err(crate::StoreError::new("the job panicked"))
         });
     let settled = match result {
@@ -199,13 +214,17 @@ async fn settle(
             report.log(job, started.elapsed());
             queue.ack(&job.id).await
         }
+        Err(e) if e.is_corrupt() => {
+            // A record this job needs cannot be read: no attempt can succeed.
+            tracing::error!(error = %e, "job kept as dead at once");
+            queue
+                .release(&job.id, Duration::ZERO, Some(e.to_string()), true)
+                .await
+        }
         Err(e) => {
             let dead = leased.attempts >= options.max_job_attempts;
             let delay = Duration::from_millis(500u64 << leased.attempts.min(8));
             tracing::warn!(
-                job_id = %job.id,
-                request_id = %job.request_id,
-                kind = job.kind_name(),
                 attempts = leased.attempts,
                 dead,
                 error = %e,
@@ -217,6 +236,6 @@ async fn settle(
         }
     };
     if let Err(e) = settled {
-        tracing::warn!(job_id = %job.id, error = %e, "could not settle a job; its lease will expire");
+        tracing::warn!(error = %e, "could not settle a job; its lease will expire");
     }
 }

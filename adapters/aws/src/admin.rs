@@ -299,24 +299,37 @@ impl Aws {
         Ok(())
     }
 
-    fn dead_letter(job: &Job, message: &Message) -> DeadLetter {
+    /// The job a dead message carries; None when it is corrupt (it is still listed and
+    /// can be purged, by its message id, but never redriven).
+    async fn decode_dead(&self, message: &Message) -> Result<Option<Job>, StoreError> {
+        match self.decode(message.body().unwrap_or_default()).await {
+            Ok(job) => Ok(Some(job)),
+            Err(e) if e.is_corrupt() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn dead_letter(job: Option<&Job>, message: &Message) -> DeadLetter {
         let attribute = |name: MessageSystemAttributeName| {
             message
                 .attributes()
                 .and_then(|a| a.get(&name))
                 .and_then(|v| v.parse::<i64>().ok())
         };
+        let receives =
+            attribute(MessageSystemAttributeName::ApproximateReceiveCount).unwrap_or(0) as u32;
         DeadLetter {
-            id: job.id.clone(),
-            request_id: job.request_id.clone(),
-            kind: job.kind_name(),
-            users: match &job.kind {
-                JobKind::Deliver { users } => users.len(),
-                JobKind::Expand { .. } => 0,
-            },
-            attempts: job.attempt.max(
-                attribute(MessageSystemAttributeName::ApproximateReceiveCount).unwrap_or(0) as u32,
+            id: job.map_or_else(
+                || message.message_id().unwrap_or_default().to_string(),
+                |j| j.id.clone(),
             ),
+            request_id: job.map(|j| j.request_id.clone()).unwrap_or_default(),
+            kind: job.map_or("unknown", Job::kind_name),
+            users: match job.map(|j| &j.kind) {
+                Some(JobKind::Deliver { users }) => users.len(),
+                _ => 0,
+            },
+            attempts: job.map_or(0, |j| j.attempt).max(receives),
             reason: message
                 .message_attributes()
                 .and_then(|a| a.get("reason"))
@@ -657,9 +670,8 @@ impl DeadLetterAdmin for Aws {
         let messages = self.receive_dead(5, limit).await?;
         let mut letters = Vec::with_capacity(messages.len());
         for message in &messages {
-            if let Some(job) = self.decode(message.body().unwrap_or_default()).await? {
-                letters.push(Self::dead_letter(&job, message));
-            }
+            let job = self.decode_dead(message).await?;
+            letters.push(Self::dead_letter(job.as_ref(), message));
         }
         self.release_dead(&messages).await;
         letters.sort_by(|a, b| a.died_at.cmp(&b.died_at).then(a.id.cmp(&b.id)));
@@ -671,7 +683,7 @@ impl DeadLetterAdmin for Aws {
         let mut redriven = Vec::new();
         let mut untouched = Vec::new();
         for message in messages {
-            let job = self.decode(message.body().unwrap_or_default()).await?;
+            let job = self.decode_dead(&message).await?;
             let Some(mut job) = job.filter(|j| which.includes(&j.id)) else {
                 untouched.push(message);
                 continue;
@@ -694,12 +706,12 @@ impl DeadLetterAdmin for Aws {
         let mut purged = 0;
         let mut untouched = Vec::new();
         for message in messages {
-            let job = self.decode(message.body().unwrap_or_default()).await?;
-            let selected = match (&job, which) {
-                (_, Selection::All) => true,
-                (Some(job), which) => which.includes(&job.id),
-                (None, _) => false,
-            };
+            let job = self.decode_dead(&message).await?;
+            // A body that is not a job is named by its message id.
+            let id = job
+                .as_ref()
+                .map_or(message.message_id().unwrap_or_default(), |j| &j.id);
+            let selected = which.includes(id);
             if selected {
                 self.delete_dead(&message).await?;
                 purged += 1;

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use herald_core::domain::{Outcome, RequestRecord, RequestState};
 use herald_core::ports::{ErrorSample, Expansion, RequestLog, RequestProgress};
+use herald_core::samples;
 use herald_core::StoreError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -20,10 +21,6 @@ use std::time::Duration;
 /// Tries again of an outcome batch that lost a transaction conflict on its request item.
 const CONFLICT_RETRIES: u32 = 6;
 
-/// Failures kept per request for the status document.
-pub const ERROR_SAMPLES: usize = 20;
-/// Deliveries kept per request for the status document.
-pub const DELIVERY_SAMPLES: usize = 5;
 /// Requests and their items expire this long after creation (TTL).
 pub const RETENTION_SECS: i64 = 30 * 24 * 3600;
 
@@ -224,44 +221,121 @@ impl Aws {
         unreachable!("the loop returns")
     }
 
-    /// Append samples to a list attribute while it is shorter than `max` (best effort).
-    async fn append_samples(
+    /// Add what the core's sample policy admits of these new samples to the request's
+    /// `errors` and `deliveries` lists: read them, choose, and write both back on the
+    /// condition that neither changed meanwhile (tried again a few times if another worker
+    /// wrote first; samples are best effort, counts are not).
+    async fn keep_samples(
         &self,
         request_id: &str,
-        attribute: &str,
-        samples: Vec<AttributeValue>,
-        max: usize,
+        errors: Vec<(String, AttributeValue)>,
+        deliveries: Vec<AttributeValue>,
     ) {
-        if samples.is_empty() {
+        if errors.is_empty() && deliveries.is_empty() {
             return;
         }
-        let result = self
+        for _ in 0..SAMPLE_TRIES {
+            match self
+                .try_keep_samples(request_id, &errors, &deliveries)
+                .await
+            {
+                Ok(true) => return,
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::debug!(request_id, error = %e, "samples not kept");
+                    return;
+                }
+            }
+        }
+        tracing::debug!(
+            request_id,
+            "samples not kept: other workers kept writing theirs"
+        );
+    }
+
+    /// One read-choose-write of [`Aws::keep_samples`]; false when another write came first.
+    async fn try_keep_samples(
+        &self,
+        request_id: &str,
+        errors: &[(String, AttributeValue)],
+        deliveries: &[AttributeValue],
+    ) -> Result<bool, StoreError> {
+        let item = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.settings.requests_table)
+            .set_key(Some(self.request_key(request_id, REQUEST_SK)))
+            .projection_expression("errors, deliveries")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?
+            .item
+            .unwrap_or_default();
+        let list = |name: &str| -> Vec<AttributeValue> {
+            item.get(name)
+                .and_then(|v| v.as_l().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (mut kept_errors, mut kept_deliveries) = (list("errors"), list("deliveries"));
+        let (errors_before, deliveries_before) = (kept_errors.len(), kept_deliveries.len());
+        let reasons: Vec<String> = kept_errors
+            .iter()
+            .filter_map(|v| v.as_m().ok())
+            .map(|m| get_s(m, "reason").to_string())
+            .collect();
+        // A user already sampled (a redelivered outcome) is not sampled again.
+        let user = |v: &AttributeValue| v.as_m().ok().map(|m| get_s(m, "user").to_string());
+        let sampled: HashSet<String> = kept_errors.iter().filter_map(user).collect();
+        let fresh: Vec<&(String, AttributeValue)> = errors
+            .iter()
+            .filter(|(_, e)| user(e).is_none_or(|u| !sampled.contains(&u)))
+            .collect();
+        let admitted = samples::admit_errors(
+            reasons.iter().map(String::as_str),
+            fresh.iter().map(|(reason, _)| reason.as_str()),
+        );
+        kept_errors.extend(admitted.into_iter().map(|i| fresh[i].1.clone()));
+        let room = samples::admit_deliveries(kept_deliveries.len(), deliveries.len());
+        kept_deliveries.extend(deliveries.iter().take(room).cloned());
+        if kept_errors.len() == errors_before && kept_deliveries.len() == deliveries_before {
+            return Ok(true);
+        }
+        let written = self
             .dynamodb
             .update_item()
             .table_name(&self.settings.requests_table)
             .set_key(Some(self.request_key(request_id, REQUEST_SK)))
-            .update_expression("SET #list = list_append(#list, :new)")
-            .condition_expression("size(#list) < :max")
-            .expression_attribute_names("#list", attribute)
-            .expression_attribute_values(
-                ":new",
-                AttributeValue::L(samples.into_iter().take(max).collect()),
+            .update_expression("SET errors = :errors, deliveries = :deliveries")
+            .condition_expression(
+                "attribute_exists(pk) AND size(errors) = :errors_before \
+                 AND size(deliveries) = :deliveries_before",
             )
-            .expression_attribute_values(":max", n(max))
+            .expression_attribute_values(":errors", AttributeValue::L(kept_errors))
+            .expression_attribute_values(":deliveries", AttributeValue::L(kept_deliveries))
+            .expression_attribute_values(":errors_before", n(errors_before))
+            .expression_attribute_values(":deliveries_before", n(deliveries_before))
             .send()
             .await;
-        if let Err(e) = result {
-            tracing::debug!(request_id, error = %store_error(e), "sample not kept");
+        match written {
+            Ok(_) => Ok(true),
+            Err(e) if crate::condition_failed(&e) => Ok(false),
+            Err(e) => Err(store_error(e)),
         }
     }
 }
+
+/// Read-choose-write rounds of [`Aws::keep_samples`] before it gives up.
+const SAMPLE_TRIES: u32 = 5;
 
 fn record_of(item: &Item) -> Result<RequestRecord, StoreError> {
     let record = item
         .get("record")
         .cloned()
-        .ok_or_else(|| StoreError::new("request item without record"))?;
-    serde_dynamo::from_attribute_value(record).map_err(StoreError::new)
+        .ok_or_else(|| StoreError::corrupt("a request item", "it has no record"))?;
+    serde_dynamo::from_attribute_value(record)
+        .map_err(|e| StoreError::corrupt("a request record", e))
 }
 
 /// A request's progress from its `request` item.
@@ -274,7 +348,7 @@ pub(crate) fn progress_of(item: &Item) -> Result<RequestProgress, StoreError> {
     };
     let errors: Vec<ErrorSample> = list("errors")
         .into_iter()
-        .take(ERROR_SAMPLES)
+        .take(samples::ERROR_SAMPLES)
         .filter_map(|v| v.as_m().ok().cloned())
         .map(|m| ErrorSample {
             user: get_s(&m, "user").to_string(),
@@ -284,7 +358,7 @@ pub(crate) fn progress_of(item: &Item) -> Result<RequestProgress, StoreError> {
         .collect();
     let deliveries = list("deliveries")
         .into_iter()
-        .take(DELIVERY_SAMPLES)
+        .take(samples::DELIVERY_SAMPLES)
         .filter_map(|v| serde_dynamo::from_attribute_value(v).ok())
         .collect();
     Ok(RequestProgress {
@@ -393,11 +467,14 @@ impl RequestLog for Aws {
         let errors = outcomes
             .iter()
             .filter_map(|(key, o)| match o {
-                Outcome::Failed { reason, message } => Some(AttributeValue::M(HashMap::from([
-                    ("user".to_string(), s(key)),
-                    ("reason".to_string(), s(reason)),
-                    ("message".to_string(), s(message)),
-                ]))),
+                Outcome::Failed { reason, message } => Some((
+                    reason.clone(),
+                    AttributeValue::M(HashMap::from([
+                        ("user".to_string(), s(key)),
+                        ("reason".to_string(), s(reason)),
+                        ("message".to_string(), s(message)),
+                    ])),
+                )),
                 _ => None,
             })
             .collect();
@@ -410,10 +487,7 @@ impl RequestLog for Aws {
                 _ => None,
             })
             .collect();
-        self.append_samples(request_id, "errors", errors, ERROR_SAMPLES)
-            .await;
-        self.append_samples(request_id, "deliveries", deliveries, DELIVERY_SAMPLES)
-            .await;
+        self.keep_samples(request_id, errors, deliveries).await;
         Ok(())
     }
 

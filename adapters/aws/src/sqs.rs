@@ -68,11 +68,12 @@ impl Aws {
         .map_err(StoreError::new)
     }
 
-    /// The job a message body carries. `Ok(None)` for a body that is not a job (it can
-    /// never succeed); `Err` when a claim could not be read (retry).
-    pub async fn decode(&self, body: &str) -> Result<Option<Job>, StoreError> {
+    /// The job a message body carries: corrupt when the body is not a job, or its claimed
+    /// job is gone or unreadable (neither can ever succeed); unavailable when the claim
+    /// could not be read (retry).
+    pub async fn decode(&self, body: &str) -> Result<Job, StoreError> {
         match serde_json::from_str::<Body>(body) {
-            Ok(Body::Job(job)) => Ok(Some(job)),
+            Ok(Body::Job(job)) => Ok(job),
             Ok(Body::Claim { claim }) => {
                 let out = self
                     .dynamodb
@@ -85,20 +86,35 @@ impl Aws {
                     .send()
                     .await
                     .map_err(store_error)?;
+                let what = format!("claimed job {}", claim.job_id);
                 let text = out
                     .item
                     .as_ref()
                     .and_then(|item| item.get("job"))
                     .and_then(|v| v.as_s().ok())
-                    .ok_or_else(|| {
-                        StoreError::new(format!("claimed job {} is missing", claim.job_id))
-                    })?;
-                serde_json::from_str(text)
-                    .map(Some)
-                    .map_err(StoreError::new)
+                    .ok_or_else(|| StoreError::corrupt(&what, "it is missing"))?;
+                serde_json::from_str(text).map_err(|e| StoreError::corrupt(&what, e))
             }
-            Err(_) => Ok(None),
+            Err(e) => Err(StoreError::corrupt("the message body", e)),
         }
+    }
+
+    /// Send a message body that cannot be run to the dead-letter queue as it is, with why.
+    pub async fn bury_body(&self, body: &str, reason: &str) -> Result<(), StoreError> {
+        let reason = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(reason)
+            .build()
+            .map_err(StoreError::new)?;
+        self.sqs
+            .send_message()
+            .queue_url(&self.settings.dlq_url)
+            .message_body(body)
+            .message_attributes("reason", reason)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
     }
 
     async fn send_batch(
@@ -176,19 +192,6 @@ impl JobQueue for Aws {
     }
 
     async fn bury(&self, job: Job, reason: &str) -> Result<(), StoreError> {
-        let reason = aws_sdk_sqs::types::MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(reason)
-            .build()
-            .map_err(StoreError::new)?;
-        self.sqs
-            .send_message()
-            .queue_url(&self.settings.dlq_url)
-            .message_body(self.body(&job).await?)
-            .message_attributes("reason", reason)
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.bury_body(&self.body(&job).await?, reason).await
     }
 }

@@ -84,15 +84,17 @@ fn reopen_failed(tx: &Transaction, request_id: &str, keys: &[String]) -> rusqlit
 }
 
 /// The dead jobs `which` selects, oldest first.
-fn dead_jobs(tx: &Transaction, which: &Selection) -> rusqlite::Result<Vec<Job>> {
-    let mut select =
-        tx.prepare_cached("SELECT payload FROM jobs WHERE state = 'dead' ORDER BY died_at, id")?;
-    let rows = select.query_map([], |r| r.get::<_, String>(0))?;
+/// The dead jobs `which` selects, oldest first: the id of each, and the job when its
+/// payload reads (a corrupt one does not: it can be listed and purged, never redriven).
+fn dead_jobs(tx: &Transaction, which: &Selection) -> rusqlite::Result<Vec<(String, Option<Job>)>> {
+    let mut select = tx
+        .prepare_cached("SELECT id, payload FROM jobs WHERE state = 'dead' ORDER BY died_at, id")?;
+    let rows = select.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     let mut jobs = Vec::new();
-    for payload in rows {
-        let job: Job = from_json(&payload?)?;
-        if which.includes(&job.id) {
-            jobs.push(job);
+    for row in rows {
+        let (id, payload) = row?;
+        if which.includes(&id) {
+            jobs.push((id, from_json(&payload).ok()));
         }
     }
     Ok(jobs)
@@ -359,22 +361,27 @@ impl DeadLetterAdmin for Sqlite {
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT payload, attempts, coalesce(last_error, ''), died_at FROM jobs
-                 WHERE state = 'dead' ORDER BY died_at, id LIMIT ?1",
+                "SELECT id, request_id, kind, payload, attempts, coalesce(last_error, ''), died_at
+                 FROM jobs WHERE state = 'dead' ORDER BY died_at, id LIMIT ?1",
             )?
             .query_map([limit as i64], |r| {
-                let job: Job = from_json(&r.get::<_, String>(0)?)?;
-                let died_at: Option<i64> = r.get(3)?;
+                // A corrupt payload is listed from the row's own columns.
+                let job: Option<Job> = from_json(&r.get::<_, String>(3)?).ok();
+                let died_at: Option<i64> = r.get(6)?;
                 Ok(DeadLetter {
-                    users: match &job.kind {
-                        JobKind::Deliver { users } => users.len(),
-                        JobKind::Expand { .. } => 0,
+                    users: match job.as_ref().map(|j| &j.kind) {
+                        Some(JobKind::Deliver { users }) => users.len(),
+                        _ => 0,
                     },
-                    kind: job.kind_name(),
-                    id: job.id,
-                    request_id: job.request_id,
-                    attempts: r.get::<_, u32>(1)?.max(job.attempt),
-                    reason: r.get(2)?,
+                    kind: match r.get::<_, String>(2)?.as_str() {
+                        "deliver" => "deliver",
+                        "expand" => "expand",
+                        _ => "unknown",
+                    },
+                    id: r.get(0)?,
+                    request_id: r.get(1)?,
+                    attempts: r.get::<_, u32>(4)?.max(job.map_or(0, |j| j.attempt)),
+                    reason: r.get(5)?,
                     died_at: died_at.map(rfc3339),
                 })
             })?
@@ -387,7 +394,10 @@ impl DeadLetterAdmin for Sqlite {
         let which = which.clone();
         let jobs = self
             .durable_transaction(move |tx| {
-                let mut jobs = dead_jobs(tx, &which)?;
+                let mut jobs: Vec<Job> = dead_jobs(tx, &which)?
+                    .into_iter()
+                    .filter_map(|(_, job)| job)
+                    .collect();
                 let now = now_ms();
                 for job in &mut jobs {
                     if let JobKind::Deliver { users } = &job.kind {
@@ -418,8 +428,8 @@ impl DeadLetterAdmin for Sqlite {
             let mut delete =
                 tx.prepare_cached("DELETE FROM jobs WHERE id = ?1 AND state = 'dead'")?;
             let mut purged = 0;
-            for job in jobs {
-                purged += delete.execute([&job.id])? as u64;
+            for (id, _) in jobs {
+                purged += delete.execute([&id])? as u64;
             }
             Ok(purged)
         })

@@ -57,7 +57,7 @@ where
     fn run(&mut self, tx: &Transaction) -> bool {
         let work = &self.work;
         let outcome = match catch_unwind(AssertUnwindSafe(|| work(tx))) {
-            Ok(result) => result.map_err(StoreError::new),
+            Ok(result) => result.map_err(crate::store_error),
             Err(_) => Err(StoreError::new("a write panicked; it was rolled back")),
         };
         let ok = outcome.is_ok();

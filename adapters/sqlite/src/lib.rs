@@ -123,7 +123,7 @@ impl Sqlite {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut conn).map_err(StoreError::new)
+            f(&mut conn).map_err(store_error)
         })
         .await
         .map_err(StoreError::new)?
@@ -153,7 +153,7 @@ impl Sqlite {
                 Some(conn) => conn,
                 None => connect_reader(&inner.path).map_err(StoreError::new)?,
             };
-            let result = f(&conn).map_err(StoreError::new);
+            let result = f(&conn).map_err(store_error);
             inner
                 .readers
                 .lock()
@@ -300,6 +300,18 @@ pub(crate) fn now_ms() -> i64 {
 /// JSON text of `value` as a rusqlite error when it cannot be serialized.
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
     serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// A SQLite failure as the core's error: a stored value that does not read as what it
+/// must be (bad JSON, a wrong column type) is corrupt — no retry can help — and anything
+/// else (busy, locked, I/O) is unavailable.
+pub(crate) fn store_error(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::corrupt("a stored row", e),
+        e => StoreError::unavailable(e),
+    }
 }
 
 /// `T` from JSON text as a rusqlite error when it does not parse.

@@ -88,27 +88,39 @@ impl LeaseQueue for Sqlite {
     ) -> Result<Option<Leased>, StoreError> {
         let full = serde_json::to_string(full_bots).map_err(StoreError::new)?;
         self.transaction(move |tx| {
-            let now = now_ms();
-            let row: Option<(String, u32)> = tx
-                .prepare_cached(
-                    "UPDATE jobs SET visible_at = ?2, attempts = attempts + 1, leased = 1
-                     WHERE id = (SELECT id FROM jobs WHERE state = 'ready' AND visible_at <= ?1
-                                   AND NOT (kind = 'deliver' AND bot_id IS NOT NULL
-                                            AND bot_id IN (SELECT value FROM json_each(?3)))
-                                 ORDER BY visible_at LIMIT 1)
-                     RETURNING payload, attempts",
-                )?
-                .query_row(params![now, now + lease.as_millis() as i64, full], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            row.map(|(payload, attempts)| {
-                Ok(Leased {
-                    job: from_json(&payload)?,
-                    attempts,
-                })
-            })
-            .transpose()
+            // A row whose payload does not read as a job can never run: it goes to the dead
+            // letters at once, with its reason, and the next job is leased in its place.
+            loop {
+                let now = now_ms();
+                let row: Option<(String, String, u32)> = tx
+                    .prepare_cached(
+                        "UPDATE jobs SET visible_at = ?2, attempts = attempts + 1, leased = 1
+                         WHERE id = (SELECT id FROM jobs WHERE state = 'ready' AND visible_at <= ?1
+                                       AND NOT (kind = 'deliver' AND bot_id IS NOT NULL
+                                                AND bot_id IN (SELECT value FROM json_each(?3)))
+                                     ORDER BY visible_at LIMIT 1)
+                         RETURNING id, payload, attempts",
+                    )?
+                    .query_row(params![now, now + lease.as_millis() as i64, full], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()?;
+                let Some((id, payload, attempts)) = row else {
+                    return Ok(None);
+                };
+                match from_json(&payload) {
+                    Ok(job) => return Ok(Some(Leased { job, attempts })),
+                    Err(_) => {
+                        tracing::error!(job_id = %id, "a queued job cannot be read; kept as dead");
+                        tx.execute(
+                            "UPDATE jobs SET state = 'dead', leased = 0, died_at = ?2,
+                                    last_error = 'corrupt record: the job cannot be read'
+                             WHERE id = ?1",
+                            params![id, now],
+                        )?;
+                    }
+                }
+            }
         })
         .await
     }

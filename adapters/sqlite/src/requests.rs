@@ -14,17 +14,11 @@ use herald_core::ports::{
     ErrorSample, Expansion, Intake, Recorded, Remember, Remembered, RequestLog, RequestProgress,
     IDEMPOTENCY_WINDOW_MS,
 };
+use herald_core::samples;
 use herald_core::StoreError;
 use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
-
-/// Failures kept per request for the status document…
-pub const ERROR_SAMPLES: usize = 20;
-/// …and at most this many of one reason, so that every reason shows.
-pub const ERROR_SAMPLES_PER_REASON: usize = 5;
-/// Deliveries kept per request for the status document.
-pub const DELIVERY_SAMPLES: usize = 5;
 
 #[async_trait]
 impl Intake for Sqlite {
@@ -330,7 +324,7 @@ impl RequestLog for Sqlite {
                 match outcome {
                     Outcome::Delivered { detail } => {
                         delivered += 1;
-                        if let (Some(detail), true) = (detail, deliveries.len() < DELIVERY_SAMPLES)
+                        if let (Some(detail), 1) = (detail, samples::admit_deliveries(deliveries.len(), 1))
                         {
                             deliveries.push(detail.clone());
                         }
@@ -340,8 +334,8 @@ impl RequestLog for Sqlite {
                     Outcome::Failed { reason, message } => {
                         failed += 1;
                         *reasons.entry(reason.clone()).or_default() += 1;
-                        let of_reason = errors.iter().filter(|(_, r, _)| r == reason).count();
-                        if errors.len() < ERROR_SAMPLES && of_reason < ERROR_SAMPLES_PER_REASON {
+                        let kept = errors.iter().map(|(_, r, _)| r.as_str());
+                        if !samples::admit_errors(kept, [reason.as_str()]).is_empty() {
                             errors.push((key.clone(), reason.clone(), message.clone()));
                         }
                     }

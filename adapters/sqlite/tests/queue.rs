@@ -77,3 +77,49 @@ async fn the_oldest_age_counts_the_whole_wait_of_a_postponed_job() {
     let depth = store.queue_depth().await.unwrap();
     assert!(depth.oldest_ready_ms >= 33_000, "{}", depth.oldest_ready_ms);
 }
+
+/// A queued row whose payload is not a job can never run: leasing keeps it as dead with
+/// its reason and leases the next job instead, so one bad row never stops the queue; it is
+/// listed and purged like any dead job.
+#[tokio::test]
+async fn a_job_row_that_cannot_be_read_is_dead_at_once_and_the_queue_goes_on() {
+    use herald_core::admin::Selection;
+    use herald_core::ports::admin::DeadLetterAdmin;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
+    let bad = Job::deliver("r1", 0, vec![]);
+    let good = Job::deliver("r2", 0, vec![]);
+    store
+        .enqueue(vec![bad.clone()], Duration::ZERO)
+        .await
+        .unwrap();
+    sql(&store)
+        .execute(
+            "UPDATE jobs SET payload = '{\"broken\"' WHERE id = ?1",
+            [&bad.id],
+        )
+        .unwrap();
+    store
+        .enqueue(vec![good.clone()], Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let leased = store.lease(Duration::from_secs(60), &[]).await.unwrap();
+    assert_eq!(leased.map(|l| l.job.id), Some(good.id));
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].id.as_str(), dead[0].kind),
+        (bad.id.as_str(), "deliver")
+    );
+    assert!(
+        dead[0].reason.starts_with("corrupt record"),
+        "{}",
+        dead[0].reason
+    );
+    assert!(
+        store.redrive(&Selection::All).await.unwrap().is_empty(),
+        "never redriven"
+    );
+    assert_eq!(store.purge(&Selection::Ids(vec![bad.id])).await.unwrap(), 1);
+}

@@ -33,7 +33,7 @@ pub fn config_from_env() -> Config {
 
 /// The HTTP API over `aws`.
 pub fn router(aws: &Aws, config: Config) -> axum::Router {
-    herald_core::router::router(Arc::new(aws.app(
+    herald_core::http::router(Arc::new(aws.app(
         config,
         Arc::new(LogDeliverer::default()),
         herald_delivery::CHANNELS,

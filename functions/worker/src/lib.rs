@@ -20,6 +20,7 @@ use herald_delivery::DeliveryConfig;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// The processor's configuration in the worker. An invocation holds at most one batch (10
 /// messages): all of them run, whatever their bot, rather than bounce jobs between
@@ -118,22 +119,46 @@ pub async fn handle_until(app: &App, aws: &Aws, event: SqsEvent, stop: &Stop) ->
     response
 }
 
+/// One message, in a span naming it (and, once its job is read, the job's span in it).
 async fn handle_message(
     app: &App,
     aws: &Aws,
     message: &SqsMessage,
     stop: &Stop,
 ) -> Result<(), String> {
-    let body = message.body.as_deref().unwrap_or_default();
-    let job = match aws.decode(body).await {
-        Ok(Some(job)) => job,
-        Ok(None) => return Err("the body is not a Herald job".into()),
+    let span = tracing::info_span!(
+        "sqs_message",
+        message_id = message.message_id.as_deref().unwrap_or_default()
+    );
+    async {
+        let body = message.body.as_deref().unwrap_or_default();
+        let job = match aws.decode(body).await {
+            Ok(job) => job,
+            Err(e) if e.is_corrupt() => return bury_corrupt(aws, body, None, &e).await,
+            Err(e) => return Err(e.to_string()),
+        };
+        let job_span = processor::job_span(&job);
+        run_job(app, aws, body, &job, stop)
+            .instrument(job_span)
+            .await
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run_job(
+    app: &App,
+    aws: &Aws,
+    body: &str,
+    job: &herald_core::domain::Job,
+    stop: &Stop,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let report = match processor::process_until(app, job, stop).await {
+        Ok(report) => report,
+        Err(e) if e.is_corrupt() => return bury_corrupt(aws, body, Some(job), &e).await,
         Err(e) => return Err(e.to_string()),
     };
-    let started = std::time::Instant::now();
-    let report = processor::process_until(app, &job, stop)
-        .await
-        .map_err(|e| e.to_string())?;
     if let Some(after) = report.run_again_after {
         // Not its turn yet (its request is still being accepted, its bot's slots are taken,
         // or the page before it has not recorded its cursor): put it back for later.
@@ -143,8 +168,23 @@ async fn handle_message(
             .await
             .map_err(|e| e.to_string())?;
     }
-    report.log(&job, started.elapsed());
+    report.log(job, started.elapsed());
     Ok(())
+}
+
+/// A message that can never succeed (its body or a record it needs is corrupt) goes to the
+/// dead-letter queue at once, with why, instead of being received until its
+/// `maxReceiveCount`; it is then done with here.
+async fn bury_corrupt(
+    aws: &Aws,
+    body: &str,
+    job: Option<&herald_core::domain::Job>,
+    error: &herald_core::StoreError,
+) -> Result<(), String> {
+    tracing::error!(readable = job.is_some(), error = %error, "message kept as dead at once");
+    aws.bury_body(body, &error.to_string())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

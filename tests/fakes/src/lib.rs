@@ -4,6 +4,7 @@
 //! fails with 502 or answers slowly on demand; the engine checks HMAC signatures and
 //! timestamps. [`fault_proxy`] takes an emulator away from the SDK clients on demand.
 
+pub mod deliverers;
 pub mod fault_proxy;
 pub use fault_proxy::{Fault, FaultProxy};
 

@@ -1,5 +1,5 @@
 //! The admin ports, one per resource an operator manages: bots, events, users, requests
-//! and dead letters. Each runtime implements all five; [`crate::admin_api`] serves them.
+//! and dead letters. Each runtime implements all five; [`crate::http::admin`] serves them.
 
 mod bots;
 mod dead_letters;

@@ -1,13 +1,11 @@
-//! The HTTP API as one axum [`Router`], served by `herald serve` and by the `api` Lambda.
-//!
-//! Routes: `POST /v1/events/{event_id}/{secret}` and `POST /v1/events/{event_id}` (with
-//! `Authorization: Bearer <secret>`) accept events; `GET /v1/requests/{request_id}` (bearer)
-//! and `GET /v1/requests/{request_id}/{secret}` answer the status document; `GET /healthz`.
-//! Checks run cheapest first — content type, secret, body size, JSON, contract — and every
-//! refusal is an [`ApiError`], so each answer is problem+json from one place.
+//! The public routes: `POST /v1/events/{event_id}/{secret}` and `POST /v1/events/{event_id}`
+//! (with `Authorization: Bearer <secret>`) accept events; `GET /v1/requests/{request_id}`
+//! (bearer) and `GET /v1/requests/{request_id}/{secret}` answer the status document;
+//! `GET /healthz`. Checks run cheapest first — content type, secret, body size, JSON,
+//! contract — and every refusal is an [`ApiError`], so each answer is problem+json.
 
-use crate::http_parts::{bearer, check_json_content_type, Shared};
-pub use crate::http_parts::{caused_by_timeout, Route};
+use super::extract::{bearer, caused_by_timeout, check_json_content_type, Shared};
+use super::{Auth, Route};
 use crate::intake::{self, Answer};
 use crate::log_budget::LogBudget;
 use crate::ports::{App, Remembered};
@@ -19,59 +17,38 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures::StreamExt;
-use std::sync::Arc;
-use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
 
-/// Every route of the API: the Router is built from this list, and the OpenAPI document
-/// is checked against it, so neither can drift from the other.
-pub fn routes() -> Vec<Route> {
-    let mut routes = vec![
+pub(super) fn routes() -> Vec<Route> {
+    vec![
         Route::new(
             "/v1/events/{event_id}/{secret}",
             &["POST"],
+            Auth::EventSecret,
             post(event_by_path),
         ),
-        Route::new("/v1/events/{event_id}", &["POST"], post(event_by_bearer)),
-        Route::new("/v1/requests/{request_id}", &["GET"], get(status_by_bearer)),
+        Route::new(
+            "/v1/events/{event_id}",
+            &["POST"],
+            Auth::EventSecret,
+            post(event_by_bearer),
+        ),
+        Route::new(
+            "/v1/requests/{request_id}",
+            &["GET"],
+            Auth::EventSecret,
+            get(status_by_bearer),
+        ),
         Route::new(
             "/v1/requests/{request_id}/{secret}",
             &["GET"],
+            Auth::EventSecret,
             get(status_by_path),
         ),
-        Route::new("/healthz", &["GET"], get(|| async { "ok" })),
-    ];
-    routes.extend(crate::admin_api::routes());
-    routes
-}
-
-/// The whole HTTP API over `app`'s ports.
-pub fn router(app: Arc<App>) -> Router {
-    let mut router = Router::new();
-    for route in routes() {
-        let mut allow: Vec<&str> = route.methods.to_vec();
-        if allow.contains(&"GET") {
-            allow.push("HEAD");
-        }
-        let allow = allow.join(", ");
-        let handler = route
-            .handler
-            .fallback(move || async move { ApiError::MethodNotAllowed { allow } });
-        router = router.route(route.path, handler);
-    }
-    router
-        .fallback(|| async { ApiError::NotFound })
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            crate::admin_api::require_admin_token,
-        ))
-        .with_state(app)
-        // A bug must still answer problem+json, not drop the connection.
-        .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("handler panicked");
-            ApiError::Internal.into_response()
-        }))
+        Route::new("/healthz", &["GET"], Auth::Public, get(|| async { "ok" })),
+    ]
 }
 
 async fn event_by_path(
@@ -105,7 +82,17 @@ async fn event(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let result = accept_event(app, event_id, secret, headers, body).await;
+    // The request's span: its log lines carry `event_id` (and `request_id` once there is
+    // one) from here rather than each repeating them.
+    let span = tracing::info_span!(
+        "event_request",
+        event_id,
+        request_id = tracing::field::Empty
+    );
+    let result = accept_event(app, event_id, secret, headers, body)
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter(); // no await below: the answer is built synchronously
     let status = match &result {
         Ok(Answer::Accepted(_)) => 202,
         Ok(Answer::DryRun(_)) => 200,
@@ -115,6 +102,8 @@ async fn event(
     metrics::counter!(crate::metrics::REQUESTS, "status" => status.to_string()).increment(1);
     match result {
         Ok(Answer::Accepted(accepted)) => {
+            span.record("request_id", accepted.request_id.as_str());
+            // The line a log query looks for names its ids itself too.
             tracing::info!(
                 event_id,
                 request_id = %accepted.request_id,
@@ -130,21 +119,12 @@ async fn event(
             response
         }
         Ok(Answer::DryRun(dry)) => {
-            tracing::info!(
-                event_id,
-                targeted = dry.targeted,
-                status = 200,
-                "event dry run"
-            );
+            tracing::info!(targeted = dry.targeted, status = 200, "event dry run");
             (StatusCode::OK, Json(dry)).into_response()
         }
         Ok(Answer::Replay(first)) => {
-            tracing::info!(
-                event_id,
-                request_id = %first.request_id,
-                status = first.status,
-                "idempotent replay"
-            );
+            span.record("request_id", first.request_id.as_str());
+            tracing::info!(status = first.status, "idempotent replay");
             replayed(app, first)
         }
         Err(ApiError::NotFound) => {
@@ -155,7 +135,6 @@ async fn event(
             static REFUSALS: LogBudget = LogBudget::new();
             if let Some(left_out) = REFUSALS.take() {
                 tracing::info!(
-                    event_id,
                     status = 404,
                     more_since_last = left_out,
                     "event request refused: unknown event or wrong secret"
@@ -164,11 +143,7 @@ async fn event(
             ApiError::NotFound.into_response()
         }
         Err(error) => {
-            tracing::info!(
-                event_id,
-                status = error.status().as_u16(),
-                "event request refused"
-            );
+            tracing::info!(status = error.status().as_u16(), "event request refused");
             error.into_response()
         }
     }
