@@ -4,6 +4,12 @@
 //! flow on one machine. The other subcommands operate Herald through its admin API: a
 //! running server or deployment with `--url` and `--admin-token`, or a local database file
 //! with `--db` (the same API, in process).
+//!
+//! # Layout
+//!
+//! - `serve` (with `http`: the HTTP server's connection handling, `readiness`, `disk`,
+//!   `demo`, `logging`): the embedded runtime's wiring;
+//! - `commands` (with `client`, `import`, `output`, `db`): the admin subcommands.
 
 mod client;
 mod commands;

@@ -6,6 +6,15 @@
 //! ([`intake`]), whose two-phase accept makes a request visible only once all its jobs are
 //! on the queue, the operators' changes ([`admin`]) and shared rate limits ([`throttle`]). [`Aws::app`] wires them into the core's [`App`]. The key design of each
 //! table is described in `template.yaml` and in the module that owns it.
+//!
+//! # Layout
+//!
+//! - set-up: this file ([`Aws::connect`], [`Aws::app`]), [`settings`] (the `HERALD_*`
+//!   names the functions read), [`local`] (tables and queues from `template.yaml`, for
+//!   emulators);
+//! - one module per port: [`events`], [`users`], [`requests`], [`intake`], [`sqs`],
+//!   [`throttle`], [`admin`];
+//! - [`emf`]: metrics as CloudWatch EMF lines.
 
 pub mod admin;
 pub mod emf;

@@ -8,6 +8,13 @@
 //! wait when it gives one) and permanent failures with a reason.
 //!
 //! [`Deliverer`]: herald_core::ports::Deliverer
+//!
+//! # Layout
+//!
+//! - [`channels`]: one module per channel (its spec and sender) and the `register!` line
+//!   that lists them ([`CHANNELS`]);
+//! - [`dispatch`]: which channel an action goes to;
+//! - this file: [`DeliveryConfig`] and the one HTTP client every channel shares.
 
 pub mod channels;
 pub mod dispatch;

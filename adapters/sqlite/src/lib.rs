@@ -8,6 +8,14 @@
 //! write transactions are queued to its thread, which commits many of them at a time
 //! ([`group_commit`]). Reads use a small pool of reader connections on tokio's blocking
 //! pool, so status reads never wait for writes.
+//!
+//! # Layout
+//!
+//! - the connection and its writer: this file, [`group_commit`], [`schema`] (migrations);
+//! - one module per port: [`events`] (with [`event_cache`]), [`users`], [`requests`]
+//!   (request log and intake), [`queue`] (`JobQueue` and `LeaseQueue`), [`admin`] (the five
+//!   admin ports);
+//! - embedded-only operations `herald serve` runs: [`backlog`], [`retention`], [`backup`].
 
 pub mod admin;
 pub mod backlog;

@@ -54,6 +54,60 @@ pub fn with_metrics(router: axum::Router, emf: Emf) -> axum::Router {
 mod tests {
     use super::*;
 
+    /// The (method, path) of every HTTP API event of the `api` function in `template.yaml`.
+    fn template_routes() -> Vec<(String, String)> {
+        let template = include_str!("../../../template.yaml");
+        let api = &template[template.find("\n  ApiFunction:").expect("the api function")..];
+        let api = &api[..api[1..]
+            .find("\n  WorkerFunction:")
+            .expect("the next function")];
+        let mut routes = Vec::new();
+        let mut method = None;
+        for line in api.lines().map(str::trim) {
+            if let Some(m) = line.strip_prefix("Method:") {
+                method = Some(m.trim().to_string());
+            } else if let (Some(p), Some(m)) = (line.strip_prefix("Path:"), method.take()) {
+                routes.push((m, p.trim().to_string()));
+            }
+        }
+        routes
+    }
+
+    /// What API Gateway sends to the function is what the Router serves: every route of
+    /// the table, with each of its methods, has an event in `template.yaml`, and every
+    /// event there leads to routes of the table.
+    #[test]
+    fn template_yaml_routes_every_route_of_the_router_and_no_other() {
+        let template = template_routes();
+        assert!(template.len() >= 5, "{template:?}");
+        let covers = |(method, path): &(String, String), route: &str, wanted: &str| {
+            let method_ok = method == "ANY" || method == wanted;
+            let path_ok = match path.strip_suffix("{proxy+}") {
+                Some(prefix) => route.starts_with(prefix),
+                None => path == route,
+            };
+            method_ok && path_ok
+        };
+        let routes = herald_core::http::routes();
+        for route in &routes {
+            for method in route.methods {
+                assert!(
+                    template.iter().any(|t| covers(t, route.path, method)),
+                    "{method} {} is not routed to the api function",
+                    route.path
+                );
+            }
+        }
+        for event in &template {
+            assert!(
+                routes
+                    .iter()
+                    .any(|r| r.methods.iter().any(|m| covers(event, r.path, m))),
+                "{event:?} leads to no route of the Router"
+            );
+        }
+    }
+
     #[test]
     fn the_environment_sets_the_admin_token_hash_public_url_and_user_limit() {
         let hash = hex::encode(herald_core::secret::hash("the-admin-token"));

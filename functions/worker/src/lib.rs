@@ -6,6 +6,14 @@
 //! those alone and, after `maxReceiveCount`, moves them to the dead-letter queue. Users a
 //! job could not reach yet are not a message failure: the processor re-enqueues them alone
 //! with a delay. Within one invocation each request's record is read once ([`records`]).
+//!
+//! A message that can never succeed (a body that is not a job, or a job meeting a corrupt
+//! record) is sent to the dead-letter queue at once, with its reason, and is not a failure.
+//!
+//! # Layout
+//!
+//! - this file: configuration from the environment, the batch handler, the deadline;
+//! - [`records`]: the per-invocation cache of request records.
 
 pub mod records;
 
