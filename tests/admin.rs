@@ -925,3 +925,20 @@ async fn the_server_enforces_what_the_openapi_document_states() {
     let url_only = json!({"screen_url": "https://engine.example/s"});
     assert_eq!(send(patch, missing, url_only).await, 404);
 }
+
+/// `--connection`'s help lists every registered channel's fields, from the registry.
+#[test]
+fn the_connection_help_lists_every_channels_fields() {
+    let out = support::herald()
+        .args(["bots", "create", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for channel in herald_delivery::CHANNELS {
+        for field in channel.fields {
+            let name = format!("{}.{}", channel.name, field.name);
+            assert!(help.contains(&name), "{name} missing from:\n{help}");
+        }
+    }
+}

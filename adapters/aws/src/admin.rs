@@ -159,7 +159,7 @@ impl Aws {
                 return Ok(true);
             }
         }
-        Err(StoreError::new(
+        Err(StoreError::conflict(
             "the bot's connections kept changing under this change; try again",
         ))
     }

@@ -65,7 +65,7 @@ impl Aws {
                     Err(e) if key_taken(&e) => {
                         return match self.remembered(&remember.event_id, &remember.key).await? {
                             Some(first) => Ok(Recorded::Duplicate(first)),
-                            None => Err(StoreError::new("idempotency key contended; retry")),
+                            None => Err(StoreError::conflict("idempotency key contended; retry")),
                         }
                     }
                     Err(e) => return Err(store_error(e)),

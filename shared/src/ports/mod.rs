@@ -44,40 +44,22 @@ pub struct Ports {
     pub throttle: Arc<dyn Throttle>,
 }
 
-/// An adapter that implements every storage port.
-pub trait Store:
-    EventDirectory
-    + UserStore
-    + RequestLog
-    + Intake
-    + JobQueue
-    + admin::BotAdmin
-    + admin::EventAdmin
-    + admin::UserAdmin
-    + admin::RequestAdmin
-    + admin::DeadLetterAdmin
-    + 'static
-{
-}
-
-impl<T> Store for T where
-    T: EventDirectory
-        + UserStore
-        + RequestLog
-        + Intake
-        + JobQueue
-        + admin::BotAdmin
-        + admin::EventAdmin
-        + admin::UserAdmin
-        + admin::RequestAdmin
-        + admin::DeadLetterAdmin
-        + 'static
-{
-}
-
 impl Ports {
     /// Every port on one adapter that implements them all, rate limits on `throttle`.
-    pub fn all<T: Store>(store: Arc<T>, throttle: Arc<dyn Throttle>) -> Ports {
+    pub fn all<T>(store: Arc<T>, throttle: Arc<dyn Throttle>) -> Ports
+    where
+        T: EventDirectory
+            + UserStore
+            + RequestLog
+            + Intake
+            + JobQueue
+            + admin::BotAdmin
+            + admin::EventAdmin
+            + admin::UserAdmin
+            + admin::RequestAdmin
+            + admin::DeadLetterAdmin
+            + 'static,
+    {
         Ports {
             events: store.clone(),
             users: store.clone(),
