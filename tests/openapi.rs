@@ -173,6 +173,12 @@ fn every_example_is_valid_and_the_schemas_refuse_invalid_bodies() {
         json!({"platform": "tg", "users": ["1"], "users_bm": ["b"]}),
         json!({"platform": "tg", "users": []}),
         json!({"platform": "tg", "users": [1.5]}),
+        // The server refuses control characters in ids (C0, DEL and C1).
+        json!({"users_bm": ["a\u{0089}"]}),
+        json!({"users_bm": [{"id": "\u{0007}"}]}),
+        json!({"users_bm": [{"id": ""}]}),
+        json!({"platform": "Telegram", "users": ["1"]}),
+        json!({"platform": "any", "users": ["1"]}),
     ] {
         assert!(!request.is_valid(&bad), "{bad} passed");
     }

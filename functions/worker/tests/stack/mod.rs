@@ -348,9 +348,11 @@ impl Stack {
         body
     }
 
-    /// Receive up to ten messages as the SQS event source would.
+    /// Receive up to ten messages as the SQS event source would, hidden for the queue's
+    /// visibility timeout in `template.yaml` (360 s): a slow invocation on a loaded machine
+    /// must not see its messages handed to another invocation meanwhile.
     pub async fn receive(&self, queue_url: &str) -> Vec<SqsMessage> {
-        self.receive_hidden_for(queue_url, 30).await
+        self.receive_hidden_for(queue_url, 360).await
     }
 
     /// Receive up to ten messages, hidden for `visibility` seconds.
