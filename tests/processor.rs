@@ -1,5 +1,7 @@
-//! The batch processor over the SQLite adapters: per-user outcomes, monotonic
-//! `last_request`, redelivery, retries and expansion, each rule on its own.
+//! The batch processor over the SQLite adapters where the embedded store's own mechanics
+//! matter: expansion pages, leases and postponement, retention, shared request data,
+//! corrupt rows. The rules both runtimes share (outcomes, monotonic `last_request`,
+//! redelivery, retries, samples) are the behaviour suite's (`tests/behaviour.rs`).
 
 mod support;
 
@@ -13,7 +15,7 @@ use herald_core::Config;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{blocked, quick_retries, transient, Harness, ScriptedDeliverer};
+use support::{blocked, quick_retries, Harness, ScriptedDeliverer};
 
 /// Run the due jobs `attempts` times, each failing job's backoff skipped, with
 /// `attempts` the most a job gets before it is kept as dead.
@@ -47,165 +49,6 @@ async fn status(h: &Harness, request_id: &str) -> RequestStatus {
 
 fn ids(range: std::ops::Range<u32>) -> impl Iterator<Item = String> {
     range.map(|i| i.to_string())
-}
-
-#[tokio::test]
-async fn last_request_and_its_stamps_are_stored_on_each_user() {
-    let h = Harness::new();
-    let event = h.event("bot").await;
-    h.users("bot", "tg", ids(1..3)).await;
-    let id = accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": ["1", 2], "data": {"order": 7}}),
-    )
-    .await;
-    h.run_jobs().await;
-    for bm in ["bm-tg-1", "bm-tg-2"] {
-        let user = h.user("bot", bm).await;
-        assert_eq!(user["last_request"], json!({"order": 7}));
-        assert_eq!(user["last_request_id"], id.as_str());
-        assert_eq!(user["last_event_id"], event.event_id.as_str());
-        assert!(user["last_request_at"].as_i64().unwrap() > 0);
-    }
-    let s = status(&h, &id).await;
-    assert_eq!((s.state, s.delivered, s.pending), ("done", 2, 0));
-}
-
-#[tokio::test]
-async fn other_attributes_of_the_state_are_never_touched() {
-    let h = Harness::new();
-    let event = h.event("bot").await;
-    h.users("bot", "tg", ids(1..2)).await;
-    h.sql()
-        .execute(
-            "UPDATE users SET attributes = '{\"step\":\"cart\",\"vars\":{\"a\":1}}'",
-            [],
-        )
-        .unwrap();
-    accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": ["1"], "data": {"x": 1}}),
-    )
-    .await;
-    h.run_jobs().await;
-    let user = h.user("bot", "bm-tg-1").await;
-    assert_eq!(
-        user["attributes"],
-        json!({"step": "cart", "vars": {"a": 1}})
-    );
-    assert_eq!(user["last_request"], json!({"x": 1}));
-}
-
-#[tokio::test]
-async fn unknown_users_are_counted_not_found_and_not_created() {
-    let h = Harness::new();
-    let event = h.event("bot").await;
-    h.users("bot", "tg", ids(1..2)).await;
-    let id = accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": ["1", "404", "405"]}),
-    )
-    .await;
-    h.run_jobs().await;
-    let s = status(&h, &id).await;
-    assert_eq!((s.delivered, s.not_found, s.state), (1, 2, "done"));
-    let users: i64 = h
-        .sql()
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(users, 1);
-}
-
-#[tokio::test]
-async fn an_older_request_never_overwrites_a_newer_one() {
-    let h = Harness::new();
-    let event = h.event("bot").await;
-    h.users("bot", "tg", ids(1..2)).await;
-    let older = accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": ["1"], "data": {"v": "old"}}),
-    )
-    .await;
-    let newer = accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": ["1"], "data": {"v": "new"}}),
-    )
-    .await;
-    assert!(older < newer);
-    // Run the newer request's job first: the older one arrives late.
-    let jobs: Vec<(String, String)> = h
-        .sql()
-        .prepare("SELECT request_id, payload FROM jobs")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let job_of = |request: &str| -> Job {
-        let (_, payload) = jobs.iter().find(|(r, _)| r == request).unwrap();
-        serde_json::from_str(payload).unwrap()
-    };
-    processor::process(&h.app, &job_of(&newer)).await.unwrap();
-    processor::process(&h.app, &job_of(&older)).await.unwrap();
-    let user = h.user("bot", "bm-tg-1").await;
-    assert_eq!(user["last_request"], json!({"v": "new"}));
-    assert_eq!(user["last_request_id"], newer.as_str());
-    // The older event still ran its action for the user.
-    assert_eq!(status(&h, &older).await.delivered, 1);
-}
-
-#[tokio::test]
-async fn per_user_data_is_merged_over_the_request_data() {
-    let h = Harness::new();
-    let event = h.event("bot").await;
-    h.users("bot", "tg", ids(1..3)).await;
-    accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": [{"id": "1", "data": {"name": "Ann", "order": {"total": 5}}}, "2"],
-               "data": {"order": {"id": 9}, "shop": "x"}}),
-    )
-    .await;
-    h.run_jobs().await;
-    assert_eq!(
-        h.user("bot", "bm-tg-1").await["last_request"],
-        json!({"order": {"id": 9, "total": 5}, "shop": "x", "name": "Ann"})
-    );
-    assert_eq!(
-        h.user("bot", "bm-tg-2").await["last_request"],
-        json!({"order": {"id": 9}, "shop": "x"})
-    );
-}
-
-#[tokio::test]
-async fn a_redelivered_job_does_not_repeat_a_success_or_count_twice() {
-    let deliverer = Arc::new(ScriptedDeliverer::default());
-    let h = Harness::with(Config::default(), deliverer.clone());
-    let event = h.event("bot").await;
-    h.users("bot", "tg", ids(1..4)).await;
-    let id = accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": ["1", "2", "3", "9"]}),
-    )
-    .await;
-    let payload: String = h
-        .sql()
-        .query_row("SELECT payload FROM jobs", [], |r| r.get(0))
-        .unwrap();
-    let job: Job = serde_json::from_str(&payload).unwrap();
-    let first = processor::process(&h.app, &job).await.unwrap();
-    let again = processor::process(&h.app, &job).await.unwrap();
-    assert_eq!((first.delivered, first.not_found), (3, 1));
-    assert_eq!((again.delivered, again.skipped), (0, 4));
-    assert_eq!(deliverer.total_calls(), 3);
-    let s = status(&h, &id).await;
-    assert_eq!((s.delivered, s.not_found, s.pending), (3, 1, 0));
 }
 
 #[tokio::test]
@@ -471,95 +314,6 @@ async fn a_bot_over_its_backlog_is_refused_first_and_accepted_again_once_it_drai
     assert!(
         try_accept(flooding.event_id.clone()).await.is_ok(),
         "drained"
-    );
-}
-
-#[tokio::test]
-async fn retryable_failures_are_retried_alone_until_they_succeed() {
-    let deliverer = Arc::new(ScriptedDeliverer::default());
-    deliverer.fail("2", vec![transient(), transient()]);
-    let h = Harness::with(quick_retries(), deliverer.clone());
-    let event = h.event("bot").await;
-    h.users("bot", "tg", ids(1..4)).await;
-    let id = accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": ["1", "2", "3"]}),
-    )
-    .await;
-    h.run_jobs().await;
-    assert_eq!(
-        (
-            deliverer.calls("1"),
-            deliverer.calls("2"),
-            deliverer.calls("3")
-        ),
-        (1, 3, 1)
-    );
-    let s = status(&h, &id).await;
-    assert_eq!((s.delivered, s.failed, s.state), (3, 0, "done"));
-}
-
-#[tokio::test]
-async fn retries_stop_at_the_attempt_limit_with_the_reason() {
-    let deliverer = Arc::new(ScriptedDeliverer::default());
-    deliverer.fail("2", vec![transient(); 10]);
-    let h = Harness::with(quick_retries(), deliverer.clone());
-    let event = h.event("bot").await;
-    h.users("bot", "tg", ids(1..3)).await;
-    let id = accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": ["1", "2"]}),
-    )
-    .await;
-    h.run_jobs().await;
-    assert_eq!(deliverer.calls("2"), 3, "max_attempts is 3");
-    let s = status(&h, &id).await;
-    assert_eq!((s.delivered, s.failed, s.state), (1, 1, "done"));
-    assert_eq!(s.errors[0].user, "tg:2");
-    assert_eq!(s.errors[0].reason, "unavailable");
-    assert!(
-        s.errors[0].message.contains("gave up after 3 attempts"),
-        "{}",
-        s.errors[0].message
-    );
-    // The user's last job is kept dead, with the reason, for an operator.
-    let (payload, error): (String, String) = h
-        .sql()
-        .query_row(
-            "SELECT payload, last_error FROM jobs WHERE state = 'dead'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    let dead: Job = serde_json::from_str(&payload).unwrap();
-    assert_eq!(dead.attempt, 3);
-    assert!(matches!(&dead.kind, JobKind::Deliver { users } if users.len() == 1));
-    assert!(error.contains("gave up after 3 attempts"), "{error}");
-}
-
-#[tokio::test]
-async fn permanent_failures_are_final_at_once() {
-    let deliverer = Arc::new(ScriptedDeliverer::default());
-    deliverer.fail("1", vec![blocked()]);
-    let h = Harness::with(quick_retries(), deliverer.clone());
-    let event = h.event("bot").await;
-    h.users("bot", "tg", ids(1..2)).await;
-    let id = accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": ["1"]}),
-    )
-    .await;
-    h.run_jobs().await;
-    assert_eq!(deliverer.calls("1"), 1);
-    let s = status(&h, &id).await;
-    assert_eq!((s.failed, s.errors[0].reason.as_str()), (1, "blocked"));
-    // last_request is stored even when the action fails.
-    assert_eq!(
-        h.user("bot", "bm-tg-1").await["last_request_id"],
-        id.as_str()
     );
 }
 
@@ -987,40 +741,4 @@ async fn a_job_meeting_a_corrupt_record_is_dead_at_once_with_its_reason() {
         "stored contents stay out of the reason: {error}"
     );
     assert_eq!(status(&h, &fine).await.delivered, 1);
-}
-
-/// The sample policy (at most 20 error samples, at most 5 of a reason) holds however the
-/// failures arrive: 40 users over 8 reasons, in deliver jobs of 3. The AWS runtime runs
-/// the same scenario (`functions/worker/tests/emulators.rs`).
-#[tokio::test]
-async fn error_samples_keep_at_most_twenty_and_five_of_a_reason() {
-    let config = Config {
-        deliver_batch: 3,
-        ..Config::default()
-    };
-    let h = Harness::with(
-        config,
-        Arc::new(herald_fakes::deliverers::FailingByReason { reasons: 8 }),
-    );
-    let event = h.event("bot").await;
-    h.users("bot", "tg", ids(0..40)).await;
-    let id = accept(
-        &h,
-        &event.event_id,
-        json!({"platform": "tg", "users": "everyone"}),
-    )
-    .await;
-    h.run_jobs().await;
-    let s = status(&h, &id).await;
-    let s = serde_json::to_value(&s).unwrap();
-    assert_eq!(s["failed"], 40, "{s}");
-    let samples = s["errors"].as_array().unwrap();
-    assert_eq!(samples.len(), 20, "{s}");
-    for reason in 0..8 {
-        let of = samples
-            .iter()
-            .filter(|e| e["reason"] == format!("r{reason}"))
-            .count();
-        assert!(of <= 5, "{of} samples of r{reason}: {s}");
-    }
 }

@@ -1,9 +1,11 @@
-//! The Router in-process over the SQLite adapters: every answer of the HTTP contract.
+//! The Router in-process over the SQLite adapters: the HTTP contract's framing (media
+//! types, body limits, methods, WAL and group commit under accepts). The answers both
+//! runtimes share (202s, 404s, 422s, dry runs, the status document) are the behaviour
+//! suite's (`tests/behaviour.rs`).
 
 mod support;
 
 use herald_core::domain::{Outcome, RequestRecord, RequestState};
-use herald_core::ports::admin::EventAdmin;
 use herald_core::ports::{Expansion, RequestLog, RequestProgress};
 use herald_core::StoreError;
 use std::collections::HashSet;
@@ -86,49 +88,6 @@ fn jobs_count(h: &Harness) -> i64 {
 }
 
 #[tokio::test]
-async fn accepted_requests_answer_202_with_id_status_url_and_targeted() {
-    let (h, url, _) = setup().await;
-    let answer = call(
-        &h,
-        post_json(
-            &url,
-            json!({"platform": "tg", "users": ["123456"], "data": {}}),
-        ),
-    )
-    .await;
-    assert_eq!(answer.status, StatusCode::ACCEPTED);
-    let id = answer.body["request_id"].as_str().unwrap();
-    assert_eq!(answer.body["status_url"], format!("/v1/requests/{id}"));
-    assert_eq!(
-        answer.headers[header::LOCATION],
-        format!("/v1/requests/{id}")
-    );
-    assert_eq!(answer.body["targeted"], 1);
-    // Durably recorded with its job before the answer.
-    assert_eq!(requests_count(&h), 1);
-    assert_eq!(jobs_count(&h), 1);
-
-    let everyone = call(
-        &h,
-        post_json(
-            &url,
-            json!({"platform": "any", "users": "everyone", "data": {}}),
-        ),
-    )
-    .await;
-    assert_eq!(everyone.status, StatusCode::ACCEPTED);
-    assert_eq!(everyone.body["targeted"], Value::Null);
-
-    let bm = call(
-        &h,
-        post_json(&url, json!({"users_bm": ["bm-tg-2"], "data": {}})),
-    )
-    .await;
-    assert_eq!(bm.status, StatusCode::ACCEPTED);
-    assert_eq!(bm.body["targeted"], 1);
-}
-
-#[tokio::test]
 async fn explicit_users_are_split_into_bounded_deliver_jobs() {
     let (h, url, _) = setup().await;
     let users: Vec<String> = (0..250).map(|i| i.to_string()).collect();
@@ -161,62 +120,6 @@ async fn everyone_is_accepted_without_enumerating_users() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(kinds, ["expand"]);
-}
-
-#[tokio::test]
-async fn bearer_secret_works_like_the_secret_in_the_path() {
-    let (h, url, secret) = setup().await;
-    let event_path = url.rsplit_once('/').unwrap().0.to_string();
-    let request = Request::post(&event_path)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
-        .body(Body::from(
-            json!({"platform": "tg", "users": ["2"]}).to_string(),
-        ))
-        .unwrap();
-    assert_eq!(call(&h, request).await.status, StatusCode::ACCEPTED);
-
-    let wrong = Request::post(&event_path)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, "Bearer nope")
-        .body(Body::from("{}"))
-        .unwrap();
-    assert_problem(&call(&h, wrong).await, StatusCode::NOT_FOUND);
-
-    let missing = post(&event_path, "{}");
-    assert_problem(&call(&h, missing).await, StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-async fn unknown_event_and_wrong_secret_are_both_404() {
-    let (h, url, secret) = setup().await;
-    let body = json!({"platform": "tg", "users": ["1"]});
-    let wrong_secret = format!("{}/{}", url.rsplit_once('/').unwrap().0, "0".repeat(64));
-    let unknown_event = format!("/v1/events/01unknownevent/{secret}");
-    let a = call(&h, post_json(&wrong_secret, body.clone())).await;
-    let b = call(&h, post_json(&unknown_event, body)).await;
-    assert_problem(&a, StatusCode::NOT_FOUND);
-    assert_problem(&b, StatusCode::NOT_FOUND);
-    assert_eq!(a.body, b.body, "the two cases must be indistinguishable");
-    assert_eq!(requests_count(&h), 0);
-}
-
-#[tokio::test]
-async fn a_disabled_event_answers_403_and_does_nothing() {
-    let (h, url, _) = setup().await;
-    let event_id = url.split('/').nth(3).unwrap();
-    let off = herald_core::admin::EventChanges {
-        enabled: Some(false),
-        ..Default::default()
-    };
-    assert!(h.store.update_event(event_id, &off).await.unwrap());
-    let answer = call(
-        &h,
-        post_json(&url, json!({"platform": "tg", "users": ["1"]})),
-    )
-    .await;
-    assert_problem(&answer, StatusCode::FORBIDDEN);
-    assert_eq!(requests_count(&h), 0);
 }
 
 #[tokio::test]
@@ -286,28 +189,6 @@ async fn malformed_json_is_400_with_line_and_column() {
 }
 
 #[tokio::test]
-async fn invalid_requests_are_422_with_field_paths() {
-    let (h, url, _) = setup().await;
-    let answer = call(
-        &h,
-        post_json(
-            &url,
-            json!({"platform": "tg", "users": ["1", "2", "", {"id": 4.5}]}),
-        ),
-    )
-    .await;
-    assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = answer.body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["users[2]", "users[3].id"]);
-    assert_eq!(requests_count(&h), 0);
-}
-
-#[tokio::test]
 async fn wrong_methods_are_405_with_allow_and_unknown_routes_404() {
     let (h, url, _) = setup().await;
     let get = call(&h, Request::get(&url).body(Body::empty()).unwrap()).await;
@@ -322,64 +203,6 @@ async fn wrong_methods_are_405_with_allow_and_unknown_routes_404() {
     .await;
     assert_problem(&delete, StatusCode::METHOD_NOT_ALLOWED);
     let unknown = call(&h, Request::get("/v2/nothing").body(Body::empty()).unwrap()).await;
-    assert_problem(&unknown, StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-async fn status_needs_the_events_secret_by_bearer_or_path() {
-    let (h, url, secret) = setup().await;
-    let other = h.event("shop").await;
-    let accepted = call(
-        &h,
-        post_json(
-            &url,
-            json!({"platform": "tg", "users": ["123456", "nobody"]}),
-        ),
-    )
-    .await;
-    let id = accepted.body["request_id"].as_str().unwrap().to_string();
-    h.run_jobs().await;
-
-    let by_bearer = Request::get(format!("/v1/requests/{id}"))
-        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
-        .body(Body::empty())
-        .unwrap();
-    let status = call(&h, by_bearer).await;
-    assert_eq!(status.status, StatusCode::OK, "{}", status.body);
-    assert_eq!(status.body["state"], "done");
-    assert_eq!(status.body["targeted"], 2);
-    assert_eq!(status.body["delivered"], 1);
-    assert_eq!(status.body["not_found"], 1);
-    assert_eq!(status.body["failed"], 0);
-    assert_eq!(status.body["pending"], 0);
-    assert_eq!(status.body["deliveries"][0]["screen_id"], "welcome");
-
-    let by_path = call(
-        &h,
-        Request::get(format!("/v1/requests/{id}/{secret}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(by_path.body, status.body);
-
-    for wrong in [other.secret.as_str(), "nope"] {
-        let answer = call(
-            &h,
-            Request::get(format!("/v1/requests/{id}/{wrong}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
-        assert_problem(&answer, StatusCode::NOT_FOUND);
-    }
-    let unknown = call(
-        &h,
-        Request::get(format!("/v1/requests/01none/{secret}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
     assert_problem(&unknown, StatusCode::NOT_FOUND);
 }
 
@@ -470,41 +293,6 @@ async fn a_status_lookup_checks_the_secret_before_reading_the_record() {
     );
     assert_eq!(ask(secret).await, StatusCode::OK);
     assert_eq!(reads(), 1);
-}
-
-#[tokio::test]
-async fn dry_run_counts_the_audience_and_changes_nothing() {
-    let (h, url, _) = setup().await;
-    let explicit = call(&h, post_json(&url, json!({"platform": "tg", "users": ["123456", "2", "3", 2], "dry_run": true, "data": {"x": 1}}))).await;
-    assert_eq!(explicit.status, StatusCode::OK);
-    assert_eq!(
-        explicit.body,
-        json!({"dry_run": true, "targeted": 3, "found": 2})
-    );
-    let everyone = call(
-        &h,
-        post_json(
-            &url,
-            json!({"platform": "tg", "users": "everyone", "dry_run": true}),
-        ),
-    )
-    .await;
-    assert_eq!(
-        everyone.body,
-        json!({"dry_run": true, "targeted": 2, "found": 2})
-    );
-    let nobody = call(
-        &h,
-        post_json(
-            &url,
-            json!({"platform": "vk", "users": "everyone", "dry_run": true}),
-        ),
-    )
-    .await;
-    assert_eq!(nobody.body["targeted"], 0);
-    assert_eq!(requests_count(&h), 0);
-    assert_eq!(jobs_count(&h), 0);
-    assert_eq!(h.user("shop", "bm-tg-2").await["last_request"], Value::Null);
 }
 
 #[tokio::test]

@@ -172,6 +172,11 @@ pub async fn drain(
     Ok(ran)
 }
 
+/// Run one job leased by the caller and settle it, as a worker of the pool does.
+pub async fn run_leased(app: &App, queue: &dyn LeaseQueue, options: &PoolOptions, leased: Leased) {
+    settle(app, queue, options, leased, &Stop::never()).await;
+}
+
 /// Process one leased job and ack, release or bury it according to the outcome, in the
 /// job's span: every log line of it carries `job_id`, `request_id` and `kind`.
 async fn settle(

@@ -4,21 +4,19 @@
 
 pub mod bots;
 
-use async_trait::async_trait;
 use herald_core::admin::NewUser;
-use herald_core::domain::{Action, DeliveryResult};
+use herald_core::domain::Action;
 use herald_core::log_deliverer::LogDeliverer;
 use herald_core::ports::admin::UserAdmin;
-use herald_core::ports::{Deliverer, Delivery};
+use herald_core::ports::Deliverer;
 use herald_core::worker_pool::{drain, PoolOptions};
 use herald_core::{App, Config};
 use herald_sqlite::events::CreatedEvent;
 use herald_sqlite::Sqlite;
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The embedded runtime in-process on a temporary database.
@@ -89,68 +87,8 @@ impl Harness {
     }
 }
 
-/// A deliverer that answers from a script per platform id and counts calls.
-#[derive(Default)]
-pub struct ScriptedDeliverer {
-    /// platform_id -> results to give, first first; when exhausted: delivered.
-    pub script: Mutex<HashMap<String, Vec<DeliveryResult>>>,
-    pub calls: Mutex<HashMap<String, u32>>,
-    /// How long each delivery takes (none by default).
-    pub each: Duration,
-}
-
-impl ScriptedDeliverer {
-    pub fn fail(&self, platform_id: &str, results: Vec<DeliveryResult>) {
-        self.script
-            .lock()
-            .unwrap()
-            .insert(platform_id.into(), results);
-    }
-
-    pub fn calls(&self, platform_id: &str) -> u32 {
-        self.calls
-            .lock()
-            .unwrap()
-            .get(platform_id)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    pub fn total_calls(&self) -> u32 {
-        self.calls.lock().unwrap().values().sum()
-    }
-}
-
-#[async_trait]
-impl Deliverer for ScriptedDeliverer {
-    async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryResult {
-        let id = delivery.user.platform_id.clone();
-        *self.calls.lock().unwrap().entry(id.clone()).or_default() += 1;
-        if !self.each.is_zero() {
-            tokio::time::sleep(self.each).await;
-        }
-        let mut script = self.script.lock().unwrap();
-        match script.get_mut(&id) {
-            Some(results) if !results.is_empty() => results.remove(0),
-            _ => DeliveryResult::Delivered { detail: None },
-        }
-    }
-}
-
-pub fn transient() -> DeliveryResult {
-    DeliveryResult::Retry {
-        reason: "unavailable".into(),
-        message: "503 from the platform".into(),
-        after: None,
-    }
-}
-
-pub fn blocked() -> DeliveryResult {
-    DeliveryResult::Permanent {
-        reason: "blocked".into(),
-        message: "bot was blocked by the user".into(),
-    }
-}
+#[allow(unused_imports)]
+pub use herald_fakes::deliverers::{blocked, transient, ScriptedDeliverer};
 
 /// A fast-retry configuration for tests.
 pub fn quick_retries() -> Config {

@@ -234,13 +234,19 @@ impl Aws {
         if errors.is_empty() && deliveries.is_empty() {
             return;
         }
-        for _ in 0..SAMPLE_TRIES {
+        for attempt in 0..SAMPLE_TRIES {
             match self
                 .try_keep_samples(request_id, &errors, &deliveries)
                 .await
             {
                 Ok(true) => return,
-                Ok(false) => continue,
+                Ok(false) => {
+                    // Workers finishing together collide: spread them out before the next
+                    // read (once the lists are full nobody writes, so this ends).
+                    let jitter = u64::from(herald_core::secret::random_bytes::<1>()[0]) % 16;
+                    let wait = (4 << attempt.min(4)) + jitter;
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
                 Err(e) => {
                     tracing::debug!(request_id, error = %e, "samples not kept");
                     return;
@@ -326,8 +332,9 @@ impl Aws {
     }
 }
 
-/// Read-choose-write rounds of [`Aws::keep_samples`] before it gives up.
-const SAMPLE_TRIES: u32 = 5;
+/// Read-choose-write rounds of [`Aws::keep_samples`] before it gives up (about half a
+/// second of collisions with the waits between them).
+const SAMPLE_TRIES: u32 = 10;
 
 fn record_of(item: &Item) -> Result<RequestRecord, StoreError> {
     let record = item

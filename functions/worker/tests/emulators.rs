@@ -69,39 +69,6 @@ async fn bearer_and_rest_api_payloads_work_too() {
     assert_eq!(first["delivered"], 1);
 }
 
-#[tokio::test]
-async fn an_attribute_the_bot_engine_wrote_survives_and_unknown_users_are_not_created() {
-    let stack = Stack::new().await;
-    stack.fixture_event("demo").await;
-    stack.demo_users("demo").await;
-    let (_, body) = stack
-        .api_body(
-            json!({"platform": "tg", "users": ["123456", "999"], "data": {"order": {"id": 7}}}),
-        )
-        .await;
-    stack.drain(1).await;
-    let user = stack.user("demo", "5c517b7773515eaha3078e2f").await;
-    assert_eq!(user["engine_step"].as_s().unwrap(), "cart");
-    assert_eq!(
-        stack.last_request("demo", "5c517b7773515eaha3078e2f").await,
-        json!({"order": {"id": 7}})
-    );
-    let status = stack.status(body["request_id"].as_str().unwrap()).await;
-    assert_eq!(
-        (status["delivered"].as_u64(), status["not_found"].as_u64()),
-        (Some(1), Some(1))
-    );
-    let scan = stack
-        .aws
-        .dynamodb
-        .scan()
-        .table_name(&stack.aws.settings.users_table)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(scan.count(), 3, "no user was created");
-}
-
 async fn everyone_over(stack: &Stack, platform: &str, expected: u64) {
     let (status, body) = stack
         .api_body(json!({"platform": platform, "users": "everyone", "data": {"wave": platform}}))
@@ -148,65 +115,6 @@ async fn everyone_over_ten_thousand_users_on_one_platform_and_on_any() {
     assert_eq!(
         stack.last_request("big", "v1").await,
         json!({"wave": "any"})
-    );
-}
-
-#[tokio::test]
-async fn an_older_request_delivered_late_does_not_overwrite_a_newer_one() {
-    let stack = Stack::new().await;
-    stack.fixture_event("demo").await;
-    stack.demo_users("demo").await;
-    let (_, older) = stack
-        .api_body(json!({"platform": "tg", "users": ["123456"], "data": {"v": "older"}}))
-        .await;
-    let older_messages = stack.receive(&stack.aws.settings.queue_url).await;
-    let (_, newer) = stack
-        .api_body(json!({"platform": "tg", "users": ["123456"], "data": {"v": "newer"}}))
-        .await;
-    stack.drain(1).await; // the newer request's job
-    assert!(stack.invoke_worker(older_messages).await.is_empty());
-    assert_eq!(
-        stack.last_request("demo", "5c517b7773515eaha3078e2f").await,
-        json!({"v": "newer"})
-    );
-    let user = stack.user("demo", "5c517b7773515eaha3078e2f").await;
-    assert_eq!(
-        user["last_request_id"].as_s().unwrap(),
-        newer["request_id"].as_str().unwrap()
-    );
-    assert_eq!(
-        stack.status(older["request_id"].as_str().unwrap()).await["state"],
-        "done"
-    );
-}
-
-#[tokio::test]
-async fn a_redelivered_message_does_not_repeat_a_success() {
-    let stack = Stack::new().await;
-    stack.fixture_event("demo").await;
-    stack.demo_users("demo").await;
-    let (_, body) = stack
-        .api_body(json!({"platform": "tg", "users": ["123456", "234567"]}))
-        .await;
-    let id = body["request_id"].as_str().unwrap().to_string();
-    let messages = stack.receive(&stack.aws.settings.queue_url).await;
-    assert_eq!(messages.len(), 1);
-    let mut event = SqsEvent::default();
-    event.records = messages.clone();
-    // The same message twice, as SQS's at-least-once delivery may do.
-    assert!(herald_worker::handle(&stack.app, &stack.aws, event.clone())
-        .await
-        .batch_item_failures
-        .is_empty());
-    let first = stack.status(&id).await;
-    let again = herald_worker::handle(&stack.app, &stack.aws, event).await;
-    assert!(again.batch_item_failures.is_empty());
-    let second = stack.status(&id).await;
-    assert_eq!(first["delivered"], 2);
-    assert_eq!(second["delivered"], 2, "counted once");
-    assert_eq!(
-        first["updated_at"], second["updated_at"],
-        "nothing was recorded again"
     );
 }
 
@@ -343,55 +251,6 @@ async fn a_job_too_large_for_a_message_travels_by_claim_check() {
             .len(),
         120 * 1024
     );
-}
-
-#[tokio::test]
-async fn users_failing_past_the_attempt_limit_are_failed_and_their_job_is_dead_lettered() {
-    let config = Config {
-        base_backoff: Duration::ZERO,
-        max_backoff: Duration::ZERO,
-        max_attempts: 3,
-        ..herald_worker::config()
-    };
-    let stack = Stack::with(config, Arc::new(DownFor("234567"))).await;
-    stack.fixture_event("demo").await;
-    stack.demo_users("demo").await;
-    let (_, body) = stack
-        .api_body(json!({"platform": "tg", "users": ["123456", "234567"]}))
-        .await;
-    let id = body["request_id"].as_str().unwrap().to_string();
-    stack.drain(1).await;
-    let s = stack.status(&id).await;
-    assert_eq!(
-        (
-            s["state"].as_str(),
-            s["delivered"].as_u64(),
-            s["failed"].as_u64()
-        ),
-        (Some("done"), Some(1), Some(1)),
-        "{s}"
-    );
-    assert_eq!(s["errors"][0]["user"], "tg:234567");
-    assert_eq!(s["failed_by_reason"], json!({"unavailable": 1}));
-    // Only the failing user, retried alone, ends in the dead-letter queue.
-    let dead = stack.receive(&stack.dlq_url).await;
-    assert_eq!(dead.len(), 1);
-    let job: Job = serde_json::from_str(dead[0].body.as_deref().unwrap()).unwrap();
-    assert_eq!(job.request_id, id);
-    assert_eq!(job.attempt, 3);
-    match job.kind {
-        herald_core::domain::JobKind::Deliver { users } => {
-            assert_eq!(users.len(), 1);
-            assert_eq!(
-                users[0].user,
-                herald_core::domain::UserRef::Platform {
-                    platform: "tg".into(),
-                    id: "234567".into()
-                }
-            );
-        }
-        other => panic!("{other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -625,45 +484,4 @@ async fn a_corrupt_message_goes_to_the_dead_letters_on_its_first_receive() {
             .any(|l| l["request_id"] == request_id.as_str()),
         "{dead}"
     );
-}
-
-/// The sample policy of the core holds on DynamoDB as in the embedded store (the same
-/// scenario as `tests/processor.rs`): 40 users failing over 8 reasons, in deliver jobs of
-/// 3 run by concurrent workers, keep 20 error samples, at most 5 of a reason.
-#[tokio::test]
-async fn error_samples_keep_at_most_twenty_and_five_of_a_reason() {
-    let config = Config {
-        deliver_batch: 3,
-        base_backoff: Duration::ZERO,
-        max_backoff: Duration::ZERO,
-        ..herald_worker::config()
-    };
-    let stack = Stack::with(
-        config,
-        Arc::new(herald_fakes::deliverers::FailingByReason { reasons: 8 }),
-    )
-    .await;
-    stack.fixture_event("bot").await;
-    stack
-        .users(
-            "bot",
-            (0..40).map(|i| ("tg".to_string(), i.to_string(), format!("bm-{i}"))),
-        )
-        .await;
-    let (status, body) = stack
-        .api_body(json!({"platform": "tg", "users": "everyone"}))
-        .await;
-    assert_eq!(status, 202, "{body}");
-    stack.drain(4).await;
-    let s = stack.status(body["request_id"].as_str().unwrap()).await;
-    assert_eq!(s["failed"], 40, "{s}");
-    let samples = s["errors"].as_array().unwrap();
-    assert_eq!(samples.len(), 20, "{s}");
-    for reason in 0..8 {
-        let of = samples
-            .iter()
-            .filter(|e| e["reason"] == format!("r{reason}"))
-            .count();
-        assert!(of <= 5, "{of} samples of r{reason}: {s}");
-    }
 }

@@ -26,8 +26,8 @@ pub use std::time::{Duration, Instant};
 pub use tower::ServiceExt;
 
 pub const FIXTURE_EVENT: &str = "fixture-event";
-/// The admin token every test stack accepts.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The admin token every test stack accepts (the behaviour suite's).
+pub use herald_behaviour::ADMIN_TOKEN;
 
 pub const FIXTURE_SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -188,8 +188,8 @@ impl Stack {
                     .build()
             })
             .collect();
-        let writes = requests.chunks(25).map(|chunk| {
-            let chunk = chunk.to_vec();
+        let chunks: Vec<Vec<WriteRequest>> = requests.chunks(25).map(<[_]>::to_vec).collect();
+        let writes = chunks.into_iter().map(|chunk| {
             let client = self.aws.dynamodb.clone();
             let table = self.aws.settings.users_table.clone();
             async move {
@@ -512,23 +512,5 @@ impl Stack {
             .unwrap();
         let attrs = out.attributes().unwrap();
         attrs.values().map(|v| v.parse::<usize>().unwrap()).sum()
-    }
-}
-
-/// A platform that is down for one chat id and fine for the others.
-pub struct DownFor(pub &'static str);
-
-#[async_trait::async_trait]
-impl Deliverer for DownFor {
-    async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryResult {
-        if delivery.user.platform_id == self.0 {
-            DeliveryResult::Retry {
-                reason: "unavailable".into(),
-                message: "502 from the platform".into(),
-                after: None,
-            }
-        } else {
-            DeliveryResult::Delivered { detail: None }
-        }
     }
 }

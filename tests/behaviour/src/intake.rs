@@ -1,0 +1,238 @@
+//! What the event URL answers before any job runs: the 202 and what it recorded, the
+//! secret by path or bearer, 404s that tell nothing, a disabled event, field paths of a
+//! 422, dry runs, and the status document behind the event's secret.
+
+use crate::{runtime, users_on, Answer, Client, Event, Runtime};
+use serde_json::{json, Value};
+
+/// A runtime with event `shop` and two users on `tg`: 123456 and 2.
+async fn shop<R: Runtime>() -> (Client<R>, Event) {
+    let h = runtime::<R>().await;
+    h.runtime
+        .engine_users("shop", &users_on("tg", [123_456, 2]))
+        .await;
+    let event = h.event("shop", json!({})).await;
+    (h, event)
+}
+
+/// An RFC 9457 problem with this status.
+fn assert_problem(answer: &Answer, status: u16) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(
+        answer.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(answer.body["status"], status);
+    assert!(answer.body["type"].is_string() && answer.body["title"].is_string());
+    assert!(answer.body["detail"].is_string(), "{}", answer.body);
+}
+
+/// 202 with the request id, its status URL (and `Location`) and how many users it targets
+/// (`null` for everyone until enumerated); recorded with its job before the answer.
+pub async fn accepted_requests_answer_202_with_id_status_url_and_targeted<R: Runtime>() {
+    let (h, event) = shop::<R>().await;
+    let answer = h
+        .post(
+            &event,
+            &[],
+            &json!({"platform": "tg", "users": ["123456"], "data": {}}),
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let id = answer.body["request_id"].as_str().unwrap();
+    assert_eq!(answer.body["status_url"], format!("/v1/requests/{id}"));
+    assert_eq!(
+        answer.header("location"),
+        Some(format!("/v1/requests/{id}").as_str())
+    );
+    assert_eq!(answer.body["targeted"], 1);
+    assert_eq!(h.requests_of(&event).await.len(), 1, "recorded");
+    assert_eq!(h.runtime.queued().await, 1, "its job enqueued");
+
+    let everyone = h
+        .post(
+            &event,
+            &[],
+            &json!({"platform": "any", "users": "everyone", "data": {}}),
+        )
+        .await;
+    assert_eq!(everyone.status, 202);
+    assert_eq!(everyone.body["targeted"], Value::Null);
+    let bm = h
+        .post(&event, &[], &json!({"users_bm": ["bm-tg-2"], "data": {}}))
+        .await;
+    assert_eq!(bm.status, 202);
+    assert_eq!(bm.body["targeted"], 1);
+}
+
+/// The secret as a bearer token works like the secret in the path; a wrong or missing
+/// one is 404.
+pub async fn a_bearer_secret_works_like_the_secret_in_the_path<R: Runtime>() {
+    let (h, event) = shop::<R>().await;
+    let path = format!("/v1/events/{}", event.id);
+    let call = |bearer: Option<String>, body: Value| {
+        let (h, path) = (&h, &path);
+        async move {
+            let mut headers = vec![("content-type", "application/json".to_string())];
+            if let Some(bearer) = bearer {
+                headers.push(("authorization", format!("Bearer {bearer}")));
+            }
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            h.runtime
+                .call("POST", path, &headers, Some(body.to_string()))
+                .await
+        }
+    };
+    let body = json!({"platform": "tg", "users": ["2"]});
+    assert_eq!(call(Some(event.secret.clone()), body).await.status, 202);
+    assert_problem(&call(Some("nope".into()), json!({})).await, 404);
+    assert_problem(&call(None, json!({})).await, 404);
+}
+
+/// An unknown event and a wrong secret answer the same 404, and record nothing.
+pub async fn an_unknown_event_and_a_wrong_secret_are_the_same_404<R: Runtime>() {
+    let (h, event) = shop::<R>().await;
+    let body = json!({"platform": "tg", "users": ["1"]});
+    let wrong_secret = h
+        .post_with_secret(&event.id, &"0".repeat(64), &[], &body)
+        .await;
+    let unknown_event = h
+        .post_with_secret("01unknownevent", &event.secret, &[], &body)
+        .await;
+    assert_problem(&wrong_secret, 404);
+    assert_problem(&unknown_event, 404);
+    assert_eq!(
+        wrong_secret.body, unknown_event.body,
+        "the two cases must be indistinguishable"
+    );
+    assert!(h.requests_of(&event).await.is_empty());
+    assert_eq!(h.runtime.queued().await, 0);
+}
+
+/// A disabled event answers 403 and records nothing; enabled again, it accepts.
+pub async fn a_disabled_event_answers_403_and_does_nothing<R: Runtime>() {
+    let (h, event) = shop::<R>().await;
+    let path = format!("/v1/admin/events/{}", event.id);
+    let (status, _) = h
+        .admin("PATCH", &path, Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(status, 200);
+    let body = json!({"platform": "tg", "users": ["1"]});
+    assert_problem(&h.post(&event, &[], &body).await, 403);
+    assert!(h.requests_of(&event).await.is_empty());
+    assert_eq!(h.runtime.queued().await, 0);
+    h.admin("PATCH", &path, Some(json!({"enabled": true})))
+        .await;
+    assert_eq!(h.post(&event, &[], &body).await.status, 202);
+}
+
+/// An invalid request is 422 with the path of every bad field, and records nothing.
+pub async fn invalid_requests_are_422_with_field_paths<R: Runtime>() {
+    let (h, event) = shop::<R>().await;
+    let answer = h
+        .post(
+            &event,
+            &[],
+            &json!({"platform": "tg", "users": ["1", "2", "", {"id": 4.5}]}),
+        )
+        .await;
+    assert_problem(&answer, 422);
+    let fields: Vec<&str> = answer.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["users[2]", "users[3].id"]);
+    assert!(h.requests_of(&event).await.is_empty());
+}
+
+/// A dry run counts the audience (targeted after de-duplication, found among the
+/// stored users) and records, enqueues and writes nothing.
+pub async fn a_dry_run_counts_the_audience_and_changes_nothing<R: Runtime>() {
+    let (h, event) = shop::<R>().await;
+    let explicit = h
+        .post(
+            &event,
+            &[],
+            &json!({"platform": "tg", "users": ["123456", "2", "3", 2], "dry_run": true, "data": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(explicit.status, 200);
+    assert_eq!(
+        explicit.body,
+        json!({"dry_run": true, "targeted": 3, "found": 2})
+    );
+    let everyone = h
+        .post(
+            &event,
+            &[],
+            &json!({"platform": "tg", "users": "everyone", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(
+        everyone.body,
+        json!({"dry_run": true, "targeted": 2, "found": 2})
+    );
+    let nobody = h
+        .post(
+            &event,
+            &[],
+            &json!({"platform": "vk", "users": "everyone", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(nobody.body["targeted"], 0);
+    assert!(h.requests_of(&event).await.is_empty());
+    assert_eq!(h.runtime.queued().await, 0);
+    assert_eq!(h.user("shop", "bm-tg-2").await["last_request"], Value::Null);
+}
+
+/// The status document is answered behind the event's secret, by bearer or path, with
+/// its counters; another event's secret, a wrong one or an unknown request is 404.
+pub async fn the_status_document_needs_the_events_secret_by_bearer_or_path<R: Runtime>() {
+    let (h, event) = shop::<R>().await;
+    let other = h.event("shop", json!({})).await;
+    let id = h
+        .accept(
+            &event,
+            json!({"platform": "tg", "users": ["123456", "nobody"]}),
+        )
+        .await;
+    h.runtime.drain().await;
+    let get = |path: String, bearer: Option<&str>| {
+        let h = &h;
+        let bearer = bearer.map(|b| format!("Bearer {b}"));
+        async move {
+            let headers: Vec<(&str, &str)> = bearer
+                .iter()
+                .map(|b| ("authorization", b.as_str()))
+                .collect();
+            h.runtime.call("GET", &path, &headers, None).await
+        }
+    };
+    let by_bearer = get(format!("/v1/requests/{id}"), Some(&event.secret)).await;
+    assert_eq!(by_bearer.status, 200, "{}", by_bearer.body);
+    let s = &by_bearer.body;
+    assert_eq!(
+        (
+            &s["state"],
+            &s["targeted"],
+            &s["delivered"],
+            &s["not_found"]
+        ),
+        (&json!("done"), &json!(2), &json!(1), &json!(1)),
+        "{s}"
+    );
+    assert_eq!((&s["failed"], &s["pending"]), (&json!(0), &json!(0)));
+    assert_eq!(s["deliveries"][0]["screen_id"], "thanks");
+    let by_path = get(format!("/v1/requests/{id}/{}", event.secret), None).await;
+    assert_eq!(by_path.body, by_bearer.body);
+    for wrong in [other.secret.as_str(), "nope"] {
+        assert_problem(&get(format!("/v1/requests/{id}/{wrong}"), None).await, 404);
+    }
+    assert_problem(
+        &get(format!("/v1/requests/01none/{}", event.secret), None).await,
+        404,
+    );
+}
