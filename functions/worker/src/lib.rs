@@ -82,10 +82,17 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 /// Lambda context gives it) less one delivery's `timeout` and [`DEADLINE_MARGIN`]. The
 /// function gets no signal at its timeout, so a send must end, and its outcome be
 /// recorded, before it; each job's own time budget may stop it sooner.
-pub fn start_deliveries_until(deadline_ms: u64, now_ms: i64, timeout: Duration) -> Instant {
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms.max(0) as u64));
-    let now = Instant::now();
-    now + left.saturating_sub(timeout + DEADLINE_MARGIN)
+///
+/// A deadline that has already passed when the invocation starts is no deadline: Lambda
+/// never gives one, local emulators do (`cargo lambda watch` passes its timeout as a
+/// duration, others 0). Then None: each job's time budget alone bounds the invocation.
+pub fn start_deliveries_until(deadline_ms: u64, now_ms: i64, timeout: Duration) -> Option<Instant> {
+    let now_ms = now_ms.max(0) as u64;
+    if deadline_ms <= now_ms {
+        return None;
+    }
+    let left = Duration::from_millis(deadline_ms - now_ms);
+    Some(Instant::now() + left.saturating_sub(timeout + DEADLINE_MARGIN))
 }
 
 /// Handle one SQS batch with no deadline but each job's time budget (tests, tools).
@@ -204,16 +211,21 @@ mod tests {
         let timeout = Duration::from_secs(10);
         let now_ms = 1_000_000;
         let before = Instant::now();
-        let until = super::start_deliveries_until(now_ms as u64 + 60_000, now_ms, timeout);
+        let until = super::start_deliveries_until(now_ms as u64 + 60_000, now_ms, timeout).unwrap();
         let took = before.elapsed();
         let left = until.saturating_duration_since(before);
         assert!(left <= Duration::from_secs(45) + took, "{left:?}");
         assert!(left >= Duration::from_secs(44), "{left:?}");
-        // A deadline already too close (or past) starts nothing.
+        // A deadline too close starts nothing.
         let until = super::start_deliveries_until(now_ms as u64 + 3_000, now_ms, timeout);
-        assert!(until <= Instant::now());
-        let until = super::start_deliveries_until(0, now_ms, timeout);
-        assert!(until <= Instant::now());
+        assert!(until.unwrap() <= Instant::now());
+        // One already past at the start is a local emulator's placeholder, not a deadline.
+        for placeholder in [0, 600_000, now_ms as u64] {
+            assert_eq!(
+                super::start_deliveries_until(placeholder, now_ms, timeout),
+                None
+            );
+        }
     }
 
     /// The worker function's `Timeout` in `template.yaml`.

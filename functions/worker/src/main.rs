@@ -21,11 +21,11 @@ async fn main() -> Result<(), Error> {
     let (app, aws, emf) = (&app, &aws, &emf);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         let stop = herald_core::cutoff::Stop {
-            deadline: Some(herald_worker::start_deliveries_until(
+            deadline: herald_worker::start_deliveries_until(
                 event.context.deadline,
                 herald_core::domain::now_ms(),
                 timeout,
-            )),
+            ),
             ..herald_core::cutoff::Stop::never()
         };
         let answer = herald_worker::handle_until(app, aws, event.payload, &stop).await;
