@@ -22,6 +22,7 @@ mod logging;
 mod output;
 mod readiness;
 mod serve;
+mod settings_flags;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

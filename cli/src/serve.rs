@@ -9,6 +9,7 @@
 use crate::demo;
 use crate::http;
 use crate::logging::{self, LogFormat};
+use crate::settings_flags::SharedSettings;
 use anyhow::Context;
 use clap::Parser;
 use herald_core::http::{Auth, Route};
@@ -39,24 +40,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Public base URL used in printed and returned URLs (e.g. https://herald.example.com).
-    #[arg(long, env = "HERALD_PUBLIC_URL")]
-    public_url: Option<String>,
     /// Worker tasks draining the job queue (0: accept only, leave jobs queued). One bot's
     /// deliver jobs use at most half of them, so a slow bot never holds them all.
     #[arg(long, env = "HERALD_WORKERS", default_value_t = Config::DEFAULT_WORKERS)]
     workers: usize,
-    /// Users per deliver job.
-    #[arg(long, env = "HERALD_DELIVER_BATCH", default_value_t = 100)]
-    deliver_batch: usize,
-    /// Users read per expand page of an `everyone` request.
-    #[arg(long, env = "HERALD_EXPAND_PAGE", default_value_t = 1000)]
-    expand_page: usize,
-    /// How long one deliver job starts deliveries before the users it has not reached go on
-    /// in a new job, in milliseconds. Keep it well under the 60 s lease of a job: a job
-    /// still running when its lease ends would run again beside itself.
-    #[arg(long, env = "HERALD_JOB_TIME_BUDGET_MS", default_value_t = 20_000)]
-    job_time_budget_ms: u64,
     /// Seconds in-flight jobs get at shutdown to end the sends they started and record
     /// them before they are released. Must exceed the delivery timeout (10 s), so that no
     /// send is cut off.
@@ -65,20 +52,6 @@ pub struct ServeArgs {
     /// Make the log deliverer take this long per user, to watch a fan-out progress.
     #[arg(long, env = "HERALD_SIMULATE_DELIVERY_MS", default_value_t = 0)]
     simulate_delivery_ms: u64,
-    /// Base URL of the Telegram Bot API.
-    #[arg(
-        long,
-        env = "HERALD_TELEGRAM_API",
-        default_value = "https://api.telegram.org"
-    )]
-    telegram_api: String,
-    /// Telegram messages per second per bot (evenly spaced).
-    #[arg(long, env = "HERALD_TELEGRAM_RATE", default_value_t = 30)]
-    telegram_rate: u32,
-    /// First retry delay of a user whose delivery failed for now, in milliseconds
-    /// (doubled per attempt, with jitter, up to 5 minutes).
-    #[arg(long, env = "HERALD_RETRY_BASE_MS", default_value_t = 2000)]
-    retry_base_ms: u64,
     /// Seconds a request's head may take to arrive, from its first byte (from the
     /// connection's opening, for its first request); the connection is closed past it.
     #[arg(long, env = "HERALD_HEADER_TIMEOUT", default_value_t = 10)]
@@ -123,15 +96,23 @@ pub struct ServeArgs {
     /// A file holding the admin token (its first line).
     #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     admin_token_file: Option<PathBuf>,
+    /// The settings the AWS functions read too (herald_core::settings).
+    #[command(flatten)]
+    shared: SharedSettings,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format);
+    herald_core::settings::refuse_other_runtimes(
+        herald_core::settings::Runtime::Serve,
+        std::env::vars().map(|(name, _)| name),
+    )?;
+    let settings = &args.shared.0;
     let delivery = DeliveryConfig {
-        telegram_rate: args.telegram_rate,
+        telegram_rate: settings.telegram_rate,
         ..DeliveryConfig::default()
     }
-    .with_api("telegram", args.telegram_api.clone());
+    .with_api("telegram", settings.telegram_api.clone());
     check_timing(&args, &delivery)?;
     let _only_server = lock_database(&args.db)?;
     let store = Sqlite::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
@@ -195,7 +176,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 fn check_timing(args: &ServeArgs, delivery: &DeliveryConfig) -> anyhow::Result<()> {
     let half_a_lease = PoolOptions::default().lease / 2;
     anyhow::ensure!(
-        Duration::from_millis(args.job_time_budget_ms) <= half_a_lease,
+        args.shared.0.job_time_budget <= half_a_lease,
         "--job-time-budget-ms must be at most {} (half of a job's lease)",
         half_a_lease.as_millis()
     );
@@ -238,15 +219,11 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
 fn config(args: &ServeArgs, admin_token_hash: [u8; 32]) -> Config {
     Config {
         admin_token_hash: Some(admin_token_hash),
-        deliver_batch: args.deliver_batch.max(1),
-        expand_page: args.expand_page.max(1),
-        public_base_url: args.public_url.clone(),
-        base_backoff: Duration::from_millis(args.retry_base_ms),
         jobs_per_bot: Config::bot_share(args.workers),
-        job_time_budget: Duration::from_millis(args.job_time_budget_ms),
         max_backlog_jobs: args.max_backlog_jobs,
         ..Config::default()
     }
+    .with_settings(&args.shared.0)
 }
 
 fn deliverer(
@@ -289,6 +266,8 @@ async fn announce(
     }
     if !args.no_demo && store.event_count().await? == 0 {
         let base_url = args
+            .shared
+            .0
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{local}"));

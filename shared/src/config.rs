@@ -1,8 +1,10 @@
 //! Typed configuration, built once by an entrypoint and passed down.
 //!
-//! Nothing below this module reads the environment: the CLI and the Lambda binaries fill
-//! a [`Config`] from flags or environment variables and hand it to [`crate::App`].
+//! Nothing below this module reads the environment: the CLI and the Lambda binaries read
+//! [`Settings`] from flags or environment variables, put them in a [`Config`]
+//! ([`Config::with_settings`]) and hand it to [`crate::App`].
 
+use crate::settings::{Runtime, Settings};
 use std::time::Duration;
 
 /// Limits of the public event endpoint (see docs/event-request.md, Limits).
@@ -25,7 +27,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 1024 * 1024,
             max_data_bytes: 256 * 1024,
-            max_users: 10_000,
+            max_users: Settings::defaults(Runtime::Serve).max_users,
             max_id_chars: 128,
             max_data_depth: 64,
         }
@@ -85,22 +87,38 @@ impl Config {
     }
 }
 
+/// The embedded runtime's defaults: [`Settings::defaults`] for what is a setting.
 impl Default for Config {
     fn default() -> Self {
         Config {
             limits: Limits::default(),
-            deliver_batch: 100,
-            expand_page: 1000,
-            max_attempts: 5,
-            base_backoff: Duration::from_secs(2),
+            deliver_batch: 0,
+            expand_page: 0,
+            max_attempts: 0,
+            base_backoff: Duration::ZERO,
             max_backoff: Duration::from_secs(300),
             delivery_concurrency: 16,
             jobs_per_bot: 4,
-            job_time_budget: Duration::from_secs(20),
+            job_time_budget: Duration::ZERO,
             max_backlog_jobs: Config::DEFAULT_MAX_BACKLOG_JOBS,
             public_base_url: None,
             admin_token_hash: None,
         }
+        .with_settings(&Settings::defaults(Runtime::Serve))
+    }
+}
+
+impl Config {
+    /// This configuration with the settings both runtimes read in it.
+    pub fn with_settings(mut self, settings: &Settings) -> Config {
+        self.public_base_url.clone_from(&settings.public_url);
+        self.deliver_batch = settings.deliver_batch;
+        self.expand_page = settings.expand_page;
+        self.limits.max_users = settings.max_users;
+        self.max_attempts = settings.max_attempts;
+        self.base_backoff = settings.retry_base;
+        self.job_time_budget = settings.job_time_budget;
+        self
     }
 }
 

@@ -11,7 +11,8 @@
 //! - **domain**: [`domain`] (users, events, requests, jobs, outcomes), [`channels`] (what a
 //!   delivery channel is, a bot's connections), [`error`], [`secret`], [`cutoff`].
 //! - **rules over the domain**: [`request`] (the event request contract), [`template`],
-//!   [`throttle`] (GCRA), [`admin`] (the admin API's documents), [`merge`], [`config`].
+//!   [`throttle`] (GCRA), [`admin`] (the admin API's documents), [`merge`], [`config`],
+//!   [`settings`] (every `HERALD_*` setting, parsed once for both runtimes).
 //! - **ports**: [`ports`], one file per trait the adapters implement, and the [`App`] that
 //!   holds them.
 //! - **services**: [`intake`] (the accept path), [`processor`] (deliver and expand jobs),
@@ -39,6 +40,7 @@ pub mod processor;
 pub mod request;
 pub mod samples;
 pub mod secret;
+pub mod settings;
 pub mod slots;
 pub mod status;
 pub mod template;

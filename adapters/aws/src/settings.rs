@@ -1,5 +1,7 @@
-//! Where Herald's AWS resources are: read once from the environment by an entrypoint.
+//! Where Herald's AWS resources are, and the settings both runtimes read: read once from
+//! the environment by a function's entrypoint.
 
+use herald_core::settings::{refuse_other_runtimes, Runtime, Settings};
 use std::env;
 use std::time::Duration;
 
@@ -73,4 +75,13 @@ impl AwsSettings {
             timeouts: CallTimeouts::default(),
         })
     }
+}
+
+/// The settings both runtimes read ([`herald_core::settings::SHARED`]), from the function's
+/// environment; a variable only `herald serve` reads, or a value that does not parse, is an
+/// error that stops the function's start.
+pub fn shared_settings_from_env() -> Result<Settings, String> {
+    refuse_other_runtimes(Runtime::Aws, env::vars().map(|(name, _)| name))
+        .map_err(|e| e.to_string())?;
+    Settings::read(Runtime::Aws, |var| env::var(var).ok()).map_err(|e| e.to_string())
 }

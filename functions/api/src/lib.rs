@@ -4,31 +4,25 @@
 use herald_aws::emf::Emf;
 use herald_aws::Aws;
 use herald_core::log_deliverer::LogDeliverer;
-use herald_core::{Config, Limits};
+use herald_core::Config;
 use std::sync::Arc;
 
-/// Configuration from the function's environment (`HERALD_MAX_USERS`,
-/// `HERALD_ADMIN_TOKEN_SHA256`, `HERALD_PUBLIC_URL`), defaults otherwise.
-pub fn config_from_env() -> Config {
-    let mut config = Config {
-        admin_token_hash: std::env::var("HERALD_ADMIN_TOKEN_SHA256")
-            .ok()
-            .and_then(|hex| herald_core::secret::parse_hash(&hex)),
-        public_base_url: std::env::var("HERALD_PUBLIC_URL")
-            .ok()
-            .filter(|url| !url.is_empty()),
-        ..Config::default()
+/// Configuration from the function's environment: the settings both runtimes read
+/// (`herald_core::settings`) and `HERALD_ADMIN_TOKEN_SHA256`; a value that does not parse
+/// is an error, not a default.
+pub fn config_from_env() -> Result<Config, String> {
+    let settings = herald_aws::settings::shared_settings_from_env()?;
+    let admin_token_hash = match std::env::var("HERALD_ADMIN_TOKEN_SHA256") {
+        Ok(hex) if !hex.is_empty() => Some(herald_core::secret::parse_hash(&hex).ok_or(
+            "HERALD_ADMIN_TOKEN_SHA256 is not a SHA-256 in hex (64 hex digits)".to_string(),
+        )?),
+        _ => None,
     };
-    if let Some(max_users) = std::env::var("HERALD_MAX_USERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        config.limits = Limits {
-            max_users,
-            ..Limits::default()
-        };
+    Ok(Config {
+        admin_token_hash,
+        ..Config::default()
     }
-    config
+    .with_settings(&settings))
 }
 
 /// The HTTP API over `aws`.
@@ -109,20 +103,43 @@ mod tests {
     }
 
     #[test]
-    fn the_environment_sets_the_admin_token_hash_public_url_and_user_limit() {
+    fn the_environment_sets_the_admin_token_hash_and_the_shared_settings_or_stops_start_up() {
         let hash = hex::encode(herald_core::secret::hash("the-admin-token"));
         std::env::set_var("HERALD_ADMIN_TOKEN_SHA256", &hash);
         std::env::set_var("HERALD_PUBLIC_URL", "https://herald.example.com");
         std::env::set_var("HERALD_MAX_USERS", "50");
-        let config = config_from_env();
+        std::env::set_var("HERALD_DELIVER_BATCH", "25");
+        let config = config_from_env().unwrap();
         assert_eq!(
             config.admin_token_hash,
             Some(herald_core::secret::hash("the-admin-token"))
         );
         assert_eq!(config.url("/x"), "https://herald.example.com/x");
         assert_eq!(config.limits.max_users, 50);
-        // A malformed hash leaves the admin API closed rather than open.
+        assert_eq!(
+            config.deliver_batch, 25,
+            "herald serve's --deliver-batch too"
+        );
+        // A malformed value stops start-up, naming the variable; before, a malformed hash
+        // left the admin API closed and a malformed limit was ignored, silently.
         std::env::set_var("HERALD_ADMIN_TOKEN_SHA256", "not-hex");
-        assert_eq!(config_from_env().admin_token_hash, None);
+        let error = config_from_env().unwrap_err();
+        assert!(error.contains("HERALD_ADMIN_TOKEN_SHA256"), "{error}");
+        std::env::set_var("HERALD_ADMIN_TOKEN_SHA256", &hash);
+        std::env::set_var("HERALD_MAX_USERS", "lots");
+        assert_eq!(
+            config_from_env().unwrap_err(),
+            "HERALD_MAX_USERS=\"lots\": not a whole number"
+        );
+        std::env::remove_var("HERALD_MAX_USERS");
+        // A setting only herald serve reads is refused, not ignored.
+        std::env::set_var("HERALD_MAX_BACKLOG_JOBS", "10");
+        let error = config_from_env().unwrap_err();
+        assert!(
+            error.starts_with("HERALD_MAX_BACKLOG_JOBS: set for herald serve"),
+            "{error}"
+        );
+        std::env::remove_var("HERALD_MAX_BACKLOG_JOBS");
+        assert!(config_from_env().is_ok());
     }
 }

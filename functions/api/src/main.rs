@@ -8,6 +8,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let emf = herald_aws::emf::Emf::install();
     let aws = Aws::connect(AwsSettings::from_env()?).await?;
-    let router = herald_api::router(&aws, herald_api::config_from_env());
+    let router = herald_api::router(&aws, herald_api::config_from_env()?);
     lambda_http::run(herald_api::with_metrics(router, emf)).await
 }

@@ -23,6 +23,7 @@ use futures::FutureExt;
 use herald_aws::Aws;
 use herald_core::cutoff::Stop;
 use herald_core::processor;
+use herald_core::settings::{Runtime, Settings};
 use herald_core::{App, Config};
 use herald_delivery::DeliveryConfig;
 use std::panic::AssertUnwindSafe;
@@ -30,42 +31,41 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// The processor's configuration in the worker. An invocation holds at most one batch (10
-/// messages): all of them run, whatever their bot, rather than bounce jobs between
-/// invocations (`jobs_per_bot` = 10). Each job starts deliveries for at most 30 s, half the
-/// function's 60 s timeout (`template.yaml`): ten jobs of one bot paced at 15 messages a
-/// second would need 67 s for their 1,000 users, and an invocation cut off by its timeout
-/// records nothing and comes back to message the same users again.
+/// The processor's configuration in the worker, with the settings both runtimes read at
+/// their AWS defaults ([`config_with`] takes them from the environment). An invocation
+/// holds at most one batch (10 messages): all of them run, whatever their bot, rather than
+/// bounce jobs between invocations (`jobs_per_bot` = 10). Each job starts deliveries for at
+/// most 30 s by default, half the function's 60 s timeout (`template.yaml`): ten jobs of
+/// one bot paced at 15 messages a second would need 67 s for their 1,000 users, and an
+/// invocation cut off by its timeout records nothing and comes back to message the same
+/// users again.
 pub fn config() -> Config {
-    Config {
-        jobs_per_bot: 10,
-        job_time_budget: std::time::Duration::from_secs(30),
-        ..Config::default()
-    }
+    config_with(&Settings::defaults(Runtime::Aws))
 }
 
-/// Delivery settings from the function's environment: `HERALD_TELEGRAM_API`, and the
-/// per-bot rate `HERALD_TELEGRAM_RATE` (default 30/s) shared by the at most
-/// `HERALD_WORKER_MAX_CONCURRENCY` (default 2) instances the event source runs at once:
-/// each instance paces every bot at rate ÷ instances, so together they stay under the
-/// platform's limit whatever the number of instances alive.
-pub fn delivery_config_from_env() -> Result<DeliveryConfig, String> {
-    let number = |name: &str, default: u32| -> Result<u32, String> {
-        match std::env::var(name) {
-            Ok(v) => v
-                .parse()
-                .map_err(|_| format!("{name} is not a number: {v}")),
-            Err(_) => Ok(default),
-        }
-    };
-    let mut config = DeliveryConfig::default();
-    if let Ok(api) = std::env::var("HERALD_TELEGRAM_API") {
-        config = config.with_api("telegram", api);
+/// [`config`] with these settings.
+pub fn config_with(settings: &Settings) -> Config {
+    Config {
+        jobs_per_bot: 10,
+        ..Config::default()
     }
-    config.telegram_rate = per_instance_rate(
-        number("HERALD_TELEGRAM_RATE", 30)?,
-        number("HERALD_WORKER_MAX_CONCURRENCY", 2)?,
-    );
+    .with_settings(settings)
+}
+
+/// Delivery settings: the Telegram API and the per-bot rate `HERALD_TELEGRAM_RATE` (of the
+/// shared settings) shared by the at most `HERALD_WORKER_MAX_CONCURRENCY` (default 2)
+/// instances the event source runs at once: each instance paces every bot at rate ÷
+/// instances, so together they stay under the platform's limit whatever the number of
+/// instances alive.
+pub fn delivery_config(settings: &Settings) -> Result<DeliveryConfig, String> {
+    let instances = match std::env::var("HERALD_WORKER_MAX_CONCURRENCY") {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("HERALD_WORKER_MAX_CONCURRENCY={v:?}: not a whole number"))?,
+        Err(_) => 2,
+    };
+    let mut config = DeliveryConfig::default().with_api("telegram", settings.telegram_api.clone());
+    config.telegram_rate = per_instance_rate(settings.telegram_rate, instances);
     Ok(config)
 }
 
@@ -226,6 +226,20 @@ mod tests {
                 None
             );
         }
+    }
+
+    #[test]
+    fn the_shared_telegram_default_is_the_channels_api() {
+        let settings = herald_core::settings::Settings::defaults(super::Runtime::Aws);
+        assert_eq!(
+            settings.telegram_api,
+            herald_delivery::channels::telegram::API
+        );
+        let delivery = super::delivery_config(&settings).unwrap();
+        assert_eq!(
+            delivery.telegram_rate, 15,
+            "30/s over the 2 instances by default"
+        );
     }
 
     /// The worker function's `Timeout` in `template.yaml`.

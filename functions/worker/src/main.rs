@@ -10,10 +10,11 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let emf = herald_aws::emf::Emf::install();
     let aws = Aws::connect(AwsSettings::from_env()?).await?;
-    let delivery = herald_worker::delivery_config_from_env()?;
+    let settings = herald_aws::settings::shared_settings_from_env()?;
+    let delivery = herald_worker::delivery_config(&settings)?;
     let deliverer = Arc::new(Dispatcher::new(Arc::new(aws.clone()), &delivery)?);
     let app = aws.app(
-        herald_worker::config(),
+        herald_worker::config_with(&settings),
         deliverer,
         herald_delivery::CHANNELS,
     );
