@@ -179,6 +179,7 @@ fn every_example_is_valid_and_the_schemas_refuse_invalid_bodies() {
         json!({"users_bm": [{"id": ""}]}),
         json!({"platform": "Telegram", "users": ["1"]}),
         json!({"platform": "any", "users": ["1"]}),
+        json!({"platform": "bm", "users": ["1"]}),
     ] {
         assert!(!request.is_valid(&bad), "{bad} passed");
     }

@@ -44,16 +44,18 @@ pub struct NewUser {
 
 impl NewUser {
     /// Why this user cannot be imported, if it cannot.
-    pub fn problem(&self) -> Option<&'static str> {
-        let bad = |s: &str| s.is_empty() || s.len() > 128 || s.chars().any(char::is_control);
-        if !crate::domain::is_platform_name(&self.platform) || self.platform == "any" {
-            Some("platform must be a platform name such as \"tg\" (1-32 of a-z, 0-9, _ or -), not \"any\"")
-        } else if bad(&self.platform_id) {
-            Some("platform_id must be 1 to 128 characters")
-        } else if self.bm_id.as_deref().is_some_and(bad) {
-            Some("bm_id must be 1 to 128 characters")
-        } else {
-            None
+    pub fn problem(&self) -> Option<String> {
+        use crate::ids::{BmId, Platform, PlatformId};
+        let (platform, platform_id) = (
+            Platform::parse(self.platform.as_str()),
+            PlatformId::parse(self.platform_id.as_str()),
+        );
+        let bm_id = self.bm_id.as_deref().map(BmId::parse).transpose();
+        match (platform, platform_id, bm_id) {
+            (Err(e), _, _) => Some(format!("platform {e}")),
+            (_, Err(e), _) => Some(format!("platform_id {e}")),
+            (_, _, Err(e)) => Some(format!("bm_id {e}")),
+            _ => None,
         }
     }
 

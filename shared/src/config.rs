@@ -16,8 +16,6 @@ pub struct Limits {
     pub max_data_bytes: usize,
     /// Most entries in an explicit `users` / `users_bm` list.
     pub max_users: usize,
-    /// Longest user id, in characters.
-    pub max_id_chars: usize,
     /// Deepest JSON nesting inside `data`.
     pub max_data_depth: usize,
 }
@@ -28,7 +26,6 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             max_data_bytes: 256 * 1024,
             max_users: Settings::defaults(Runtime::Serve).max_users,
-            max_id_chars: 128,
             max_data_depth: 64,
         }
     }

@@ -406,13 +406,3 @@ pub struct RequestProgress {
     /// Milliseconds since the Unix epoch of the last final outcome, if any.
     pub updated_at: Option<i64>,
 }
-
-/// Whether `name` is a platform's name as event requests name it (`tg`, `vk`, …): 1 to 32
-/// of a-z, 0-9, `_` or `-`. The one rule for requests and imports alike, so a user can
-/// only be imported on a platform that a request can target.
-pub fn is_platform_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}

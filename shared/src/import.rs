@@ -83,7 +83,7 @@ pub fn parse_csv_lines<'a>(
 
 fn checked(user: NewUser) -> Result<NewUser, String> {
     match user.problem() {
-        Some(problem) => Err(problem.to_string()),
+        Some(problem) => Err(problem),
         None => Ok(user),
     }
 }
@@ -340,6 +340,7 @@ mod tests {
     fn json_lines_are_checked() {
         assert!(parse_json_line(r#"{"platform":"tg","platform_id":7}"#).is_ok());
         assert!(parse_json_line(r#"{"platform":"any","platform_id":"7"}"#).is_err());
+        assert!(parse_json_line(r#"{"platform":"bm","platform_id":"7"}"#).is_err());
         // No event request can target these, so no import takes them either.
         for platform in ["Telegram", "t g", "", &"x".repeat(33)] {
             let line = format!(r#"{{"platform":"{platform}","platform_id":"7"}}"#);

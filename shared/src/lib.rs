@@ -9,7 +9,8 @@
 //! Layers, each using only those below it (`tests/layering.rs` fails on a cycle):
 //!
 //! - **domain**: [`domain`] (users, events, requests, jobs, outcomes), [`channels`] (what a
-//!   delivery channel is, a bot's connections), [`error`], [`secret`], [`cutoff`].
+//!   delivery channel is, a bot's connections), [`ids`] (one rule per kind of id),
+//!   [`error`], [`secret`], [`cutoff`].
 //! - **rules over the domain**: [`request`] (the event request contract), [`template`],
 //!   [`throttle`] (GCRA), [`admin`] (the admin API's documents), [`merge`], [`config`],
 //!   [`settings`] (every `HERALD_*` setting, parsed once for both runtimes).
@@ -28,6 +29,7 @@ pub mod cutoff;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod ids;
 pub mod import;
 pub mod intake;
 pub mod log_budget;

@@ -8,7 +8,8 @@
 //! (RFC 7396), and the size, count, length and depth limits of [`Limits`].
 
 use crate::config::Limits;
-use crate::domain::{is_platform_name, JobUser, Object, PlatformFilter, UserRef};
+use crate::domain::{JobUser, Object, PlatformFilter, UserRef};
+use crate::ids::{Platform, PlatformId};
 use crate::merge::Measured;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -237,7 +238,9 @@ impl<'a> Validator<'a> {
     fn platform(&mut self, raw: Option<&Value>) -> Option<String> {
         match raw? {
             Value::Null => None,
-            Value::String(p) if is_platform_name(p) => Some(p.clone()),
+            Value::String(p) if p == "any" || Platform::parse(p.as_str()).is_ok() => {
+                Some(p.clone())
+            }
             Value::String(_) => {
                 self.invalid(
                     "platform",
@@ -414,7 +417,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A user id: a non-empty string without control characters, or an integer.
+    /// A user id: a string or an integer, by the rule of [`PlatformId`].
     fn id(&mut self, path: &str, raw: &Value) -> Option<String> {
         let id = match raw {
             Value::String(s) => s.clone(),
@@ -431,24 +434,13 @@ impl<'a> Validator<'a> {
                 return None;
             }
         };
-        let chars = id.chars().count();
-        if chars == 0 {
-            self.invalid(path, "must not be empty");
-            None
-        } else if chars > self.limits.max_id_chars {
-            self.invalid(
-                path,
-                format!(
-                    "is {chars} characters; the limit is {}",
-                    self.limits.max_id_chars
-                ),
-            );
-            None
-        } else if id.chars().any(char::is_control) {
-            self.invalid(path, "must not contain control characters");
-            None
-        } else {
-            Some(id)
+        // One rule for a user id, whichever kind (ids::PlatformId, ids::BmId).
+        match PlatformId::parse(id) {
+            Ok(id) => Some(id.into_string()),
+            Err(problem) => {
+                self.invalid(path, problem.to_string());
+                None
+            }
         }
     }
 }

@@ -456,3 +456,17 @@ fn mangled_bodies_get_an_answer_never_a_panic() {
         let _ = parse(&body, &limits);
     }
 }
+
+#[test]
+fn a_platform_is_named_by_the_one_rule_and_bm_is_reserved() {
+    // `bm` names state ids in the admin API's user routes, so no request may target it;
+    // the rule is `ids::Platform`'s, the one imports follow too.
+    for platform in ["bm", "Telegram", "t g", ""] {
+        let errors = invalid(json!({"platform": platform, "users": ["1"]}));
+        assert_eq!(fields(&errors), ["platform"], "{platform:?}");
+    }
+    assert_eq!(
+        platform_ids(&ok(json!({"platform": "wa", "users": ["1"]}))),
+        ["1"]
+    );
+}

@@ -175,7 +175,10 @@ impl Sqlite {
 
     /// Checkpoint the WAL now, as the background thread does every tick (see
     /// [`checkpoints`]): copy it back, and rewind it once it holds [`WAL_RESTART_FRAMES`].
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
+    /// True when it was rewound; false when there was no need, or another connection
+    /// (the background checkpointer, a reader) kept it from completing — the next tick
+    /// tries again.
+    pub fn checkpoint(&self) -> Result<bool, StoreError> {
         let conn = connect(&self.inner.path).map_err(StoreError::new)?;
         checkpoint(&self.inner, &conn).map_err(StoreError::new)
     }
@@ -252,8 +255,9 @@ fn checkpoints(store: &Sqlite) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// One tick of [`checkpoints`], `conn` being the checkpointer's own connection.
-fn checkpoint(inner: &Inner, conn: &Connection) -> rusqlite::Result<()> {
+/// One tick of [`checkpoints`], `conn` being the checkpointer's own connection; whether
+/// the WAL was rewound.
+fn checkpoint(inner: &Inner, conn: &Connection) -> rusqlite::Result<bool> {
     let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
     if frames >= WAL_RESTART_FRAMES {
         // Copy what came in meanwhile as well, so that little is left to do under the lock
@@ -261,11 +265,14 @@ fn checkpoint(inner: &Inner, conn: &Connection) -> rusqlite::Result<()> {
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         let writer = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.busy_timeout(RESTART_WAIT)?;
-        let restarted = writer.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+        // Its first column is 1 when a reader or another checkpoint kept it from
+        // completing (not an error: the WAL is simply not rewound this time).
+        let restarted =
+            writer.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
         writer.busy_timeout(BUSY_WAIT)?;
-        restarted?;
+        return Ok(restarted? == 0);
     }
-    Ok(())
+    Ok(false)
 }
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {

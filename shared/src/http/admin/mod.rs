@@ -13,6 +13,7 @@ mod users;
 pub use events::EventView;
 
 use super::Route;
+use crate::ids::BotId;
 use crate::problem::ApiError;
 
 /// Every admin route.
@@ -29,20 +30,10 @@ pub(super) fn routes() -> Vec<Route> {
     .collect()
 }
 
-fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(vec![(
-            field.into(),
-            "must be 1 to 128 letters, digits or - _ . :".into(),
-        )]))
-    }
+/// A bot id given in a path or a document, by the one rule of [`BotId`] (422 naming
+/// `field` otherwise).
+fn check_id(field: &str, id: &str) -> Result<BotId, ApiError> {
+    BotId::parse(id).map_err(|e| ApiError::invalid(vec![(field.into(), e.to_string())]))
 }
 
 /// A list's `limit`: `default` when absent, 422 outside 1..=`most` (as documented).

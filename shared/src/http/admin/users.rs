@@ -54,12 +54,22 @@ async fn import_users(
     Ok(Json(summary).into_response())
 }
 
-/// `{platform}/{id}`: a platform id, or with platform `bm` a state id.
-fn user_ref(platform: String, id: String) -> UserRef {
+/// `{platform}/{id}`: a platform id, or with platform `bm` a state id; by the rules of
+/// [`crate::ids`], and 404 when they refuse it (no such user can exist).
+fn user_ref(platform: String, id: String) -> Result<UserRef, ApiError> {
+    use crate::ids::{BmId, Platform, PlatformId};
     if platform == "bm" {
-        UserRef::Bm { id }
+        let id = BmId::parse(id).map_err(|_| ApiError::NotFound)?;
+        Ok(UserRef::Bm {
+            id: id.into_string(),
+        })
     } else {
-        UserRef::Platform { platform, id }
+        let platform = Platform::parse(platform).map_err(|_| ApiError::NotFound)?;
+        let id = PlatformId::parse(id).map_err(|_| ApiError::NotFound)?;
+        Ok(UserRef::Platform {
+            platform: platform.into_string(),
+            id: id.into_string(),
+        })
     }
 }
 
@@ -71,7 +81,7 @@ async fn show_user(
         .ports
         .admin
         .users
-        .user_document(&bot_id, &user_ref(platform, id))
+        .user_document(&bot_id, &user_ref(platform, id)?)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(Json(user).into_response())
@@ -85,7 +95,7 @@ async fn delete_user(
         .ports
         .admin
         .users
-        .delete_user(&bot_id, &user_ref(platform, id))
+        .delete_user(&bot_id, &user_ref(platform, id)?)
         .await?
     {
         tracing::info!(bot_id = %bot_id, "user deleted");
