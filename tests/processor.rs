@@ -35,7 +35,8 @@ async fn run_jobs_to_their_last_attempt(h: &Harness, attempts: u32) {
 }
 
 async fn accept(h: &Harness, event_id: &str, body: Value) -> String {
-    let event = h.app.ports.events.event(event_id).await.unwrap().unwrap();
+    let event_id = herald_core::ids::EventId::parse(event_id).unwrap();
+    let event = h.app.ports.events.event(&event_id).await.unwrap().unwrap();
     match intake::accept(&h.app, &event, body.to_string().as_bytes(), None).await {
         Ok(Answer::Accepted(a)) => a.request_id,
         Ok(Answer::DryRun(_) | Answer::Replay(_)) => panic!("not accepted"),
@@ -283,7 +284,7 @@ async fn a_bot_over_its_backlog_is_refused_first_and_accepted_again_once_it_drai
     h.users("flood", "tg", ids(0..1)).await;
     h.users("calm", "tg", ids(0..1)).await;
     let body = json!({"platform": "tg", "users": ["0"]}).to_string();
-    let try_accept = |event_id: String| {
+    let try_accept = |event_id: herald_core::ids::EventId| {
         let (h, body) = (&h, body.clone());
         async move {
             let event = h.app.ports.events.event(&event_id).await.unwrap().unwrap();

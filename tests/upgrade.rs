@@ -178,18 +178,18 @@ async fn bots_stored_with_flat_connection_columns_read_as_channel_connections() 
         .unwrap();
     }
     let store = Sqlite::open(&path).unwrap();
-    let both = store.bot("both").await.unwrap().connections;
+    let both = store.bot(&id("both")).await.unwrap().connections;
     assert_eq!(both.get("telegram", "token"), Some("1:TOKEN"));
     assert_eq!(both.get("engine", "url"), Some("https://engine.example/s"));
     assert_eq!(both.get("engine", "signing_secret"), Some("KEY"));
-    let telegram_only = store.bot("telegram-only").await.unwrap().connections;
+    let telegram_only = store.bot(&id("telegram-only")).await.unwrap().connections;
     assert_eq!(telegram_only.get("telegram", "token"), Some("2:TOKEN"));
     assert_eq!(telegram_only.get("engine", "url"), None);
     // No connection at all stays none (its actions go to the log deliverer).
-    assert!(store.bot("bare").await.unwrap().connections.is_empty());
+    assert!(store.bot(&id("bare")).await.unwrap().connections.is_empty());
 
     let summary = store
-        .bot_record("both")
+        .bot_record(&id("both"))
         .await
         .unwrap()
         .unwrap()
@@ -203,8 +203,8 @@ async fn bots_stored_with_flat_connection_columns_read_as_channel_connections() 
     assert!(!answer.to_string().contains("TOKEN"));
 
     let changes = BotChanges::default().set("telegram", "token", "");
-    assert!(store.update_bot("both", &changes).await.unwrap());
-    let both = store.bot("both").await.unwrap().connections;
+    assert!(store.update_bot(&id("both"), &changes).await.unwrap());
+    let both = store.bot(&id("both")).await.unwrap().connections;
     assert_eq!(both.get("telegram", "token"), None);
     assert_eq!(both.get("engine", "signing_secret"), Some("KEY"));
 
@@ -220,4 +220,8 @@ async fn bots_stored_with_flat_connection_columns_read_as_channel_connections() 
         !columns.iter().any(|c| c == "telegram_token"),
         "{columns:?}"
     );
+}
+
+fn id(bot: &str) -> herald_core::ids::BotId {
+    herald_core::ids::BotId::parse(bot).unwrap()
 }

@@ -5,6 +5,7 @@
 //! order is creation order: "newer request" means "greater request id".
 
 use crate::channels::Connections;
+use crate::ids::{BotId, EventId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -24,8 +25,8 @@ pub enum Action {
 /// An event: the URL a CRM calls and what happens then.
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub id: String,
-    pub bot_id: String,
+    pub id: EventId,
+    pub bot_id: BotId,
     pub name: String,
     /// SHA-256 of the event secret; the secret itself is never stored.
     pub secret_hash: [u8; 32],

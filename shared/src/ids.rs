@@ -62,6 +62,14 @@ macro_rules! id_type {
             }
         }
 
+        /// Read as the text it is (it cannot be changed through this).
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
                 &self.0

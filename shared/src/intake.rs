@@ -51,7 +51,11 @@ const DUPLICATE_POLLS: usize = 50;
 /// The event `event_id` if `secret` is its secret; [`ApiError::NotFound`] for an unknown
 /// event and a wrong secret alike.
 pub async fn authenticate(app: &App, event_id: &str, secret: &str) -> Result<Event, ApiError> {
-    let event = app.ports.events.event(event_id).await?;
+    // An id no event can have is an unknown event, answered alike.
+    let event = match crate::ids::EventId::parse(event_id) {
+        Ok(event_id) => app.ports.events.event(&event_id).await?,
+        Err(_) => None,
+    };
     // Hash even when the event is unknown, and check the previous secret even when there
     // is none, so that every case takes the same time.
     let stored = event.as_ref().map(|e| e.secret_hash).unwrap_or([0u8; 32]);
@@ -103,8 +107,8 @@ pub async fn accept(
     // Only an idempotency key needs the body's hash.
     let body_hash = idempotency_key.map_or([0u8; 32], |_| secret::hash_bytes(body));
     if let Some(key) = idempotency_key {
-        if let Some(first) = app.ports.intake.remembered(&event.id, key).await? {
-            if let Some(answer) = replay(app, &event.id, key, first, &body_hash).await? {
+        if let Some(first) = app.ports.intake.remembered(event.id.as_str(), key).await? {
+            if let Some(answer) = replay(app, event.id.as_str(), key, first, &body_hash).await? {
                 return Ok(answer);
             }
             // The first request's accept died midway and was given up: accept this one.
@@ -120,9 +124,9 @@ pub async fn accept(
     let (audience, targeted, jobs) = plan(app, &id, targets);
     let record = RequestRecord {
         id: id.clone(),
-        event_id: event.id.clone(),
+        event_id: event.id.to_string(),
         event_name: event.name.clone(),
-        bot_id: event.bot_id.clone(),
+        bot_id: event.bot_id.to_string(),
         action: event.action.clone(),
         data,
         audience,
@@ -134,7 +138,7 @@ pub async fn accept(
         targeted,
     };
     let remember = idempotency_key.map(|key| Remember {
-        event_id: event.id.clone(),
+        event_id: event.id.to_string(),
         key: key.to_string(),
         answer: Remembered {
             request_id: accepted.request_id.clone(),
@@ -151,12 +155,12 @@ pub async fn accept(
 /// bot has too many jobs waiting.
 async fn admit(app: &App, event: &Event) -> Result<(), ApiError> {
     if let Some(limit) = &event.rate_limit {
-        if let Err(wait) = app.ports.throttle.admit(&event.id, limit).await? {
+        if let Err(wait) = app.ports.throttle.admit(event.id.as_str(), limit).await? {
             return Err(ApiError::RateLimited { wait });
         }
     }
     let cap = app.config.max_backlog_jobs;
-    if cap > 0 && app.ports.intake.backlog(&event.bot_id, cap).await? >= cap {
+    if cap > 0 && app.ports.intake.backlog(event.bot_id.as_str(), cap).await? >= cap {
         return Err(ApiError::Backlogged);
     }
     Ok(())
@@ -268,11 +272,19 @@ async fn dry_run(app: &App, event: &Event, request: &EventRequest) -> Result<Dry
     let (targeted, found) = match &request.targets {
         Targets::Platform { users, .. } | Targets::Bm { users } => {
             let refs: Vec<_> = users.iter().map(|u| u.user.clone()).collect();
-            let found = app.ports.users.resolve(&event.bot_id, &refs).await?;
+            let found = app
+                .ports
+                .users
+                .resolve(event.bot_id.as_str(), &refs)
+                .await?;
             (refs.len() as u64, found.iter().flatten().count() as u64)
         }
         Targets::Everyone { platform } => {
-            let count = app.ports.users.count(&event.bot_id, platform).await?;
+            let count = app
+                .ports
+                .users
+                .count(event.bot_id.as_str(), platform)
+                .await?;
             (count, count)
         }
     };

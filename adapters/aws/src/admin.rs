@@ -31,6 +31,7 @@ use herald_core::admin::{
 };
 use herald_core::channels::{BotChanges, BotRecord, Connections};
 use herald_core::domain::{Event, Job, JobKind, Object, RequestState, UserRef};
+use herald_core::ids::{BotId, EventId};
 use herald_core::ports::admin::{BotAdmin, DeadLetterAdmin, EventAdmin, RequestAdmin, UserAdmin};
 use herald_core::ports::{JobQueue, RequestProgress, UserStore};
 use herald_core::status::rfc3339;
@@ -345,9 +346,10 @@ impl Aws {
 impl BotAdmin for Aws {
     async fn create_bot(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         connections: &Connections,
     ) -> Result<bool, StoreError> {
+        let bot_id = bot_id.as_str();
         let put = self
             .dynamodb
             .put_item()
@@ -360,7 +362,8 @@ impl BotAdmin for Aws {
         applied(put.send().await)
     }
 
-    async fn update_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError> {
+    async fn update_bot(&self, bot_id: &BotId, changes: &BotChanges) -> Result<bool, StoreError> {
+        let bot_id = bot_id.as_str();
         self.change_bot(bot_id, changes).await
     }
 
@@ -376,11 +379,12 @@ impl BotAdmin for Aws {
         Ok(bots)
     }
 
-    async fn bot_record(&self, bot_id: &str) -> Result<Option<BotRecord>, StoreError> {
+    async fn bot_record(&self, bot_id: &BotId) -> Result<Option<BotRecord>, StoreError> {
+        let bot_id = bot_id.as_str();
         Ok(self.bot_item(bot_id).await?.as_ref().map(bot_record))
     }
 
-    async fn delete_bot(&self, bot_id: &str) -> Result<Removal, StoreError> {
+    async fn delete_bot(&self, bot_id: &BotId) -> Result<Removal, StoreError> {
         let events = self.events(Some(bot_id)).await?.len();
         if events > 0 {
             return Ok(Removal::InUse(format!(
@@ -406,7 +410,7 @@ impl BotAdmin for Aws {
 #[async_trait]
 impl EventAdmin for Aws {
     async fn create_event(&self, event: &Event) -> Result<(), StoreError> {
-        self.register_bot(&event.bot_id).await?;
+        self.register_bot(event.bot_id.as_str()).await?;
         self.dynamodb
             .put_item()
             .table_name(&self.settings.events_table)
@@ -418,7 +422,8 @@ impl EventAdmin for Aws {
         Ok(())
     }
 
-    async fn events(&self, bot_id: Option<&str>) -> Result<Vec<Event>, StoreError> {
+    async fn events(&self, bot_id: Option<&BotId>) -> Result<Vec<Event>, StoreError> {
+        let bot_id = bot_id.map(BotId::as_str);
         let (filter, values) = match bot_id {
             Some(bot) => ("bot_id = :b", HashMap::from([(":b".to_string(), s(bot))])),
             None => ("attribute_exists(bot_id)", HashMap::new()),
@@ -435,9 +440,10 @@ impl EventAdmin for Aws {
 
     async fn update_event(
         &self,
-        event_id: &str,
+        event_id: &EventId,
         changes: &EventChanges,
     ) -> Result<bool, StoreError> {
+        let event_id = event_id.as_str();
         let mut set = vec!["updated_at = :now".to_string()];
         let mut remove = Vec::new();
         let mut update = self
@@ -478,10 +484,11 @@ impl EventAdmin for Aws {
 
     async fn rotate_secret(
         &self,
-        event_id: &str,
+        event_id: &EventId,
         new_hash: [u8; 32],
         previous_valid_until: i64,
     ) -> Result<bool, StoreError> {
+        let event_id = event_id.as_str();
         let rotated = self
             .dynamodb
             .update_item()
@@ -498,7 +505,8 @@ impl EventAdmin for Aws {
         applied(rotated)
     }
 
-    async fn delete_event(&self, event_id: &str) -> Result<bool, StoreError> {
+    async fn delete_event(&self, event_id: &EventId) -> Result<bool, StoreError> {
+        let event_id = event_id.as_str();
         let deleted = self
             .dynamodb
             .delete_item()

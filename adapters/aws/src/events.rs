@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use herald_core::channels::Connections;
 use herald_core::domain::{Action, Bot, Event, PreviousSecret};
+use herald_core::ids::{BotId, EventId};
 use herald_core::ports::EventDirectory;
 use herald_core::{secret, StoreError};
 use std::collections::BTreeMap;
@@ -26,8 +27,8 @@ impl Aws {
         action: &Action,
     ) -> Result<(), StoreError> {
         let event = Event {
-            id: event_id.to_string(),
-            bot_id: bot_id.to_string(),
+            id: EventId::parse(event_id).map_err(StoreError::new)?,
+            bot_id: BotId::parse(bot_id).map_err(StoreError::new)?,
             name: name.to_string(),
             secret_hash: secret::hash(secret),
             previous_secret: None,
@@ -108,8 +109,8 @@ pub(crate) const RATE_PREFIX: &str = "rate#";
 /// The item of an event.
 pub(crate) fn event_item(event: &Event) -> Result<Item, StoreError> {
     let mut item = Item::new();
-    item.insert("pk".into(), s(&event.id));
-    item.insert("bot_id".into(), s(&event.bot_id));
+    item.insert("pk".into(), s(event.id.as_str()));
+    item.insert("bot_id".into(), s(event.bot_id.as_str()));
     item.insert("name".into(), s(&event.name));
     item.insert(
         "secret_hash".into(),
@@ -149,8 +150,9 @@ pub(crate) fn event_of(item: &Item) -> Result<Event, StoreError> {
         .transpose()
         .map_err(StoreError::new)?;
     Ok(Event {
-        id: event_id.to_string(),
-        bot_id: get_s(item, "bot_id").to_string(),
+        id: EventId::parse(event_id).map_err(|e| StoreError::corrupt("an event's id", e))?,
+        bot_id: BotId::parse(get_s(item, "bot_id"))
+            .map_err(|e| StoreError::corrupt(format!("event {event_id}'s bot id"), e))?,
         name: get_s(item, "name").to_string(),
         secret_hash: hash("secret_hash").unwrap_or([0u8; 32]),
         previous_secret: hash("previous_secret_hash").map(|hash| PreviousSecret {
@@ -170,7 +172,8 @@ pub(crate) fn event_of(item: &Item) -> Result<Event, StoreError> {
 
 #[async_trait]
 impl EventDirectory for Aws {
-    async fn bot(&self, bot_id: &str) -> Result<Bot, StoreError> {
+    async fn bot(&self, bot_id: &BotId) -> Result<Bot, StoreError> {
+        let bot_id = bot_id.as_str();
         let found = self
             .dynamodb
             .get_item()
@@ -186,7 +189,8 @@ impl EventDirectory for Aws {
         })
     }
 
-    async fn event(&self, event_id: &str) -> Result<Option<Event>, StoreError> {
+    async fn event(&self, event_id: &EventId) -> Result<Option<Event>, StoreError> {
+        let event_id = event_id.as_str();
         let found = self
             .dynamodb
             .get_item()

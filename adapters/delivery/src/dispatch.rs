@@ -71,7 +71,9 @@ impl Dispatcher {
                 return Ok(bot.clone());
             }
         }
-        let bot = self.directory.bot(bot_id).await?;
+        let id = herald_core::ids::BotId::parse(bot_id)
+            .map_err(|e| herald_core::StoreError::corrupt("the request's bot id", e))?;
+        let bot = self.directory.bot(&id).await?;
         self.bots
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -15,6 +15,7 @@ use herald_core::admin::{
 };
 use herald_core::channels::{BotChanges, BotRecord, Connections};
 use herald_core::domain::{Event, Job, JobKind, Object, RequestState, UserRef};
+use herald_core::ids::{BotId, EventId};
 use herald_core::ports::admin::{BotAdmin, DeadLetterAdmin, EventAdmin, RequestAdmin, UserAdmin};
 use herald_core::ports::RequestProgress;
 use herald_core::status::rfc3339;
@@ -104,9 +105,10 @@ fn dead_jobs(tx: &Transaction, which: &Selection) -> rusqlite::Result<Vec<(Strin
 impl BotAdmin for Sqlite {
     async fn create_bot(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         connections: &Connections,
     ) -> Result<bool, StoreError> {
+        let bot_id = bot_id.as_str();
         let (bot_id, connections) = (bot_id.to_string(), connections.to_json());
         self.durable_transaction(move |tx| {
             let added = tx.execute(
@@ -118,7 +120,8 @@ impl BotAdmin for Sqlite {
         .await
     }
 
-    async fn update_bot(&self, bot_id: &str, changes: &BotChanges) -> Result<bool, StoreError> {
+    async fn update_bot(&self, bot_id: &BotId, changes: &BotChanges) -> Result<bool, StoreError> {
+        let bot_id = bot_id.as_str();
         let (bot_id, changes) = (bot_id.to_string(), changes.clone());
         self.durable_transaction(move |tx| {
             let stored: Option<String> = tx
@@ -148,7 +151,8 @@ impl BotAdmin for Sqlite {
         .await
     }
 
-    async fn bot_record(&self, bot_id: &str) -> Result<Option<BotRecord>, StoreError> {
+    async fn bot_record(&self, bot_id: &BotId) -> Result<Option<BotRecord>, StoreError> {
+        let bot_id = bot_id.as_str();
         let bot_id = bot_id.to_string();
         self.read(move |conn| {
             conn.prepare_cached(&format!("SELECT {BOT_COLUMNS} FROM bots WHERE id = ?1"))?
@@ -158,7 +162,8 @@ impl BotAdmin for Sqlite {
         .await
     }
 
-    async fn delete_bot(&self, bot_id: &str) -> Result<Removal, StoreError> {
+    async fn delete_bot(&self, bot_id: &BotId) -> Result<Removal, StoreError> {
+        let bot_id = bot_id.as_str();
         let bot_id = bot_id.to_string();
         self.durable_transaction(move |tx| {
             let events: i64 = tx.query_row(
@@ -187,14 +192,14 @@ impl EventAdmin for Sqlite {
         self.change_events(move |tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO bots (id, created_at) VALUES (?1, ?2)",
-                params![event.bot_id, now_ms()],
+                params![event.bot_id.as_str(), now_ms()],
             )?;
             tx.execute(
                 "INSERT INTO events (id, bot_id, name, secret_hash, action, enabled, rate_limit, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
-                    event.id,
-                    event.bot_id,
+                    event.id.as_str(),
+                    event.bot_id.as_str(),
                     event.name,
                     event.secret_hash.to_vec(),
                     to_json(&event.action)?,
@@ -208,7 +213,8 @@ impl EventAdmin for Sqlite {
         .await
     }
 
-    async fn events(&self, bot_id: Option<&str>) -> Result<Vec<Event>, StoreError> {
+    async fn events(&self, bot_id: Option<&BotId>) -> Result<Vec<Event>, StoreError> {
+        let bot_id = bot_id.map(BotId::as_str);
         let bot_id = bot_id.map(String::from);
         self.read(move |conn| {
             conn.prepare_cached(&format!(
@@ -222,9 +228,10 @@ impl EventAdmin for Sqlite {
 
     async fn update_event(
         &self,
-        event_id: &str,
+        event_id: &EventId,
         changes: &EventChanges,
     ) -> Result<bool, StoreError> {
+        let event_id = event_id.as_str();
         let (event_id, changes) = (event_id.to_string(), changes.clone());
         self.change_events(move |tx| {
             let exists = tx
@@ -258,10 +265,11 @@ impl EventAdmin for Sqlite {
 
     async fn rotate_secret(
         &self,
-        event_id: &str,
+        event_id: &EventId,
         new_hash: [u8; 32],
         previous_valid_until: i64,
     ) -> Result<bool, StoreError> {
+        let event_id = event_id.as_str();
         let event_id = event_id.to_string();
         self.change_events(move |tx| {
             tx.execute(
@@ -275,7 +283,8 @@ impl EventAdmin for Sqlite {
         .await
     }
 
-    async fn delete_event(&self, event_id: &str) -> Result<bool, StoreError> {
+    async fn delete_event(&self, event_id: &EventId) -> Result<bool, StoreError> {
+        let event_id = event_id.as_str();
         let event_id = event_id.to_string();
         self.change_events(move |tx| {
             tx.execute("DELETE FROM idempotency WHERE event_id = ?1", [&event_id])?;

@@ -55,7 +55,7 @@ impl EventCache {
             kept.clear();
         }
         kept.insert(
-            event.id.clone(),
+            event.id.to_string(),
             Kept {
                 generation,
                 read_at: Instant::now(),
@@ -77,8 +77,8 @@ mod tests {
 
     fn event(id: &str) -> Event {
         Event {
-            id: id.into(),
-            bot_id: "bot".into(),
+            id: id.parse().unwrap(),
+            bot_id: "bot".parse().unwrap(),
             name: "e".into(),
             secret_hash: [0; 32],
             previous_secret: None,

@@ -5,6 +5,7 @@
 use crate::{from_json, now_ms, Sqlite};
 use async_trait::async_trait;
 use herald_core::domain::{new_id, Action, Bot, Event, PreviousSecret};
+use herald_core::ids::{BotId, EventId};
 use herald_core::ports::admin::EventAdmin;
 use herald_core::ports::EventDirectory;
 use herald_core::{secret, StoreError};
@@ -13,8 +14,8 @@ use rusqlite::OptionalExtension;
 /// A new event, with the only copy of its secret.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CreatedEvent {
-    pub event_id: String,
-    pub bot_id: String,
+    pub event_id: EventId,
+    pub bot_id: BotId,
     pub name: String,
     pub secret: String,
     pub action: Action,
@@ -30,8 +31,8 @@ impl Sqlite {
         action: Action,
     ) -> Result<CreatedEvent, StoreError> {
         let created = CreatedEvent {
-            event_id: new_id(),
-            bot_id: bot_id.to_string(),
+            event_id: EventId::parse(new_id()).expect("a ULID is an event id"),
+            bot_id: BotId::parse(bot_id).map_err(StoreError::new)?,
             name: name.to_string(),
             secret: secret::generate(),
             action,
@@ -119,6 +120,18 @@ impl Sqlite {
 pub(crate) const EVENT_COLUMNS: &str = "id, bot_id, name, secret_hash, action, enabled, \
      rate_limit, previous_secret_hash, previous_secret_until, created_at";
 
+/// Column `at` of `row` as an id of its kind; a value that breaks the kind's rule does
+/// not convert (the row reads as corrupt).
+fn typed<T>(
+    row: &rusqlite::Row,
+    at: usize,
+    parse: fn(String) -> Result<T, herald_core::ids::InvalidId>,
+) -> rusqlite::Result<T> {
+    parse(row.get(at)?).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 /// An event from a row of [`EVENT_COLUMNS`].
 pub(crate) fn event_row(row: &rusqlite::Row) -> rusqlite::Result<Event> {
     let hash = |value: Option<Vec<u8>>| value.and_then(|h| <[u8; 32]>::try_from(h).ok());
@@ -127,8 +140,8 @@ pub(crate) fn event_row(row: &rusqlite::Row) -> rusqlite::Result<Event> {
     let previous = hash(row.get(7)?);
     let until: Option<i64> = row.get(8)?;
     Ok(Event {
-        id: row.get(0)?,
-        bot_id: row.get(1)?,
+        id: typed(row, 0, EventId::parse)?,
+        bot_id: typed(row, 1, BotId::parse)?,
         name: row.get(2)?,
         secret_hash: hash(row.get(3)?).unwrap_or([0u8; 32]),
         action: from_json(&action)?,
@@ -143,7 +156,8 @@ pub(crate) fn event_row(row: &rusqlite::Row) -> rusqlite::Result<Event> {
 
 #[async_trait]
 impl EventDirectory for Sqlite {
-    async fn bot(&self, bot_id: &str) -> Result<Bot, StoreError> {
+    async fn bot(&self, bot_id: &BotId) -> Result<Bot, StoreError> {
+        let bot_id = bot_id.as_str();
         let bot_id = bot_id.to_string();
         self.read(move |conn| {
             conn.prepare_cached("SELECT connections FROM bots WHERE id = ?1")?
@@ -164,7 +178,8 @@ impl EventDirectory for Sqlite {
         .await
     }
 
-    async fn event(&self, event_id: &str) -> Result<Option<Event>, StoreError> {
+    async fn event(&self, event_id: &EventId) -> Result<Option<Event>, StoreError> {
+        let event_id = event_id.as_str();
         let cache = &self.inner.events;
         let generation = cache.generation();
         if let Some(event) = cache.get(event_id, generation) {

@@ -60,7 +60,8 @@ async fn another_process_s_change_is_seen_within_a_moment_and_a_new_event_at_onc
         serving.event(id).await.unwrap().is_some(),
         "created elsewhere, found at once"
     );
-    assert!(other.event("no-such-event").await.unwrap().is_none());
+    let unknown = "no-such-event".parse().unwrap();
+    assert!(other.event(&unknown).await.unwrap().is_none());
     let later = other.new_event("bot", "later", screen()).await.unwrap();
     assert!(
         serving.event(&later.event_id).await.unwrap().is_some(),

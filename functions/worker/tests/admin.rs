@@ -117,7 +117,12 @@ async fn bots_stored_with_flat_attributes_read_as_channel_connections() {
         .send()
         .await
         .unwrap();
-    let old = stack.aws.bot("old").await.unwrap().connections;
+    let old = stack
+        .aws
+        .bot(&"old".parse().unwrap())
+        .await
+        .unwrap()
+        .connections;
     assert_eq!(old.get("telegram", "token"), Some("1:TOKEN"));
     assert_eq!(old.get("engine", "url"), Some("https://engine.example/s"));
     assert_eq!(old.get("engine", "signing_secret"), Some("KEY"));

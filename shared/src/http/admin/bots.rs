@@ -6,6 +6,7 @@ use super::super::{Auth, Route};
 use super::check_id;
 use crate::admin::Removal;
 use crate::channels::{BotChanges, BotSummary, Connections};
+use crate::ids::BotId;
 use crate::ports::App;
 use crate::problem::ApiError;
 use axum::body::Body;
@@ -79,7 +80,7 @@ async fn create_bot(
             )]))
         }
     };
-    check_id("id", &id)?;
+    let id = check_id("id", &id)?;
     changes
         .keeps_needs(app.channels, None)
         .map_err(ApiError::invalid)?;
@@ -99,7 +100,7 @@ async fn create_bot(
     Ok((StatusCode::CREATED, Json(bot.summary(app.channels))).into_response())
 }
 
-async fn show_bot(State(app): Shared, Param(bot_id): Param<String>) -> Result<Response, ApiError> {
+async fn show_bot(State(app): Shared, Param(bot_id): Param<BotId>) -> Result<Response, ApiError> {
     let bot = app
         .ports
         .admin
@@ -112,7 +113,7 @@ async fn show_bot(State(app): Shared, Param(bot_id): Param<String>) -> Result<Re
 
 async fn update_bot(
     State(app): Shared,
-    Param(bot_id): Param<String>,
+    Param(bot_id): Param<BotId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -153,10 +154,7 @@ async fn update_bot(
     show_bot(State(app), Param(bot_id)).await
 }
 
-async fn delete_bot(
-    State(app): Shared,
-    Param(bot_id): Param<String>,
-) -> Result<Response, ApiError> {
+async fn delete_bot(State(app): Shared, Param(bot_id): Param<BotId>) -> Result<Response, ApiError> {
     match app.ports.admin.bots.delete_bot(&bot_id).await? {
         Removal::Removed => {
             tracing::info!(bot_id = %bot_id, "bot deleted");

@@ -6,6 +6,7 @@ use super::super::{Auth, Route};
 use super::check_id;
 use crate::admin::EventChanges;
 use crate::domain::{now_ms, Action, Event, PreviousSecret, RateLimit};
+use crate::ids::{BotId, EventId};
 use crate::ports::App;
 use crate::problem::ApiError;
 use crate::secret;
@@ -47,8 +48,8 @@ pub(super) fn routes() -> Vec<Route> {
 /// An event as the admin API shows it (never its secret).
 #[derive(Serialize)]
 pub struct EventView {
-    pub id: String,
-    pub bot_id: String,
+    pub id: EventId,
+    pub bot_id: BotId,
     pub name: String,
     pub action: Action,
     pub enabled: bool,
@@ -139,12 +140,12 @@ async fn list_events(
     State(app): Shared,
     QueryOf(filter): QueryOf<EventFilter>,
 ) -> Result<Response, ApiError> {
-    let events = app
-        .ports
-        .admin
-        .events
-        .events(filter.bot_id.as_deref())
-        .await?;
+    // An id no bot can have filters every event out, as an unknown bot's would.
+    let events = match filter.bot_id.as_deref().map(BotId::parse) {
+        Some(Err(_)) => Vec::new(),
+        Some(Ok(bot_id)) => app.ports.admin.events.events(Some(&bot_id)).await?,
+        None => app.ports.admin.events.events(None).await?,
+    };
     let events: Vec<EventView> = events
         .into_iter()
         .map(|e| EventView::new(&app, e))
@@ -158,7 +159,7 @@ async fn create_event(
     body: Body,
 ) -> Result<Response, ApiError> {
     let new: NewEvent = document(&headers, body).await?;
-    check_id("bot_id", &new.bot_id)?;
+    let bot_id = check_id("bot_id", &new.bot_id)?;
     check_name(&new.name)?;
     new.action
         .validate()
@@ -166,8 +167,8 @@ async fn create_event(
     check_rate_limit(new.rate_limit.as_ref())?;
     let secret = secret::generate();
     let event = Event {
-        id: crate::domain::new_id(),
-        bot_id: new.bot_id,
+        id: EventId::parse(crate::domain::new_id()).expect("a ULID is an event id"),
+        bot_id,
         name: new.name,
         secret_hash: secret::hash(&secret),
         previous_secret: None,
@@ -189,7 +190,7 @@ async fn create_event(
 
 async fn show_event(
     State(app): Shared,
-    Param(event_id): Param<String>,
+    Param(event_id): Param<EventId>,
 ) -> Result<Response, ApiError> {
     let event = app
         .ports
@@ -202,7 +203,7 @@ async fn show_event(
 
 async fn update_event(
     State(app): Shared,
-    Param(event_id): Param<String>,
+    Param(event_id): Param<EventId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -226,7 +227,7 @@ async fn update_event(
 
 async fn delete_event(
     State(app): Shared,
-    Param(event_id): Param<String>,
+    Param(event_id): Param<EventId>,
 ) -> Result<Response, ApiError> {
     if app.ports.admin.events.delete_event(&event_id).await? {
         tracing::info!(event_id = %event_id, "event deleted");
@@ -247,7 +248,7 @@ struct Rotation {
 
 async fn rotate_secret(
     State(app): Shared,
-    Param(event_id): Param<String>,
+    Param(event_id): Param<EventId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
