@@ -102,12 +102,12 @@ mod tests {
         assert!(cache
             .get(&(MOST_KEPT - 1).to_string(), generation)
             .is_some());
-        cache.keep(&event("one more"), generation);
+        cache.keep(&event("one-more"), generation);
         assert!(
             cache.get("0", generation).is_none(),
             "the old ones are gone"
         );
-        assert!(cache.get("one more", generation).is_some());
+        assert!(cache.get("one-more", generation).is_some());
         assert_eq!(cache.kept.lock().unwrap().len(), 1);
     }
 }
