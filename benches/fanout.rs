@@ -51,7 +51,7 @@ async fn herald_rate(users: usize, workers: usize) -> f64 {
         .await
         .unwrap();
     let accepted: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    let id = accepted["request_id"].as_str().unwrap().to_string();
+    let id: herald_core::ids::RequestId = accepted["request_id"].as_str().unwrap().parse().unwrap();
     loop {
         let progress = herald
             .app

@@ -94,7 +94,10 @@ impl Runtime for Embedded {
                 bm_id: Some(bm.clone()),
             })
             .collect();
-        self.store.import_users(bot, &new).await.unwrap();
+        self.store
+            .import_users(&bot.parse().unwrap(), &new)
+            .await
+            .unwrap();
         self.sql()
             .execute(
                 "UPDATE users SET attributes = '{\"step\":\"cart\"}' WHERE bot_id = ?1",

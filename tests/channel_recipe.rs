@@ -230,7 +230,10 @@ async fn a_channel_registered_beside_the_others_is_validated_stored_and_delivere
             bm_id: None,
         })
         .collect();
-    store.import_users("shop", &users).await.unwrap();
+    store
+        .import_users(&"shop".parse().unwrap(), &users)
+        .await
+        .unwrap();
     let event_path = format!("/v1/events/{}", created["event"]["id"].as_str().unwrap());
     let request = Request::post(&event_path)
         .header(header::CONTENT_TYPE, "application/json")

@@ -6,6 +6,7 @@
 mod support;
 
 use herald_core::domain::{DeliveryResult, Job, JobKind, JobUser, RequestState, UserRef};
+use herald_core::ids::RequestId;
 use herald_core::intake::{self, Answer};
 use herald_core::log_deliverer::LogDeliverer;
 use herald_core::ports::{JobQueue, LeaseQueue, RequestLog};
@@ -34,7 +35,7 @@ async fn run_jobs_to_their_last_attempt(h: &Harness, attempts: u32) {
     }
 }
 
-async fn accept(h: &Harness, event_id: &str, body: Value) -> String {
+async fn accept(h: &Harness, event_id: &str, body: Value) -> RequestId {
     let event_id = herald_core::ids::EventId::parse(event_id).unwrap();
     let event = h.app.ports.events.event(&event_id).await.unwrap().unwrap();
     match intake::accept(&h.app, &event, body.to_string().as_bytes(), None).await {
@@ -44,7 +45,7 @@ async fn accept(h: &Harness, event_id: &str, body: Value) -> String {
     }
 }
 
-async fn status(h: &Harness, request_id: &str) -> RequestStatus {
+async fn status(h: &Harness, request_id: &RequestId) -> RequestStatus {
     h.store.progress(request_id).await.unwrap().unwrap().into()
 }
 
@@ -215,7 +216,13 @@ async fn the_retention_sweep_deletes_what_is_old_but_never_data_a_user_still_hol
     h.sql()
         .execute(
             "UPDATE requests SET created_at = ?1, updated_at = ?1 WHERE id IN (?2, ?3, ?4, ?5)",
-            rusqlite::params![month_ago, held, replaced, latest_of_2, unfinished],
+            rusqlite::params![
+                month_ago,
+                held.as_str(),
+                replaced.as_str(),
+                latest_of_2.as_str(),
+                unfinished.as_str()
+            ],
         )
         .unwrap();
     let swept = h
@@ -370,7 +377,7 @@ async fn everyone_pages_every_shard_and_targeted_becomes_final() {
 }
 
 /// `everyone` accepted for a bot of 40 users, in pages of 5: the harness and request id.
-async fn everyone_of_forty_in_pages_of_five() -> (Harness, String) {
+async fn everyone_of_forty_in_pages_of_five() -> (Harness, RequestId) {
     let config = Config {
         expand_page: 5,
         ..Config::default()
@@ -428,7 +435,7 @@ async fn a_page_that_runs_before_the_page_before_it_advanced_waits_for_it() {
         .sql()
         .query_row(
             "SELECT cursor FROM expansions WHERE request_id = ?1 AND shard = ?2",
-            rusqlite::params![id, shard],
+            rusqlite::params![id.as_str(), shard],
             |r| r.get(0),
         )
         .unwrap();
@@ -440,7 +447,7 @@ async fn a_page_that_runs_before_the_page_before_it_advanced_waits_for_it() {
     h.sql()
         .execute(
             "UPDATE expansions SET cursor = NULL WHERE request_id = ?1 AND shard = ?2",
-            rusqlite::params![id, shard],
+            rusqlite::params![id.as_str(), shard],
         )
         .unwrap();
     let early = processor::process(&h.app, &next).await.unwrap();
@@ -461,7 +468,7 @@ async fn a_page_that_runs_before_the_page_before_it_advanced_waits_for_it() {
     h.sql()
         .execute(
             "UPDATE expansions SET cursor = ?3 WHERE request_id = ?1 AND shard = ?2",
-            rusqlite::params![id, shard, recorded],
+            rusqlite::params![id.as_str(), shard, recorded],
         )
         .unwrap();
     let on_time = processor::process(&h.app, &next).await.unwrap();
@@ -653,7 +660,7 @@ async fn jobs_of_a_request_left_accepting_for_minutes_are_dropped() {
     h.sql()
         .execute(
             "UPDATE requests SET record = json_set(record, '$.created_at', 0) WHERE id = ?1",
-            [&id],
+            [id.as_str()],
         )
         .unwrap();
     let payload: String = h
@@ -717,7 +724,7 @@ async fn a_job_meeting_a_corrupt_record_is_dead_at_once_with_its_reason() {
     h.sql()
         .execute(
             "UPDATE requests SET record = '{\"not\": \"a record\"}' WHERE id = ?1",
-            [&broken],
+            [broken.as_str()],
         )
         .unwrap();
     let fine = accept(
@@ -731,7 +738,7 @@ async fn a_job_meeting_a_corrupt_record_is_dead_at_once_with_its_reason() {
         .sql()
         .query_row(
             "SELECT attempts, last_error FROM jobs WHERE request_id = ?1 AND state = 'dead'",
-            [&broken],
+            [broken.as_str()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();

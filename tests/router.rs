@@ -6,6 +6,7 @@
 mod support;
 
 use herald_core::domain::{Outcome, RequestRecord, RequestState};
+use herald_core::ids::{EventId, RequestId};
 use herald_core::ports::{Expansion, RequestLog, RequestProgress};
 use herald_core::StoreError;
 use std::collections::HashSet;
@@ -214,29 +215,40 @@ struct CountingRecordReads {
 
 #[async_trait::async_trait]
 impl RequestLog for CountingRecordReads {
-    async fn progress(&self, id: &str) -> Result<Option<RequestProgress>, StoreError> {
+    async fn progress(&self, id: &RequestId) -> Result<Option<RequestProgress>, StoreError> {
         self.whole.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.progress(id).await
     }
-    async fn event_of(&self, id: &str) -> Result<Option<String>, StoreError> {
+    async fn event_of(&self, id: &RequestId) -> Result<Option<EventId>, StoreError> {
         self.inner.event_of(id).await
     }
-    async fn record(&self, id: &str) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
+    async fn record(
+        &self,
+        id: &RequestId,
+    ) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
         self.whole.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.record(id).await
     }
-    async fn finished(&self, id: &str, keys: &[String]) -> Result<HashSet<String>, StoreError> {
+    async fn finished(
+        &self,
+        id: &RequestId,
+        keys: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
         self.inner.finished(id, keys).await
     }
-    async fn record_outcomes(&self, id: &str, o: &[(String, Outcome)]) -> Result<(), StoreError> {
+    async fn record_outcomes(
+        &self,
+        id: &RequestId,
+        o: &[(String, Outcome)],
+    ) -> Result<(), StoreError> {
         self.inner.record_outcomes(id, o).await
     }
-    async fn expansion(&self, id: &str, shard: u32) -> Result<Expansion, StoreError> {
+    async fn expansion(&self, id: &RequestId, shard: u32) -> Result<Expansion, StoreError> {
         self.inner.expansion(id, shard).await
     }
     async fn advance_expansion(
         &self,
-        id: &str,
+        id: &RequestId,
         shard: u32,
         from: Option<&str>,
         to: Option<&str>,

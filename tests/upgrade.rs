@@ -16,7 +16,7 @@ const USERS: usize = 40;
 /// A schema-3 database (users in rowid order, `everyone` paged by rowid) holding a
 /// broadcast stopped part-way: shard 0 expanded up to its third user, whose deliveries
 /// are done; shards 1..3 not started.
-fn version_3_database(path: &std::path::Path) -> (String, Vec<String>) {
+fn version_3_database(path: &std::path::Path) -> (herald_core::ids::RequestId, Vec<String>) {
     let mut conn = rusqlite::Connection::open(path).unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     herald_sqlite::schema::migrate_to(&mut conn, 3).unwrap();
@@ -31,10 +31,10 @@ fn version_3_database(path: &std::path::Path) -> (String, Vec<String>) {
         .unwrap();
     }
     let record = RequestRecord {
-        id: "01JREQUESTUNDERWAY0000000".into(),
-        event_id: "e1".into(),
+        id: "01JREQUESTUNDERWAY0000000".parse().unwrap(),
+        event_id: "e1".parse().unwrap(),
         event_name: "broadcast".into(),
-        bot_id: "shop".into(),
+        bot_id: "shop".parse().unwrap(),
         action: Action::Screen {
             screen_id: "s".into(),
         },
@@ -59,7 +59,7 @@ fn version_3_database(path: &std::path::Path) -> (String, Vec<String>) {
                                delivered, created_at)
          VALUES (?1, 'e1', ?2, 'accepted', 3, 4, 3, ?3)",
         params![
-            record.id,
+            record.id.as_str(),
             serde_json::to_string(&record).unwrap(),
             record.created_at
         ],
@@ -69,14 +69,18 @@ fn version_3_database(path: &std::path::Path) -> (String, Vec<String>) {
         let at = (shard == 0).then(|| cursor.clone());
         conn.execute(
             "INSERT INTO expansions (request_id, shard, cursor) VALUES (?1, ?2, ?3)",
-            params![record.id, shard, at],
+            params![record.id.as_str(), shard, at],
         )
         .unwrap();
         let job = Job::expand(&record.id, shard, at);
         conn.execute(
             "INSERT INTO jobs (id, request_id, kind, payload, visible_at, created_at)
              VALUES (?1, ?2, 'expand', ?3, 0, 0)",
-            params![job.id, record.id, serde_json::to_string(&job).unwrap()],
+            params![
+                job.id,
+                record.id.as_str(),
+                serde_json::to_string(&job).unwrap()
+            ],
         )
         .unwrap();
     }
@@ -84,13 +88,13 @@ fn version_3_database(path: &std::path::Path) -> (String, Vec<String>) {
         conn.execute(
             "INSERT INTO outcomes (request_id, user_key, outcome, at)
              VALUES (?1, ?2, 'delivered', 0)",
-            params![record.id, format!("bm:{bm_id}")],
+            params![record.id.as_str(), format!("bm:{bm_id}")],
         )
         .unwrap();
         conn.execute(
             "UPDATE users SET last_request = '{\"sale\":true}', last_request_id = ?1
              WHERE bm_id = ?2",
-            params![record.id, bm_id],
+            params![record.id.as_str(), bm_id],
         )
         .unwrap();
     }
@@ -134,7 +138,7 @@ async fn a_broadcast_under_way_at_the_upgrade_reaches_every_user_once() {
             "SELECT (SELECT count(*) FROM users),
                     (SELECT count(*) FROM users WHERE last_request_id = ?1),
                     (SELECT count(*) FROM outcomes WHERE request_id = ?1)",
-            [&request_id],
+            [request_id.as_str()],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();

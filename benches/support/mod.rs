@@ -107,12 +107,18 @@ impl Embedded {
                 bm_id: None,
             });
             if batch.len() == 5000 {
-                self.store.import_users(bot, &batch).await.unwrap();
+                self.store
+                    .import_users(&herald_core::ids::BotId::parse(bot).unwrap(), &batch)
+                    .await
+                    .unwrap();
                 batch.clear();
             }
         }
         if !batch.is_empty() {
-            self.store.import_users(bot, &batch).await.unwrap();
+            self.store
+                .import_users(&herald_core::ids::BotId::parse(bot).unwrap(), &batch)
+                .await
+                .unwrap();
         }
     }
 }

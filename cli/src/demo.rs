@@ -29,7 +29,9 @@ pub async fn create(store: &Sqlite) -> anyhow::Result<CreatedEvent> {
             bm_id: Some(bm_id.to_string()),
         })
         .collect();
-    store.import_users(BOT, &users).await?;
+    store
+        .import_users(&herald_core::ids::BotId::parse(BOT)?, &users)
+        .await?;
     let event = store
         .new_event(
             BOT,

@@ -5,7 +5,7 @@
 //! order is creation order: "newer request" means "greater request id".
 
 use crate::channels::Connections;
-use crate::ids::{BotId, EventId};
+use crate::ids::{BotId, EventId, RequestId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -94,9 +94,9 @@ impl RateLimit {
 
 /// A bot and its connections: where its actions go. Tokens and secrets never appear in
 /// logs (the `Debug` form of [`Connections`] hides them) nor in any answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bot {
-    pub id: String,
+    pub id: BotId,
     pub connections: Connections,
 }
 
@@ -162,7 +162,7 @@ impl PlatformFilter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: String,
-    pub request_id: String,
+    pub request_id: RequestId,
     /// 0 for the first attempt at these users; retries of failed users count up.
     #[serde(default)]
     pub attempt: u32,
@@ -184,19 +184,19 @@ pub enum JobKind {
 }
 
 impl Job {
-    pub fn deliver(request_id: &str, attempt: u32, users: Vec<JobUser>) -> Job {
+    pub fn deliver(request_id: &RequestId, attempt: u32, users: Vec<JobUser>) -> Job {
         Job {
             id: new_id(),
-            request_id: request_id.to_string(),
+            request_id: request_id.clone(),
             attempt,
             kind: JobKind::Deliver { users },
         }
     }
 
-    pub fn expand(request_id: &str, shard: u32, cursor: Option<String>) -> Job {
+    pub fn expand(request_id: &RequestId, shard: u32, cursor: Option<String>) -> Job {
         Job {
             id: new_id(),
-            request_id: request_id.to_string(),
+            request_id: request_id.clone(),
             attempt: 0,
             kind: JobKind::Expand { shard, cursor },
         }
@@ -229,10 +229,10 @@ pub enum Audience {
 /// jobs carry only user references.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {
-    pub id: String,
-    pub event_id: String,
+    pub id: RequestId,
+    pub event_id: EventId,
     pub event_name: String,
-    pub bot_id: String,
+    pub bot_id: BotId,
     /// The event's action when the request was accepted.
     pub action: Action,
     pub data: Object,
@@ -341,15 +341,7 @@ pub enum WriteResult {
     NotFound,
 }
 
-/// A fresh sortable id (ULID), lower-case, monotonic within this process.
-pub fn new_id() -> String {
-    use std::sync::Mutex;
-    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
-    let mut guard = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
-    let generator = guard.get_or_insert_with(ulid::Generator::new);
-    let id = generator.generate().unwrap_or_else(|_| ulid::Ulid::new());
-    id.to_string().to_ascii_lowercase()
-}
+pub use crate::ids::new_id;
 
 /// A request still `accepting` this long after it was created lost its accept call (the
 /// accepting process died, or its client was answered 503): workers drop its jobs, and a

@@ -55,6 +55,12 @@ macro_rules! id_type {
             }
         }
 
+        impl From<&$name> for String {
+            fn from(id: &$name) -> String {
+                id.0.clone()
+            }
+        }
+
         impl std::str::FromStr for $name {
             type Err = InvalidId;
             fn from_str(text: &str) -> Result<Self, InvalidId> {
@@ -120,6 +126,31 @@ id_type!(
     Platform,
     check_platform
 );
+
+/// A fresh sortable id (ULID), lower-case, monotonic within this process: what events,
+/// requests and jobs are named by.
+pub fn new_id() -> String {
+    use std::sync::Mutex;
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut guard = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let generator = guard.get_or_insert_with(ulid::Generator::new);
+    let id = generator.generate().unwrap_or_else(|_| ulid::Ulid::new());
+    id.to_string().to_ascii_lowercase()
+}
+
+impl EventId {
+    /// A new event's id.
+    pub fn generate() -> EventId {
+        EventId(new_id())
+    }
+}
+
+impl RequestId {
+    /// A new request's id.
+    pub fn generate() -> RequestId {
+        RequestId(new_id())
+    }
+}
 
 /// Longest id of any kind, in characters.
 pub const MAX_ID_CHARS: usize = 128;

@@ -10,6 +10,7 @@
 //! [`UserAdmin::import_users`]: crate::ports::admin::UserAdmin::import_users
 
 use crate::admin::{ImportReport, NewUser};
+use crate::ids::BotId;
 use crate::ports::App;
 use crate::problem::ApiError;
 use axum::body::Body;
@@ -201,7 +202,7 @@ impl CsvLineReader {
 /// Import `body` into `bot_id`'s users.
 pub async fn stream(
     app: &App,
-    bot_id: &str,
+    bot_id: &BotId,
     format: Format,
     body: Body,
 ) -> Result<ImportSummary, ApiError> {
@@ -285,7 +286,7 @@ fn reject(summary: &mut ImportSummary, line: u64, message: &str) {
 
 async fn flush(
     app: &App,
-    bot_id: &str,
+    bot_id: &BotId,
     batch: &mut Vec<NewUser>,
     summary: &mut ImportSummary,
 ) -> Result<(), ApiError> {

@@ -9,9 +9,9 @@
 //! [`Intake`]: crate::ports::Intake
 
 use crate::domain::{
-    new_id, now_ms, Audience, Event, Job, JobUser, RequestRecord, RequestState,
-    ACCEPTING_TIMEOUT_MS,
+    now_ms, Audience, Event, Job, JobUser, RequestRecord, RequestState, ACCEPTING_TIMEOUT_MS,
 };
+use crate::ids::{EventId, RequestId};
 use crate::ports::{App, Recorded, Remember, Remembered};
 use crate::problem::ApiError;
 use crate::request::{self, EventRequest, Targets};
@@ -21,7 +21,7 @@ use serde::Serialize;
 /// The 202 answer.
 #[derive(Debug, Serialize)]
 pub struct Accepted {
-    pub request_id: String,
+    pub request_id: RequestId,
     pub status_url: String,
     /// Null for `everyone` until the expansion finishes (see the status document).
     pub targeted: Option<u64>,
@@ -107,8 +107,8 @@ pub async fn accept(
     // Only an idempotency key needs the body's hash.
     let body_hash = idempotency_key.map_or([0u8; 32], |_| secret::hash_bytes(body));
     if let Some(key) = idempotency_key {
-        if let Some(first) = app.ports.intake.remembered(event.id.as_str(), key).await? {
-            if let Some(answer) = replay(app, event.id.as_str(), key, first, &body_hash).await? {
+        if let Some(first) = app.ports.intake.remembered(&event.id, key).await? {
+            if let Some(answer) = replay(app, &event.id, key, first, &body_hash).await? {
                 return Ok(answer);
             }
             // The first request's accept died midway and was given up: accept this one.
@@ -120,13 +120,13 @@ pub async fn accept(
         return dry_run(app, event, &request).await.map(Answer::DryRun);
     }
     let EventRequest { targets, data, .. } = request;
-    let id = new_id();
+    let id = RequestId::generate();
     let (audience, targeted, jobs) = plan(app, &id, targets);
     let record = RequestRecord {
         id: id.clone(),
-        event_id: event.id.to_string(),
+        event_id: event.id.clone(),
         event_name: event.name.clone(),
-        bot_id: event.bot_id.to_string(),
+        bot_id: event.bot_id.clone(),
         action: event.action.clone(),
         data,
         audience,
@@ -138,7 +138,7 @@ pub async fn accept(
         targeted,
     };
     let remember = idempotency_key.map(|key| Remember {
-        event_id: event.id.to_string(),
+        event_id: event.id.clone(),
         key: key.to_string(),
         answer: Remembered {
             request_id: accepted.request_id.clone(),
@@ -160,7 +160,7 @@ async fn admit(app: &App, event: &Event) -> Result<(), ApiError> {
         }
     }
     let cap = app.config.max_backlog_jobs;
-    if cap > 0 && app.ports.intake.backlog(event.bot_id.as_str(), cap).await? >= cap {
+    if cap > 0 && app.ports.intake.backlog(&event.bot_id, cap).await? >= cap {
         return Err(ApiError::Backlogged);
     }
     Ok(())
@@ -168,7 +168,7 @@ async fn admit(app: &App, event: &Event) -> Result<(), ApiError> {
 
 /// The audience to record for `targets`, how many users it names (None for `everyone`)
 /// and the jobs that start it.
-fn plan(app: &App, id: &str, targets: Targets) -> (Audience, Option<u64>, Vec<Job>) {
+fn plan(app: &App, id: &RequestId, targets: Targets) -> (Audience, Option<u64>, Vec<Job>) {
     match targets {
         Targets::Platform { platform, users } => {
             let count = users.len() as u64;
@@ -225,7 +225,7 @@ async fn record_and_answer(
 /// request is to be accepted as new.
 async fn replay(
     app: &App,
-    event_id: &str,
+    event_id: &EventId,
     key: &str,
     first: Remembered,
     body_hash: &[u8; 32],
@@ -261,7 +261,7 @@ async fn replay(
     )))
 }
 
-fn deliver_jobs(app: &App, request_id: &str, users: Vec<JobUser>) -> Vec<Job> {
+fn deliver_jobs(app: &App, request_id: &RequestId, users: Vec<JobUser>) -> Vec<Job> {
     users
         .chunks(app.config.deliver_batch.max(1))
         .map(|batch| Job::deliver(request_id, 0, batch.to_vec()))
@@ -272,19 +272,11 @@ async fn dry_run(app: &App, event: &Event, request: &EventRequest) -> Result<Dry
     let (targeted, found) = match &request.targets {
         Targets::Platform { users, .. } | Targets::Bm { users } => {
             let refs: Vec<_> = users.iter().map(|u| u.user.clone()).collect();
-            let found = app
-                .ports
-                .users
-                .resolve(event.bot_id.as_str(), &refs)
-                .await?;
+            let found = app.ports.users.resolve(&event.bot_id, &refs).await?;
             (refs.len() as u64, found.iter().flatten().count() as u64)
         }
         Targets::Everyone { platform } => {
-            let count = app
-                .ports
-                .users
-                .count(event.bot_id.as_str(), platform)
-                .await?;
+            let count = app.ports.users.count(&event.bot_id, platform).await?;
             (count, count)
         }
     };

@@ -25,6 +25,7 @@ use crate::domain::{
     RequestRecord, RequestState, UserRef, UserState, WriteResult, ACCEPTING_TIMEOUT_MS, BLOCKED,
 };
 use crate::error::StoreError;
+use crate::ids::{BotId, RequestId};
 use crate::merge::merge_patch;
 use crate::ports::{App, Delivery, RequestStamp};
 use futures::stream::{self, StreamExt};
@@ -476,8 +477,8 @@ const OUTCOME_WAIT: Duration = Duration::from_millis(200);
 /// start whose outcomes could not be recorded, and the error is returned.
 async fn record_as_they_end(
     app: &App,
-    request_id: &str,
-    bot_id: &str,
+    request_id: &RequestId,
+    bot_id: &BotId,
     mut finals: mpsc::UnboundedReceiver<Final>,
     cutoff: &Cutoff,
 ) -> Result<JobReport, StoreError> {
@@ -545,8 +546,8 @@ async fn sleep_until_due(due: Option<Instant>) {
 /// that later messages skip them); the outcomes counted.
 async fn record_batch(
     app: &App,
-    request_id: &str,
-    bot_id: &str,
+    request_id: &RequestId,
+    bot_id: &BotId,
     batch: Vec<Final>,
 ) -> Result<Vec<(String, Outcome)>, StoreError> {
     let blocked: Vec<String> = batch.iter().filter_map(|f| f.blocked.clone()).collect();

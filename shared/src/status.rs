@@ -5,14 +5,15 @@
 //! `pending` from it in one place, so every runtime answers the same document.
 
 use crate::domain::{Audience, RequestState};
+use crate::ids::{EventId, RequestId};
 use crate::ports::{ErrorSample, RequestProgress};
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestStatus {
-    pub request_id: String,
-    pub event_id: String,
+    pub request_id: RequestId,
+    pub event_id: EventId,
     /// `accepted` (nothing finished yet), `running`, `done`, `cancelled` or `aborted`.
     pub state: &'static str,
     pub audience: Audience,
@@ -90,10 +91,10 @@ mod tests {
     ) -> RequestProgress {
         RequestProgress {
             record: RequestRecord {
-                id: "r".into(),
-                event_id: "e".into(),
+                id: "r".parse().unwrap(),
+                event_id: "e".parse().unwrap(),
                 event_name: "n".into(),
-                bot_id: "b".into(),
+                bot_id: "b".parse().unwrap(),
                 action: Action::Screen {
                     screen_id: "s".into(),
                 },

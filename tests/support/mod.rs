@@ -64,7 +64,10 @@ impl Harness {
                 platform_id: id,
             })
             .collect();
-        self.store.import_users(bot, &users).await.unwrap();
+        self.store
+            .import_users(&herald_core::ids::BotId::parse(bot).unwrap(), &users)
+            .await
+            .unwrap();
     }
 
     /// Run every job that is due, like the worker pool would.

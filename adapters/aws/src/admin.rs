@@ -31,7 +31,7 @@ use herald_core::admin::{
 };
 use herald_core::channels::{BotChanges, BotRecord, Connections};
 use herald_core::domain::{Event, Job, JobKind, Object, RequestState, UserRef};
-use herald_core::ids::{BotId, EventId};
+use herald_core::ids::{BotId, EventId, RequestId};
 use herald_core::ports::admin::{BotAdmin, DeadLetterAdmin, EventAdmin, RequestAdmin, UserAdmin};
 use herald_core::ports::{JobQueue, RequestProgress, UserStore};
 use herald_core::status::rfc3339;
@@ -179,7 +179,7 @@ impl Aws {
     }
 
     /// The state id of a user named either way, if the user exists.
-    async fn state_id(&self, bot_id: &str, user: &UserRef) -> Result<Option<String>, StoreError> {
+    async fn state_id(&self, bot_id: &BotId, user: &UserRef) -> Result<Option<String>, StoreError> {
         Ok(self
             .resolve(bot_id, std::slice::from_ref(user))
             .await?
@@ -324,7 +324,7 @@ impl Aws {
                 || message.message_id().unwrap_or_default().to_string(),
                 |j| j.id.clone(),
             ),
-            request_id: job.map(|j| j.request_id.clone()).unwrap_or_default(),
+            request_id: job.map(|j| j.request_id.to_string()).unwrap_or_default(),
             kind: job.map_or("unknown", Job::kind_name),
             users: match job.map(|j| &j.kind) {
                 Some(JobKind::Deliver { users }) => users.len(),
@@ -533,7 +533,7 @@ impl EventAdmin for Aws {
 impl UserAdmin for Aws {
     async fn import_users(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         users: &[NewUser],
     ) -> Result<ImportReport, StoreError> {
         self.register_bot(bot_id).await?;
@@ -583,7 +583,7 @@ impl UserAdmin for Aws {
 
     async fn user_document(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         user: &UserRef,
     ) -> Result<Option<Object>, StoreError> {
         let Some(bm_id) = self.state_id(bot_id, user).await? else {
@@ -601,7 +601,7 @@ impl UserAdmin for Aws {
         Ok(Some(document))
     }
 
-    async fn delete_user(&self, bot_id: &str, user: &UserRef) -> Result<bool, StoreError> {
+    async fn delete_user(&self, bot_id: &BotId, user: &UserRef) -> Result<bool, StoreError> {
         let Some(bm_id) = self.state_id(bot_id, user).await? else {
             return Ok(false);
         };
@@ -621,10 +621,12 @@ impl UserAdmin for Aws {
 impl RequestAdmin for Aws {
     async fn recent_requests(
         &self,
-        event_id: &str,
-        before: Option<&str>,
+        event_id: &EventId,
+        before: Option<&RequestId>,
         limit: usize,
     ) -> Result<Vec<RequestProgress>, StoreError> {
+        let before = before.map(|id| id.as_str());
+        let event_id = event_id.as_str();
         let mut query = self
             .dynamodb
             .query()
@@ -647,7 +649,7 @@ impl RequestAdmin for Aws {
             .collect()
     }
 
-    async fn cancel_request(&self, request_id: &str) -> Result<Cancellation, StoreError> {
+    async fn cancel_request(&self, request_id: &RequestId) -> Result<Cancellation, StoreError> {
         let updated = self
             .dynamodb
             .update_item()

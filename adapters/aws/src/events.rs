@@ -173,7 +173,6 @@ pub(crate) fn event_of(item: &Item) -> Result<Event, StoreError> {
 #[async_trait]
 impl EventDirectory for Aws {
     async fn bot(&self, bot_id: &BotId) -> Result<Bot, StoreError> {
-        let bot_id = bot_id.as_str();
         let found = self
             .dynamodb
             .get_item()
@@ -184,7 +183,7 @@ impl EventDirectory for Aws {
             .map_err(store_error)?;
         let item = found.item.unwrap_or_default();
         Ok(Bot {
-            id: bot_id.to_string(),
+            id: bot_id.clone(),
             connections: connections_of(&item),
         })
     }

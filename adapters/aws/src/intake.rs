@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem, WriteRequest};
 use herald_core::domain::{now_ms, Audience, Job, RequestRecord, RequestState};
+use herald_core::ids::{BotId, EventId, RequestId};
 use herald_core::ports::{Intake, JobQueue, Recorded, Remember, Remembered, IDEMPOTENCY_WINDOW_MS};
 use herald_core::StoreError;
 use std::time::Duration;
@@ -269,9 +270,10 @@ impl Intake for Aws {
 
     async fn remembered(
         &self,
-        event_id: &str,
+        event_id: &EventId,
         key: &str,
     ) -> Result<Option<Remembered>, StoreError> {
+        let event_id = event_id.as_str();
         let found = self
             .dynamodb
             .get_item()
@@ -289,7 +291,8 @@ impl Intake for Aws {
             return Ok(None);
         }
         Ok(Some(Remembered {
-            request_id: get_s(&item, "request_id").to_string(),
+            request_id: RequestId::parse(get_s(&item, "request_id"))
+                .map_err(|e| StoreError::corrupt("an idempotency key's request id", e))?,
             body_hash: item
                 .get("body_hash")
                 .and_then(|v| v.as_b().ok())
@@ -303,11 +306,18 @@ impl Intake for Aws {
 
     /// SQS cannot count one bot's messages: every bot shares the queue and its alarm, and
     /// the worker's concurrency bounds what any bot takes of it.
-    async fn backlog(&self, _bot_id: &str, _up_to: u64) -> Result<u64, StoreError> {
+    async fn backlog(&self, _bot_id: &BotId, _up_to: u64) -> Result<u64, StoreError> {
         Ok(0)
     }
 
-    async fn abandon(&self, event_id: &str, key: &str, request_id: &str) -> Result<(), StoreError> {
+    async fn abandon(
+        &self,
+        event_id: &EventId,
+        key: &str,
+        request_id: &RequestId,
+    ) -> Result<(), StoreError> {
+        let request_id = request_id.as_str();
+        let event_id = event_id.as_str();
         let aborted = self
             .dynamodb
             .update_item()

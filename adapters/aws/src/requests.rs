@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use herald_core::domain::{Outcome, RequestRecord, RequestState};
+use herald_core::ids::{EventId, RequestId};
 use herald_core::ports::{ErrorSample, Expansion, RequestLog, RequestProgress};
 use herald_core::samples;
 use herald_core::StoreError;
@@ -396,14 +397,19 @@ pub(crate) fn progress_of(item: &Item) -> Result<RequestProgress, StoreError> {
 
 #[async_trait]
 impl RequestLog for Aws {
-    async fn progress(&self, request_id: &str) -> Result<Option<RequestProgress>, StoreError> {
+    async fn progress(
+        &self,
+        request_id: &RequestId,
+    ) -> Result<Option<RequestProgress>, StoreError> {
+        let request_id = request_id.as_str();
         match self.request_item(request_id).await? {
             Some(item) => progress_of(&item).map(Some),
             None => Ok(None),
         }
     }
 
-    async fn event_of(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+    async fn event_of(&self, request_id: &RequestId) -> Result<Option<EventId>, StoreError> {
+        let request_id = request_id.as_str();
         let out = self
             .dynamodb
             .get_item()
@@ -413,16 +419,20 @@ impl RequestLog for Aws {
             .send()
             .await
             .map_err(store_error)?;
-        Ok(out
-            .item
+        out.item
             .as_ref()
-            .map(|item| get_s(item, "event_id").to_string()))
+            .map(|item| {
+                EventId::parse(get_s(item, "event_id"))
+                    .map_err(|e| StoreError::corrupt("a request's event id", e))
+            })
+            .transpose()
     }
 
     async fn record(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
+        let request_id = request_id.as_str();
         match self.request_item(request_id).await? {
             Some(item) => Ok(Some((
                 record_of(&item)?,
@@ -434,9 +444,10 @@ impl RequestLog for Aws {
 
     async fn finished(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         user_keys: &[String],
     ) -> Result<HashSet<String>, StoreError> {
+        let request_id = request_id.as_str();
         let keys = user_keys
             .iter()
             .map(|k| self.request_key(request_id, &format!("u#{k}")))
@@ -452,9 +463,10 @@ impl RequestLog for Aws {
 
     async fn record_outcomes(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         outcomes: &[(String, Outcome)],
     ) -> Result<(), StoreError> {
+        let request_id = request_id.as_str();
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -498,7 +510,8 @@ impl RequestLog for Aws {
         Ok(())
     }
 
-    async fn expansion(&self, request_id: &str, shard: u32) -> Result<Expansion, StoreError> {
+    async fn expansion(&self, request_id: &RequestId, shard: u32) -> Result<Expansion, StoreError> {
+        let request_id = request_id.as_str();
         let out = self
             .dynamodb
             .get_item()
@@ -526,12 +539,13 @@ impl RequestLog for Aws {
 
     async fn advance_expansion(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         shard: u32,
         from: Option<&str>,
         to: Option<&str>,
         added: u64,
     ) -> Result<bool, StoreError> {
+        let request_id = request_id.as_str();
         let done = to.is_none();
         let mut cursor = Update::builder()
             .table_name(&self.settings.requests_table)

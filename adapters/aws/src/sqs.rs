@@ -61,7 +61,7 @@ impl Aws {
             .map_err(store_error)?;
         serde_json::to_string(&Body::Claim {
             claim: Claim {
-                request_id: job.request_id.clone(),
+                request_id: job.request_id.to_string(),
                 job_id: job.id.clone(),
             },
         })

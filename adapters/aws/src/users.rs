@@ -23,6 +23,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use herald_core::domain::{
     shard_of, LastRequestWrite, Object, PlatformFilter, UserRef, UserState, WriteResult,
 };
+use herald_core::ids::BotId;
 use herald_core::ports::{RequestStamp, UserPage, UserStore};
 use herald_core::StoreError;
 use std::collections::HashMap;
@@ -185,9 +186,10 @@ fn state_of(item: &Item) -> UserState {
 impl UserStore for Aws {
     async fn resolve(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         users: &[UserRef],
     ) -> Result<Vec<Option<UserState>>, StoreError> {
+        let bot_id = bot_id.as_str();
         let bm_ids: Vec<&str> = users
             .iter()
             .filter_map(|u| match u {
@@ -223,11 +225,12 @@ impl UserStore for Aws {
 
     async fn write_last_request(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         stamp: &RequestStamp,
         data: &Object,
         writes: &[LastRequestWrite],
     ) -> Result<Vec<WriteResult>, StoreError> {
+        let bot_id = bot_id.as_str();
         let base: AttributeValue =
             serde_dynamo::to_attribute_value(data).map_err(StoreError::new)?;
         stream::iter(writes.iter().cloned())
@@ -243,7 +246,8 @@ impl UserStore for Aws {
             .await
     }
 
-    async fn mark_blocked(&self, bot_id: &str, bm_ids: &[String]) -> Result<(), StoreError> {
+    async fn mark_blocked(&self, bot_id: &BotId, bm_ids: &[String]) -> Result<(), StoreError> {
+        let bot_id = bot_id.as_str();
         let now = AttributeValue::N(herald_core::domain::now_ms().to_string());
         stream::iter(bm_ids.iter().cloned())
             .map(|bm_id: String| {
@@ -279,7 +283,8 @@ impl UserStore for Aws {
         Ok(())
     }
 
-    async fn count(&self, bot_id: &str, platform: &PlatformFilter) -> Result<u64, StoreError> {
+    async fn count(&self, bot_id: &BotId, platform: &PlatformFilter) -> Result<u64, StoreError> {
+        let bot_id = bot_id.as_str();
         let shards: Vec<u32> = (0..self.settings.user_shards).collect();
         let counts: Vec<u64> = stream::iter(shards)
             .map(|shard| async move {
@@ -318,12 +323,13 @@ impl UserStore for Aws {
 
     async fn page(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         platform: &PlatformFilter,
         shard: u32,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<UserPage, StoreError> {
+        let bot_id = bot_id.as_str();
         let (index, key, value) = self.index_for(bot_id, platform, shard);
         // The cursor is the last bm_id of the previous page; the start key of a GSI query
         // is the index key plus the table key of that item.

@@ -15,7 +15,7 @@ use herald_core::admin::{
 };
 use herald_core::channels::{BotChanges, BotRecord, Connections};
 use herald_core::domain::{Event, Job, JobKind, Object, RequestState, UserRef};
-use herald_core::ids::{BotId, EventId};
+use herald_core::ids::{BotId, EventId, RequestId};
 use herald_core::ports::admin::{BotAdmin, DeadLetterAdmin, EventAdmin, RequestAdmin, UserAdmin};
 use herald_core::ports::RequestProgress;
 use herald_core::status::rfc3339;
@@ -299,21 +299,24 @@ impl EventAdmin for Sqlite {
 impl UserAdmin for Sqlite {
     async fn import_users(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         users: &[NewUser],
     ) -> Result<ImportReport, StoreError> {
+        let bot_id = bot_id.as_str();
         self.insert_users(bot_id, users).await
     }
 
     async fn user_document(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         user: &UserRef,
     ) -> Result<Option<Object>, StoreError> {
+        let bot_id = bot_id.as_str();
         self.user_row(bot_id, user).await
     }
 
-    async fn delete_user(&self, bot_id: &str, user: &UserRef) -> Result<bool, StoreError> {
+    async fn delete_user(&self, bot_id: &BotId, user: &UserRef) -> Result<bool, StoreError> {
+        let bot_id = bot_id.as_str();
         self.remove_user(bot_id, user).await
     }
 }
@@ -322,10 +325,12 @@ impl UserAdmin for Sqlite {
 impl RequestAdmin for Sqlite {
     async fn recent_requests(
         &self,
-        event_id: &str,
-        before: Option<&str>,
+        event_id: &EventId,
+        before: Option<&RequestId>,
         limit: usize,
     ) -> Result<Vec<RequestProgress>, StoreError> {
+        let before = before.map(|id| id.as_str());
+        let event_id = event_id.as_str();
         let (event_id, before) = (event_id.to_string(), before.map(String::from));
         self.read(move |conn| {
             conn.prepare_cached(&format!(
@@ -339,7 +344,8 @@ impl RequestAdmin for Sqlite {
         .await
     }
 
-    async fn cancel_request(&self, request_id: &str) -> Result<Cancellation, StoreError> {
+    async fn cancel_request(&self, request_id: &RequestId) -> Result<Cancellation, StoreError> {
+        let request_id = request_id.as_str();
         let request_id = request_id.to_string();
         self.durable_transaction(move |tx| {
             let changed = tx.execute(

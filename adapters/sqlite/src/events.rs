@@ -4,7 +4,7 @@
 
 use crate::{from_json, now_ms, Sqlite};
 use async_trait::async_trait;
-use herald_core::domain::{new_id, Action, Bot, Event, PreviousSecret};
+use herald_core::domain::{Action, Bot, Event, PreviousSecret};
 use herald_core::ids::{BotId, EventId};
 use herald_core::ports::admin::EventAdmin;
 use herald_core::ports::EventDirectory;
@@ -31,7 +31,7 @@ impl Sqlite {
         action: Action,
     ) -> Result<CreatedEvent, StoreError> {
         let created = CreatedEvent {
-            event_id: EventId::parse(new_id()).expect("a ULID is an event id"),
+            event_id: EventId::generate(),
             bot_id: BotId::parse(bot_id).map_err(StoreError::new)?,
             name: name.to_string(),
             secret: secret::generate(),
@@ -122,7 +122,7 @@ pub(crate) const EVENT_COLUMNS: &str = "id, bot_id, name, secret_hash, action, e
 
 /// Column `at` of `row` as an id of its kind; a value that breaks the kind's rule does
 /// not convert (the row reads as corrupt).
-fn typed<T>(
+pub(crate) fn typed<T>(
     row: &rusqlite::Row,
     at: usize,
     parse: fn(String) -> Result<T, herald_core::ids::InvalidId>,
@@ -157,11 +157,10 @@ pub(crate) fn event_row(row: &rusqlite::Row) -> rusqlite::Result<Event> {
 #[async_trait]
 impl EventDirectory for Sqlite {
     async fn bot(&self, bot_id: &BotId) -> Result<Bot, StoreError> {
-        let bot_id = bot_id.as_str();
-        let bot_id = bot_id.to_string();
+        let bot_id = bot_id.clone();
         self.read(move |conn| {
             conn.prepare_cached("SELECT connections FROM bots WHERE id = ?1")?
-                .query_row([&bot_id], |row| {
+                .query_row([bot_id.as_str()], |row| {
                     Ok(Bot {
                         id: bot_id.clone(),
                         connections: crate::admin::connections_of(&row.get::<_, String>(0)?)?,
@@ -171,7 +170,7 @@ impl EventDirectory for Sqlite {
                 .map(|found| {
                     found.unwrap_or(Bot {
                         id: bot_id.clone(),
-                        ..Bot::default()
+                        connections: Default::default(),
                     })
                 })
         })

@@ -10,6 +10,7 @@
 use crate::{from_json, now_ms, to_json, Sqlite};
 use async_trait::async_trait;
 use herald_core::domain::Job;
+use herald_core::ids::BotId;
 use herald_core::ports::{JobQueue, LeaseQueue, Leased};
 use herald_core::StoreError;
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -43,7 +44,7 @@ pub(crate) fn insert_jobs(tx: &Transaction, jobs: &[Job], delay: Duration) -> ru
     for job in jobs {
         insert.execute(params![
             job.id,
-            job.request_id,
+            job.request_id.as_str(),
             job.kind_name(),
             to_json(job)?,
             visible_at,
@@ -84,7 +85,7 @@ impl LeaseQueue for Sqlite {
     async fn lease(
         &self,
         lease: Duration,
-        full_bots: &[String],
+        full_bots: &[BotId],
     ) -> Result<Option<Leased>, StoreError> {
         let full = serde_json::to_string(full_bots).map_err(StoreError::new)?;
         self.transaction(move |tx| {

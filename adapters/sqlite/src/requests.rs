@@ -6,10 +6,12 @@
 //! each user once. Counters and the error and delivery samples live on the request row
 //! and move in the same transaction as the outcomes they count.
 
+use crate::events::typed;
 use crate::queue::insert_jobs;
 use crate::{from_json, now_ms, to_json, Sqlite};
 use async_trait::async_trait;
 use herald_core::domain::{Audience, Job, Outcome, RequestRecord, RequestState};
+use herald_core::ids::{BotId, EventId, RequestId};
 use herald_core::ports::{
     ErrorSample, Expansion, Intake, Recorded, Remember, Remembered, RequestLog, RequestProgress,
     IDEMPOTENCY_WINDOW_MS,
@@ -53,19 +55,28 @@ impl Intake for Sqlite {
 
     async fn remembered(
         &self,
-        event_id: &str,
+        event_id: &EventId,
         key: &str,
     ) -> Result<Option<Remembered>, StoreError> {
+        let event_id = event_id.as_str();
         let (event_id, key) = (event_id.to_string(), key.to_string());
         self.read(move |conn| remembered(conn, &event_id, &key))
             .await
     }
 
-    async fn backlog(&self, bot_id: &str, up_to: u64) -> Result<u64, StoreError> {
+    async fn backlog(&self, bot_id: &BotId, up_to: u64) -> Result<u64, StoreError> {
+        let bot_id = bot_id.as_str();
         self.inner.backlogs.count(self, bot_id, up_to).await
     }
 
-    async fn abandon(&self, event_id: &str, key: &str, request_id: &str) -> Result<(), StoreError> {
+    async fn abandon(
+        &self,
+        event_id: &EventId,
+        key: &str,
+        request_id: &RequestId,
+    ) -> Result<(), StoreError> {
+        let request_id = request_id.as_str();
+        let event_id = event_id.as_str();
         // Accepts commit whole here, so this finds nothing to do unless a request was left
         // `accepting` by other means; it is still done right.
         let (event_id, key, request_id) = (
@@ -116,9 +127,9 @@ pub(crate) fn record_accept(tx: &Transaction, accept: &Accept) -> rusqlite::Resu
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
-            remember.event_id,
+            remember.event_id.as_str(),
             remember.key,
-            answer.request_id,
+            answer.request_id.as_str(),
             answer.body_hash.to_vec(),
             answer.status,
             answer.answer,
@@ -137,18 +148,18 @@ pub(crate) fn record_accept(tx: &Transaction, accept: &Accept) -> rusqlite::Resu
          VALUES (?1, ?2, ?3, 'accepted', ?4, ?5, ?6)",
     )?
     .execute(params![
-        record.id,
-        record.event_id,
+        record.id.as_str(),
+        record.event_id.as_str(),
         accept.text,
         accept.targeted.unwrap_or(0) as i64,
         shards,
         record.created_at
     ])?;
     tx.prepare_cached("INSERT INTO request_data (request_id, data) VALUES (?1, ?2)")?
-        .execute(params![record.id, accept.data])?;
+        .execute(params![record.id.as_str(), accept.data])?;
     for shard in 0..shards {
         tx.prepare_cached("INSERT INTO expansions (request_id, shard) VALUES (?1, ?2)")?
-            .execute(params![record.id, shard])?;
+            .execute(params![record.id.as_str(), shard])?;
     }
     insert_jobs(tx, &accept.jobs, Duration::ZERO)?;
     Ok(Recorded::New)
@@ -169,7 +180,7 @@ fn remembered(
         |r| {
             let hash: Vec<u8> = r.get(1)?;
             Ok(Remembered {
-                request_id: r.get(0)?,
+                request_id: typed(r, 0, RequestId::parse)?,
                 body_hash: hash.try_into().unwrap_or([0u8; 32]),
                 status: r.get(2)?,
                 answer: r.get(3)?,
@@ -217,7 +228,11 @@ pub(crate) fn progress_row(row: &rusqlite::Row) -> rusqlite::Result<RequestProgr
 
 #[async_trait]
 impl RequestLog for Sqlite {
-    async fn progress(&self, request_id: &str) -> Result<Option<RequestProgress>, StoreError> {
+    async fn progress(
+        &self,
+        request_id: &RequestId,
+    ) -> Result<Option<RequestProgress>, StoreError> {
+        let request_id = request_id.as_str();
         let request_id = request_id.to_string();
         self.read(move |conn| {
             conn.prepare_cached(&format!(
@@ -229,11 +244,11 @@ impl RequestLog for Sqlite {
         .await
     }
 
-    async fn event_of(&self, request_id: &str) -> Result<Option<String>, StoreError> {
-        let request_id = request_id.to_string();
+    async fn event_of(&self, request_id: &RequestId) -> Result<Option<EventId>, StoreError> {
+        let request_id = request_id.clone();
         self.read(move |conn| {
             conn.prepare_cached("SELECT event_id FROM requests WHERE id = ?1")?
-                .query_row([&request_id], |row| row.get(0))
+                .query_row([request_id.as_str()], |row| typed(row, 0, EventId::parse))
                 .optional()
         })
         .await
@@ -241,8 +256,9 @@ impl RequestLog for Sqlite {
 
     async fn record(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
+        let request_id = request_id.as_str();
         let request_id = request_id.to_string();
         self.read(move |conn| {
             conn.prepare_cached(
@@ -266,9 +282,10 @@ impl RequestLog for Sqlite {
 
     async fn finished(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         user_keys: &[String],
     ) -> Result<HashSet<String>, StoreError> {
+        let request_id = request_id.as_str();
         let request_id = request_id.to_string();
         let keys = user_keys.to_vec();
         self.read(move |conn| {
@@ -287,9 +304,10 @@ impl RequestLog for Sqlite {
 
     async fn record_outcomes(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         outcomes: &[(String, Outcome)],
     ) -> Result<(), StoreError> {
+        let request_id = request_id.as_str();
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -368,7 +386,8 @@ impl RequestLog for Sqlite {
         .await
     }
 
-    async fn expansion(&self, request_id: &str, shard: u32) -> Result<Expansion, StoreError> {
+    async fn expansion(&self, request_id: &RequestId, shard: u32) -> Result<Expansion, StoreError> {
+        let request_id = request_id.as_str();
         let request_id = request_id.to_string();
         self.read(move |conn| {
             conn.prepare_cached(
@@ -394,12 +413,13 @@ impl RequestLog for Sqlite {
 
     async fn advance_expansion(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         shard: u32,
         from: Option<&str>,
         to: Option<&str>,
         added: u64,
     ) -> Result<bool, StoreError> {
+        let request_id = request_id.as_str();
         let (request_id, from, to) = (
             request_id.to_string(),
             from.map(String::from),

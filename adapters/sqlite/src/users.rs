@@ -13,6 +13,7 @@ use herald_core::admin::{ImportReport, NewUser};
 use herald_core::domain::{
     shard_of, LastRequestWrite, Object, PlatformFilter, UserRef, UserState, WriteResult,
 };
+use herald_core::ids::BotId;
 use herald_core::ports::{RequestStamp, UserPage, UserStore};
 use herald_core::StoreError;
 use rusqlite::{params, OptionalExtension};
@@ -146,9 +147,10 @@ impl Sqlite {
 impl UserStore for Sqlite {
     async fn resolve(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         users: &[UserRef],
     ) -> Result<Vec<Option<UserState>>, StoreError> {
+        let bot_id = bot_id.as_str();
         let bot_id = bot_id.to_string();
         let users = users.to_vec();
         self.read(move |conn| {
@@ -197,11 +199,12 @@ impl UserStore for Sqlite {
 
     async fn write_last_request(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         stamp: &RequestStamp,
         _data: &Object,
         writes: &[LastRequestWrite],
     ) -> Result<Vec<WriteResult>, StoreError> {
+        let bot_id = bot_id.as_str();
         if writes.is_empty() {
             return Ok(Vec::new());
         }
@@ -232,8 +235,8 @@ impl UserStore for Sqlite {
                         bm_id,
                         data,
                         stamp.at,
-                        stamp.request_id,
-                        stamp.event_id
+                        stamp.request_id.as_str(),
+                        stamp.event_id.as_str()
                     ])?;
                     if changed > 0 {
                         Ok(WriteResult::Applied)
@@ -248,7 +251,8 @@ impl UserStore for Sqlite {
         .await
     }
 
-    async fn mark_blocked(&self, bot_id: &str, bm_ids: &[String]) -> Result<(), StoreError> {
+    async fn mark_blocked(&self, bot_id: &BotId, bm_ids: &[String]) -> Result<(), StoreError> {
+        let bot_id = bot_id.as_str();
         if bm_ids.is_empty() {
             return Ok(());
         }
@@ -266,7 +270,8 @@ impl UserStore for Sqlite {
         .await
     }
 
-    async fn count(&self, bot_id: &str, platform: &PlatformFilter) -> Result<u64, StoreError> {
+    async fn count(&self, bot_id: &BotId, platform: &PlatformFilter) -> Result<u64, StoreError> {
+        let bot_id = bot_id.as_str();
         let bot_id = bot_id.to_string();
         let platform = platform.clone();
         self.read(move |conn| match platform {
@@ -290,12 +295,13 @@ impl UserStore for Sqlite {
 
     async fn page(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         platform: &PlatformFilter,
         shard: u32,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<UserPage, StoreError> {
+        let bot_id = bot_id.as_str();
         let after = cursor.unwrap_or("").to_string();
         let (bot_id, platform) = (bot_id.to_string(), platform.clone());
         self.read(move |conn| {

@@ -69,7 +69,7 @@ async fn copies_of_a_requests_data_are_folded_into_one() {
     assert_eq!(copy["last_request"], json!({"order": 42, "items": [1, 2]}));
     let own = store.user_json("bot", "own").await.unwrap().unwrap();
     assert_eq!(own["last_request"]["name"], "Ann");
-    let (read, _) = herald_core::ports::RequestLog::record(&store, "01req")
+    let (read, _) = herald_core::ports::RequestLog::record(&store, &"01req".parse().unwrap())
         .await
         .unwrap()
         .unwrap();

@@ -15,9 +15,9 @@ fn sql(store: &Sqlite) -> rusqlite::Connection {
 async fn the_deliver_jobs_of_a_full_bot_are_left_for_later() {
     let dir = tempfile::tempdir().unwrap();
     let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
-    let busy = Job::deliver("r1", 0, vec![]);
-    let expand = Job::expand("r1", 0, None);
-    let other = Job::deliver("r2", 0, vec![]);
+    let busy = Job::deliver(&"r1".parse().unwrap(), 0, vec![]);
+    let expand = Job::expand(&"r1".parse().unwrap(), 0, None);
+    let other = Job::deliver(&"r2".parse().unwrap(), 0, vec![]);
     store
         .enqueue(
             vec![busy.clone(), expand.clone(), other.clone()],
@@ -36,7 +36,7 @@ async fn the_deliver_jobs_of_a_full_bot_are_left_for_later() {
         [],
     )
     .unwrap();
-    let full = vec!["busy".to_string()];
+    let full = vec!["busy".parse().unwrap()];
     let mut leased = Vec::new();
     while let Some(job) = store.lease(Duration::from_secs(60), &full).await.unwrap() {
         leased.push(job.job.id);
@@ -58,7 +58,10 @@ async fn the_oldest_age_counts_the_whole_wait_of_a_postponed_job() {
     let dir = tempfile::tempdir().unwrap();
     let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
     store
-        .enqueue(vec![Job::deliver("r", 0, vec![])], Duration::ZERO)
+        .enqueue(
+            vec![Job::deliver(&"r".parse().unwrap(), 0, vec![])],
+            Duration::ZERO,
+        )
         .await
         .unwrap();
     // Due 33 s ago, postponed again and again since.
@@ -87,8 +90,8 @@ async fn a_job_row_that_cannot_be_read_is_dead_at_once_and_the_queue_goes_on() {
     use herald_core::ports::admin::DeadLetterAdmin;
     let dir = tempfile::tempdir().unwrap();
     let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
-    let bad = Job::deliver("r1", 0, vec![]);
-    let good = Job::deliver("r2", 0, vec![]);
+    let bad = Job::deliver(&"r1".parse().unwrap(), 0, vec![]);
+    let good = Job::deliver(&"r2".parse().unwrap(), 0, vec![]);
     store
         .enqueue(vec![bad.clone()], Duration::ZERO)
         .await

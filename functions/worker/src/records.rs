@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use herald_core::domain::{Outcome, RequestRecord, RequestState};
+use herald_core::ids::{EventId, RequestId};
 use herald_core::ports::{Expansion, RequestLog, RequestProgress};
 use herald_core::StoreError;
 use std::collections::{HashMap, HashSet};
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 pub struct OncePerBatch {
     inner: Arc<dyn RequestLog>,
-    records: Mutex<HashMap<String, RequestRecord>>,
+    records: Mutex<HashMap<RequestId, RequestRecord>>,
 }
 
 impl OncePerBatch {
@@ -30,7 +31,7 @@ impl OncePerBatch {
 impl RequestLog for OncePerBatch {
     async fn record(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
         if let Some(record) = self
             .records
@@ -46,22 +47,25 @@ impl RequestLog for OncePerBatch {
             self.records
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(request_id.to_string(), record.clone());
+                .insert(request_id.clone(), record.clone());
         }
         Ok(found)
     }
 
-    async fn progress(&self, request_id: &str) -> Result<Option<RequestProgress>, StoreError> {
+    async fn progress(
+        &self,
+        request_id: &RequestId,
+    ) -> Result<Option<RequestProgress>, StoreError> {
         self.inner.progress(request_id).await
     }
 
-    async fn event_of(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+    async fn event_of(&self, request_id: &RequestId) -> Result<Option<EventId>, StoreError> {
         self.inner.event_of(request_id).await
     }
 
     async fn finished(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         user_keys: &[String],
     ) -> Result<HashSet<String>, StoreError> {
         self.inner.finished(request_id, user_keys).await
@@ -69,19 +73,19 @@ impl RequestLog for OncePerBatch {
 
     async fn record_outcomes(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         outcomes: &[(String, Outcome)],
     ) -> Result<(), StoreError> {
         self.inner.record_outcomes(request_id, outcomes).await
     }
 
-    async fn expansion(&self, request_id: &str, shard: u32) -> Result<Expansion, StoreError> {
+    async fn expansion(&self, request_id: &RequestId, shard: u32) -> Result<Expansion, StoreError> {
         self.inner.expansion(request_id, shard).await
     }
 
     async fn advance_expansion(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         shard: u32,
         from: Option<&str>,
         to: Option<&str>,
@@ -105,12 +109,12 @@ mod tests {
         state: Mutex<RequestState>,
     }
 
-    fn record(id: &str) -> RequestRecord {
+    fn record(id: &RequestId) -> RequestRecord {
         RequestRecord {
-            id: id.into(),
-            event_id: "e".into(),
+            id: id.clone(),
+            event_id: "e".parse().unwrap(),
             event_name: "n".into(),
-            bot_id: "b".into(),
+            bot_id: "b".parse().unwrap(),
             action: Action::Screen {
                 screen_id: "s".into(),
             },
@@ -124,33 +128,37 @@ mod tests {
     impl RequestLog for Counting {
         async fn record(
             &self,
-            request_id: &str,
+            request_id: &RequestId,
         ) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
             self.reads.fetch_add(1, Ordering::SeqCst);
             Ok(Some((record(request_id), *self.state.lock().unwrap())))
         }
-        async fn progress(&self, _: &str) -> Result<Option<RequestProgress>, StoreError> {
+        async fn progress(&self, _: &RequestId) -> Result<Option<RequestProgress>, StoreError> {
             unimplemented!()
         }
-        async fn event_of(&self, _: &str) -> Result<Option<String>, StoreError> {
+        async fn event_of(&self, _: &RequestId) -> Result<Option<EventId>, StoreError> {
             unimplemented!()
         }
-        async fn finished(&self, _: &str, _: &[String]) -> Result<HashSet<String>, StoreError> {
+        async fn finished(
+            &self,
+            _: &RequestId,
+            _: &[String],
+        ) -> Result<HashSet<String>, StoreError> {
             unimplemented!()
         }
         async fn record_outcomes(
             &self,
-            _: &str,
+            _: &RequestId,
             _: &[(String, Outcome)],
         ) -> Result<(), StoreError> {
             unimplemented!()
         }
-        async fn expansion(&self, _: &str, _: u32) -> Result<Expansion, StoreError> {
+        async fn expansion(&self, _: &RequestId, _: u32) -> Result<Expansion, StoreError> {
             unimplemented!()
         }
         async fn advance_expansion(
             &self,
-            _: &str,
+            _: &RequestId,
             _: u32,
             _: Option<&str>,
             _: Option<&str>,
@@ -167,8 +175,9 @@ mod tests {
             state: Mutex::new(RequestState::Accepting),
         });
         let cache = OncePerBatch::new(inner.clone());
-        cache.record("r").await.unwrap();
-        cache.record("r").await.unwrap();
+        let r: RequestId = "r".parse().unwrap();
+        cache.record(&r).await.unwrap();
+        cache.record(&r).await.unwrap();
         assert_eq!(
             inner.reads.load(Ordering::SeqCst),
             2,
@@ -176,11 +185,11 @@ mod tests {
         );
         *inner.state.lock().unwrap() = RequestState::Accepted;
         for _ in 0..3 {
-            let (found, state) = cache.record("r").await.unwrap().unwrap();
+            let (found, state) = cache.record(&r).await.unwrap().unwrap();
             assert_eq!((found.id.as_str(), state), ("r", RequestState::Accepted));
         }
         assert_eq!(inner.reads.load(Ordering::SeqCst), 3, "accepted: read once");
-        cache.record("other").await.unwrap();
+        cache.record(&"other".parse().unwrap()).await.unwrap();
         assert_eq!(inner.reads.load(Ordering::SeqCst), 4);
     }
 }

@@ -133,7 +133,7 @@ async fn a_batch_with_a_poison_message_delivers_the_rest_and_buries_the_poison()
     let mut event: SqsEvent = serde_json::from_str(&repo_file("events/sqs-batch.json")).unwrap();
     // The fixture's first message, pointed at the request just accepted.
     let mut job: Job = serde_json::from_str(event.records[0].body.as_deref().unwrap()).unwrap();
-    job.request_id = body["request_id"].as_str().unwrap().to_string();
+    job.request_id = body["request_id"].as_str().unwrap().parse().unwrap();
     event.records[0].body = Some(serde_json::to_string(&job).unwrap());
     let response = herald_worker::handle(&stack.app, &stack.aws, event).await;
     assert!(
@@ -304,7 +304,7 @@ async fn screens_from_the_worker_reach_the_engine_signed() {
     stack.fixture_event("demo").await;
     stack.demo_users("demo").await;
     let bot = herald_core::domain::Bot {
-        id: "demo".into(),
+        id: "demo".parse().unwrap(),
         connections: Connections::default()
             .with("engine", "url", &engine.url)
             .with("engine", "signing_secret", "engine-secret"),

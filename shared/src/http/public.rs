@@ -6,6 +6,7 @@
 
 use super::extract::{bearer, caused_by_timeout, check_json_content_type, Shared};
 use super::{Auth, Route};
+use crate::ids::RequestId;
 use crate::intake::{self, Answer};
 use crate::log_budget::LogBudget;
 use crate::ports::{App, Remembered};
@@ -285,8 +286,10 @@ async fn status(
     request_id: &str,
     secret: &str,
 ) -> Result<Json<RequestStatus>, ApiError> {
-    // The secret is checked against the request's event before the record (with its
-    // data) is read: an anonymous caller costs one small read.
+    // An id no request can have is an unknown request. The secret is checked against the
+    // request's event before the record (with its data) is read: an anonymous caller costs
+    // one small read.
+    let request_id = &RequestId::parse(request_id).map_err(|_| ApiError::NotFound)?;
     let event_id = app
         .ports
         .requests

@@ -2,6 +2,7 @@
 
 use crate::domain::{Job, RequestRecord};
 use crate::error::StoreError;
+use crate::ids::{BotId, EventId, RequestId};
 use async_trait::async_trait;
 
 /// How long an `Idempotency-Key` is remembered.
@@ -10,7 +11,7 @@ pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// The answer given to the first request with an `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remembered {
-    pub request_id: String,
+    pub request_id: RequestId,
     /// SHA-256 of the body it answered.
     pub body_hash: [u8; 32],
     pub status: u16,
@@ -23,7 +24,7 @@ pub struct Remembered {
 /// An answer to remember under an event's `Idempotency-Key`.
 #[derive(Debug, Clone)]
 pub struct Remember {
-    pub event_id: String,
+    pub event_id: EventId,
     pub key: String,
     pub answer: Remembered,
 }
@@ -55,15 +56,23 @@ pub trait Intake: Send + Sync {
 
     /// The answer remembered under an event's idempotency key, if younger than
     /// [`IDEMPOTENCY_WINDOW_MS`].
-    async fn remembered(&self, event_id: &str, key: &str)
-        -> Result<Option<Remembered>, StoreError>;
+    async fn remembered(
+        &self,
+        event_id: &EventId,
+        key: &str,
+    ) -> Result<Option<Remembered>, StoreError>;
 
     /// How many jobs of `bot_id` wait in the queue, counting no further than `up_to`
     /// (it may be approximate, and a little stale); 0 where the queue cannot tell.
-    async fn backlog(&self, bot_id: &str, up_to: u64) -> Result<u64, StoreError>;
+    async fn backlog(&self, bot_id: &BotId, up_to: u64) -> Result<u64, StoreError>;
 
     /// Give up on a request whose accept died midway: mark it `aborted` if it is still
     /// `accepting`, and free the idempotency key if it still names it, so that a retry is
     /// accepted anew. (A store that accepts in one transaction never leaves one behind.)
-    async fn abandon(&self, event_id: &str, key: &str, request_id: &str) -> Result<(), StoreError>;
+    async fn abandon(
+        &self,
+        event_id: &EventId,
+        key: &str,
+        request_id: &RequestId,
+    ) -> Result<(), StoreError>;
 }

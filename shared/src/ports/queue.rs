@@ -6,6 +6,7 @@
 
 use crate::domain::Job;
 use crate::error::StoreError;
+use crate::ids::BotId;
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ pub trait LeaseQueue: Send + Sync {
     async fn lease(
         &self,
         lease: Duration,
-        full_bots: &[String],
+        full_bots: &[BotId],
     ) -> Result<Option<Leased>, StoreError>;
 
     /// The job is done: forget it.

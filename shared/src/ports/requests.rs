@@ -2,6 +2,7 @@
 
 use crate::domain::{Outcome, RequestProgress, RequestRecord, RequestState};
 use crate::error::StoreError;
+use crate::ids::{EventId, RequestId};
 use async_trait::async_trait;
 use std::collections::HashSet;
 
@@ -16,22 +17,23 @@ pub struct Expansion {
 /// counters and expansion progress.
 #[async_trait]
 pub trait RequestLog: Send + Sync {
-    async fn progress(&self, request_id: &str) -> Result<Option<RequestProgress>, StoreError>;
+    async fn progress(&self, request_id: &RequestId)
+        -> Result<Option<RequestProgress>, StoreError>;
 
     /// The event a request belongs to, read without its record (whose `data` may be
     /// 256 KiB): what the status route needs to check a secret before reading more.
-    async fn event_of(&self, request_id: &str) -> Result<Option<String>, StoreError>;
+    async fn event_of(&self, request_id: &RequestId) -> Result<Option<EventId>, StoreError>;
 
     /// The record and state of a request, without its counters.
     async fn record(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> Result<Option<(RequestRecord, RequestState)>, StoreError>;
 
     /// Which of these user keys already have a final outcome in this request.
     async fn finished(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         user_keys: &[String],
     ) -> Result<HashSet<String>, StoreError>;
 
@@ -39,17 +41,17 @@ pub trait RequestLog: Send + Sync {
     /// is left as it is and not counted again.
     async fn record_outcomes(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         outcomes: &[(String, Outcome)],
     ) -> Result<(), StoreError>;
 
-    async fn expansion(&self, request_id: &str, shard: u32) -> Result<Expansion, StoreError>;
+    async fn expansion(&self, request_id: &RequestId, shard: u32) -> Result<Expansion, StoreError>;
 
     /// Move a shard's expansion from `from` to `to` (None: exhausted), adding `added` users
     /// to `targeted`. False, changing nothing, when the shard is no longer at `from`.
     async fn advance_expansion(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         shard: u32,
         from: Option<&str>,
         to: Option<&str>,

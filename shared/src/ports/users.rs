@@ -4,13 +4,14 @@
 
 use crate::domain::{LastRequestWrite, Object, PlatformFilter, UserRef, UserState, WriteResult};
 use crate::error::StoreError;
+use crate::ids::{BotId, EventId, RequestId};
 use async_trait::async_trait;
 
 /// Which request a `last_request` write comes from; newer means a greater `request_id`.
 #[derive(Debug, Clone)]
 pub struct RequestStamp {
-    pub request_id: String,
-    pub event_id: String,
+    pub request_id: RequestId,
+    pub event_id: EventId,
     /// Milliseconds since the Unix epoch.
     pub at: i64,
 }
@@ -29,7 +30,7 @@ pub trait UserStore: Send + Sync {
     /// Look users up in one bot: one answer per reference, in order; None for unknown.
     async fn resolve(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         users: &[UserRef],
     ) -> Result<Vec<Option<UserState>>, StoreError>;
 
@@ -39,17 +40,17 @@ pub trait UserStore: Send + Sync {
     /// One result per write, in order.
     async fn write_last_request(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         stamp: &RequestStamp,
         data: &Object,
         writes: &[LastRequestWrite],
     ) -> Result<Vec<WriteResult>, StoreError>;
 
     /// Mark these users as having blocked the bot (a platform answered so).
-    async fn mark_blocked(&self, bot_id: &str, bm_ids: &[String]) -> Result<(), StoreError>;
+    async fn mark_blocked(&self, bot_id: &BotId, bm_ids: &[String]) -> Result<(), StoreError>;
 
     /// How many users `everyone` means right now.
-    async fn count(&self, bot_id: &str, platform: &PlatformFilter) -> Result<u64, StoreError>;
+    async fn count(&self, bot_id: &BotId, platform: &PlatformFilter) -> Result<u64, StoreError>;
 
     /// Number of shards a bot's users are spread over (one `expand` job each).
     fn shards(&self) -> u32;
@@ -57,7 +58,7 @@ pub trait UserStore: Send + Sync {
     /// Up to `limit` users of one shard after `cursor`.
     async fn page(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         platform: &PlatformFilter,
         shard: u32,
         cursor: Option<&str>,

@@ -41,7 +41,7 @@ pub const API: &str = "https://api.telegram.org";
 pub struct Telegram {
     http: reqwest::Client,
     api: String,
-    pace: DefaultKeyedRateLimiter<String>,
+    pace: DefaultKeyedRateLimiter<herald_core::ids::BotId>,
 }
 
 #[derive(Deserialize, Default)]

@@ -145,7 +145,7 @@ impl Stack {
     /// Register `bot` with a Telegram token.
     pub async fn telegram_bot(&self, bot: &str) {
         let bot = herald_core::domain::Bot {
-            id: bot.into(),
+            id: bot.parse().unwrap(),
             connections: Connections::default().with("telegram", "token", "42:TOKEN"),
         };
         self.aws.put_bot(&bot).await.unwrap();

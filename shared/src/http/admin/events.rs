@@ -167,7 +167,7 @@ async fn create_event(
     check_rate_limit(new.rate_limit.as_ref())?;
     let secret = secret::generate();
     let event = Event {
-        id: EventId::parse(crate::domain::new_id()).expect("a ULID is an event id"),
+        id: EventId::generate(),
         bot_id,
         name: new.name,
         secret_hash: secret::hash(&secret),

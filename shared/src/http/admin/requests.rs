@@ -4,6 +4,7 @@ use super::super::extract::{Param, QueryOf, Shared};
 use super::super::{Auth, Route};
 use super::page_size;
 use crate::admin::Cancellation;
+use crate::ids::{EventId, RequestId};
 use crate::problem::ApiError;
 use crate::status::RequestStatus;
 use axum::extract::State;
@@ -37,8 +38,8 @@ pub(super) fn routes() -> Vec<Route> {
 
 #[derive(Deserialize)]
 struct RequestFilter {
-    event_id: String,
-    before: Option<String>,
+    event_id: EventId,
+    before: Option<RequestId>,
     limit: Option<usize>,
 }
 
@@ -51,7 +52,7 @@ async fn list_requests(
         .ports
         .admin
         .requests
-        .recent_requests(&filter.event_id, filter.before.as_deref(), limit)
+        .recent_requests(&filter.event_id, filter.before.as_ref(), limit)
         .await?;
     let next = (found.len() == limit)
         .then(|| found.last().map(|p| p.record.id.clone()))
@@ -62,7 +63,7 @@ async fn list_requests(
 
 async fn show_request(
     State(app): Shared,
-    Param(request_id): Param<String>,
+    Param(request_id): Param<RequestId>,
 ) -> Result<Response, ApiError> {
     let progress = app
         .ports
@@ -75,7 +76,7 @@ async fn show_request(
 
 async fn cancel_request(
     State(app): Shared,
-    Param(request_id): Param<String>,
+    Param(request_id): Param<RequestId>,
 ) -> Result<Response, ApiError> {
     let progress = app
         .ports

@@ -5,6 +5,7 @@ use super::super::extract::{Param, Shared};
 use super::super::{Auth, Route};
 use super::check_id;
 use crate::domain::UserRef;
+use crate::ids::BotId;
 use crate::import;
 use crate::problem::ApiError;
 use axum::body::Body;
@@ -37,7 +38,7 @@ async fn import_users(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_id("bot_id", &bot_id)?;
+    let bot_id = check_id("bot_id", &bot_id)?;
     let format = import::Format::from_content_type(
         headers
             .get(header::CONTENT_TYPE)
@@ -75,7 +76,7 @@ fn user_ref(platform: String, id: String) -> Result<UserRef, ApiError> {
 
 async fn show_user(
     State(app): Shared,
-    Param((bot_id, platform, id)): Param<(String, String, String)>,
+    Param((bot_id, platform, id)): Param<(BotId, String, String)>,
 ) -> Result<Response, ApiError> {
     let user = app
         .ports
@@ -89,7 +90,7 @@ async fn show_user(
 
 async fn delete_user(
     State(app): Shared,
-    Param((bot_id, platform, id)): Param<(String, String, String)>,
+    Param((bot_id, platform, id)): Param<(BotId, String, String)>,
 ) -> Result<Response, ApiError> {
     if app
         .ports

@@ -3,6 +3,7 @@
 use crate::admin::{ImportReport, NewUser};
 use crate::domain::{Object, UserRef};
 use crate::error::StoreError;
+use crate::ids::BotId;
 use async_trait::async_trait;
 
 /// Users as operators manage them.
@@ -11,14 +12,14 @@ pub trait UserAdmin: Send + Sync {
     /// Add the users that are new (by platform id or state id); leave the others alone.
     async fn import_users(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         users: &[NewUser],
     ) -> Result<ImportReport, StoreError>;
     /// One user's whole state as stored (with `last_request`), or None.
     async fn user_document(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         user: &UserRef,
     ) -> Result<Option<Object>, StoreError>;
-    async fn delete_user(&self, bot_id: &str, user: &UserRef) -> Result<bool, StoreError>;
+    async fn delete_user(&self, bot_id: &BotId, user: &UserRef) -> Result<bool, StoreError>;
 }
