@@ -9,17 +9,16 @@ use herald_core::admin::NewUser;
 use herald_core::ports::admin::UserAdmin;
 use herald_core::ports::{Deliverer, LeaseQueue, Leased};
 use herald_core::worker_pool::{self, PoolOptions};
-use herald_core::{App, Config};
-use herald_sqlite::Sqlite;
-use http_body_util::BodyExt;
+use herald_core::Config;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
+mod support;
+
+/// The Router over a [`support::Harness`] (a temporary SQLite file).
 struct Embedded {
-    _dir: tempfile::TempDir,
-    store: Sqlite,
-    app: Arc<App>,
+    harness: support::Harness,
     router: axum::Router,
 }
 
@@ -27,30 +26,14 @@ struct Embedded {
 impl Runtime for Embedded {
     type Job = Leased;
 
-    fn config() -> Config {
-        Config {
-            base_backoff: Duration::ZERO,
-            max_backoff: Duration::ZERO,
-            ..Config::default()
-        }
+    fn defaults() -> Config {
+        Config::default()
     }
 
     async fn start(config: Config, deliverer: Arc<dyn Deliverer>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Sqlite::open(dir.path().join("herald.db")).unwrap();
-        let app = Arc::new(herald_sqlite::app(
-            &store,
-            config,
-            deliverer,
-            herald_delivery::CHANNELS,
-        ));
-        let router = herald_core::http::router(app.clone());
-        Embedded {
-            _dir: dir,
-            store,
-            app,
-            router,
-        }
+        let harness = support::Harness::with(config, deliverer);
+        let router = herald_core::http::router(harness.app.clone());
+        Embedded { harness, router }
     }
 
     async fn call(
@@ -71,18 +54,7 @@ impl Runtime for Embedded {
             .oneshot(request.body(body).unwrap())
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap().to_string()))
-            .collect();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        Answer {
-            status,
-            headers,
-            body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        }
+        Answer::of(response).await
     }
 
     async fn engine_users(&self, bot: &str, users: &[(String, String, String)]) {
@@ -94,11 +66,13 @@ impl Runtime for Embedded {
                 bm_id: Some(bm.clone()),
             })
             .collect();
-        self.store
+        self.harness
+            .store
             .import_users(&bot.parse().unwrap(), &new)
             .await
             .unwrap();
-        self.sql()
+        self.harness
+            .sql()
             .execute(
                 "UPDATE users SET attributes = '{\"step\":\"cart\"}' WHERE bot_id = ?1",
                 [bot],
@@ -107,12 +81,13 @@ impl Runtime for Embedded {
     }
 
     async fn engine_step(&self, bot: &str, bm_id: &str) -> Option<String> {
-        let user = self.store.user_json(bot, bm_id).await.unwrap()?;
+        let user = self.harness.store.user_json(bot, bm_id).await.unwrap()?;
         user["attributes"]["step"].as_str().map(String::from)
     }
 
     async fn user_count(&self, bot: &str) -> usize {
-        self.sql()
+        self.harness
+            .sql()
             .query_row("SELECT count(*) FROM users WHERE bot_id = ?1", [bot], |r| {
                 r.get::<_, i64>(0)
             })
@@ -122,6 +97,7 @@ impl Runtime for Embedded {
     async fn take(&self) -> Vec<Leased> {
         let mut taken = Vec::new();
         while let Some(leased) = self
+            .harness
             .store
             .lease(PoolOptions::default().lease, &[])
             .await
@@ -135,10 +111,15 @@ impl Runtime for Embedded {
     async fn work(&self, jobs: Vec<Leased>, settle: bool) {
         for leased in jobs {
             if settle {
-                worker_pool::run_leased(&self.app, &self.store, &PoolOptions::default(), leased)
-                    .await;
+                worker_pool::run_leased(
+                    &self.harness.app,
+                    &self.harness.store,
+                    &PoolOptions::default(),
+                    leased,
+                )
+                .await;
             } else {
-                herald_core::processor::process(&self.app, &leased.job)
+                herald_core::processor::process(&self.harness.app, &leased.job)
                     .await
                     .unwrap();
             }
@@ -148,9 +129,13 @@ impl Runtime for Embedded {
     async fn drain(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         loop {
-            worker_pool::drain(&self.app, &self.store, &PoolOptions::default())
-                .await
-                .unwrap();
+            worker_pool::drain(
+                &self.harness.app,
+                &self.harness.store,
+                &PoolOptions::default(),
+            )
+            .await
+            .unwrap();
             if self.queued().await == 0 {
                 return;
             }
@@ -163,13 +148,7 @@ impl Runtime for Embedded {
     }
 
     async fn queued(&self) -> usize {
-        self.store.queue_depth().await.unwrap().ready as usize
-    }
-}
-
-impl Embedded {
-    fn sql(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self._dir.path().join("herald.db")).unwrap()
+        self.harness.store.queue_depth().await.unwrap().ready as usize
     }
 }
 

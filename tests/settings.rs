@@ -117,3 +117,93 @@ fn the_docs_table_states_every_shared_setting_with_its_defaults() {
         );
     }
 }
+
+/// `herald serve` with `args` and exactly the environment `vars`: it must stop on its own,
+/// refusing to start; its exit code and what it printed, and whether it opened the database.
+fn refused_start(args: &[&str], vars: &[(&str, &str)]) -> (Option<i32>, String, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("serve")
+        .arg("--db")
+        .arg(&db)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A start that is not refused serves until stopped: give up on it rather than hang.
+    let mut waited = 0;
+    while child.try_wait().unwrap().is_none() {
+        if waited == 600 {
+            child.kill().unwrap();
+            panic!("herald serve {args:?} with {vars:?} started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += 1;
+    }
+    let out = child.wait_with_output().unwrap();
+    let printed =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code(), printed, db.exists())
+}
+
+#[test]
+fn herald_serve_refuses_a_variable_only_the_aws_functions_read() {
+    let (code, printed, opened) = refused_start(&[], &[("HERALD_USERS_TABLE", "users")]);
+    assert_ne!(code, Some(0), "{printed}");
+    assert!(
+        code.is_some(),
+        "it exited rather than being killed: {printed}"
+    );
+    assert!(printed.contains("HERALD_USERS_TABLE"), "{printed}");
+    assert!(printed.contains("AWS"), "says who reads it: {printed}");
+    assert!(!opened, "refused before the database was opened");
+}
+
+#[test]
+fn herald_serve_refuses_a_setting_out_of_its_range_by_flag_or_variable() {
+    let at_least_one = "must be at least 1";
+    for (args, vars, named, problem) in [
+        (
+            &["--deliver-batch", "0"][..],
+            &[][..],
+            "--deliver-batch (HERALD_DELIVER_BATCH)",
+            at_least_one,
+        ),
+        (
+            &[][..],
+            &[("HERALD_DELIVER_BATCH", "0")][..],
+            "--deliver-batch (HERALD_DELIVER_BATCH)",
+            at_least_one,
+        ),
+        (
+            &[][..],
+            &[("HERALD_MAX_USERS", "many")][..],
+            "HERALD_MAX_USERS",
+            "not a whole number",
+        ),
+        (
+            &["--telegram-rate=-3"][..],
+            &[][..],
+            "--telegram-rate",
+            "not a whole number",
+        ),
+    ] {
+        let (code, printed, opened) = refused_start(args, vars);
+        assert_eq!(
+            code,
+            Some(2),
+            "a usage error for {args:?} {vars:?}: {printed}"
+        );
+        assert!(printed.contains(named), "{args:?} {vars:?}: {printed}");
+        assert!(printed.contains(problem), "{args:?} {vars:?}: {printed}");
+        assert!(
+            !opened,
+            "{args:?} {vars:?}: refused before the database was opened"
+        );
+    }
+}

@@ -4,7 +4,7 @@
 //! Lambda functions read.
 
 use clap::{Arg, ArgMatches, Args, Command, FromArgMatches};
-use herald_core::settings::{Runtime, Settings, SHARED};
+use herald_core::settings::{Runtime, SettingError, Settings, SHARED};
 
 /// `herald serve`'s shared settings, parsed.
 #[derive(Debug, Clone)]
@@ -16,12 +16,32 @@ impl FromArgMatches for SharedSettings {
             matches.get_one::<String>(var).cloned()
         })
         .map(SharedSettings)
-        .map_err(|e| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e}\n")))
+        .map_err(|e| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("{}\n", named_for_serve(&e)),
+            )
+        })
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
         *self = Self::from_arg_matches(matches)?;
         Ok(())
+    }
+}
+
+/// A setting's problem named by its flag and its variable, either of which may have set it.
+fn named_for_serve(error: &SettingError) -> String {
+    match error {
+        SettingError::Invalid {
+            var,
+            value,
+            problem,
+        } => match SHARED.iter().find(|s| s.var == *var) {
+            Some(setting) => format!("--{} ({var}) {value:?}: {problem}", setting.flag),
+            None => error.to_string(),
+        },
+        SettingError::OtherRuntime { .. } => error.to_string(),
     }
 }
 

@@ -44,6 +44,9 @@ const IMPORT_CONCURRENCY: usize = 32;
 /// Seconds a dead letter stays hidden while a redrive or purge works on it.
 const WORK_VISIBILITY: i32 = 60;
 
+/// How long one receive from the dead-letter queue waits for a message (long polling).
+const DEAD_LETTER_POLL_SECONDS: i32 = 1;
+
 /// Whether a conditional write was applied: false when its condition failed.
 fn applied<T, E>(result: Result<T, SdkError<E>>) -> Result<bool, StoreError>
 where
@@ -236,36 +239,37 @@ impl Aws {
     }
 
     /// Receive the DLQ's messages, each hidden for `visibility` seconds, until none is left
-    /// or `limit` were seen.
+    /// or `limit` were seen. Each receive long-polls for up to a second: a short poll asks
+    /// only some of SQS's servers and may answer empty while messages wait, which would
+    /// leave a dead letter out of a listing, a redrive or a purge.
     async fn receive_dead(
         &self,
         visibility: i32,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
         let mut seen: Vec<Message> = Vec::new();
-        let mut empty = 0;
-        while seen.len() < limit && empty < 2 {
+        while seen.len() < limit {
             let out = self
                 .sqs
                 .receive_message()
                 .queue_url(&self.settings.dlq_url)
                 .max_number_of_messages(10)
                 .visibility_timeout(visibility)
-                .wait_time_seconds(0)
+                .wait_time_seconds(DEAD_LETTER_POLL_SECONDS)
                 .message_system_attribute_names(MessageSystemAttributeName::All)
                 .message_attribute_names("All")
                 .send()
                 .await
                 .map_err(store_error)?;
-            let batch = out.messages().to_vec();
-            if batch.is_empty() {
-                empty += 1;
-                continue;
-            }
-            for message in batch {
+            let before = seen.len();
+            for message in out.messages() {
                 if !seen.iter().any(|m| m.message_id() == message.message_id()) {
-                    seen.push(message);
+                    seen.push(message.clone());
                 }
+            }
+            // Nothing left, or only messages seen already (their visibility ran out).
+            if seen.len() == before {
+                break;
             }
         }
         Ok(seen)

@@ -14,12 +14,8 @@ struct OnAws(Stack);
 impl Runtime for OnAws {
     type Job = SqsMessage;
 
-    fn config() -> Config {
-        Config {
-            base_backoff: Duration::ZERO,
-            max_backoff: Duration::ZERO,
-            ..herald_worker::config()
-        }
+    fn defaults() -> Config {
+        herald_worker::config()
     }
 
     async fn start(config: Config, deliverer: Arc<dyn Deliverer>) -> Self {
@@ -39,18 +35,7 @@ impl Runtime for OnAws {
             .oneshot(request)
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap().to_string()))
-            .collect();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        Answer {
-            status,
-            headers,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
+        Answer::of(response).await
     }
 
     async fn engine_users(&self, bot: &str, users: &[(String, String, String)]) {

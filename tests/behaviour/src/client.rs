@@ -15,6 +15,23 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// What an HTTP answer of the Router (in process or behind the Lambda adapter) says.
+    pub async fn of(response: axum::response::Response) -> Answer {
+        use http_body_util::BodyExt;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

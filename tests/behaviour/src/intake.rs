@@ -231,8 +231,15 @@ pub async fn the_status_document_needs_the_events_secret_by_bearer_or_path<R: Ru
     for wrong in [other.secret.as_str(), "nope"] {
         assert_problem(&get(format!("/v1/requests/{id}/{wrong}"), None).await, 404);
     }
-    assert_problem(
-        &get(format!("/v1/requests/01none/{}", event.secret), None).await,
-        404,
-    );
+    // An unknown request and one whose id no request can have answer alike.
+    for unknown in ["01none", "a%20b", &"r".repeat(129)] {
+        assert_problem(
+            &get(format!("/v1/requests/{unknown}/{}", event.secret), None).await,
+            404,
+        );
+        assert_problem(
+            &get(format!("/v1/requests/{unknown}"), Some(&event.secret)).await,
+            404,
+        );
+    }
 }

@@ -41,8 +41,17 @@ pub trait Runtime: Sized + Send + Sync + 'static {
     /// A job as the runtime's queue hands it to a worker (a leased job, an SQS message).
     type Job: Clone + Send + Sync;
 
-    /// The runtime's own defaults, with retries that do not wait (tests skip backoff).
-    fn config() -> Config;
+    /// The runtime's own defaults.
+    fn defaults() -> Config;
+
+    /// The runtime's defaults with retries that do not wait (the suite skips backoff).
+    fn config() -> Config {
+        Config {
+            base_backoff: std::time::Duration::ZERO,
+            max_backoff: std::time::Duration::ZERO,
+            ..Self::defaults()
+        }
+    }
 
     /// A fresh, empty runtime with `config` (the suite sets its admin token) whose actions
     /// go to `deliverer`.

@@ -165,7 +165,20 @@ pub async fn bots_events_and_users_are_managed_through_the_admin_api<R: Runtime>
         "{requests}"
     );
     assert_eq!(requests["requests"][0]["state"], "done");
+    // An id no event or request can have is refused, not looked up.
+    for query in ["event_id=a%20b", &format!("event_id={event_id}&before=a/b")] {
+        let (status, problem) = h
+            .admin("GET", &format!("/v1/admin/requests?{query}"), None)
+            .await;
+        assert_eq!(status, 422, "{query}: {problem}");
+    }
     let request_id = accepted["request_id"].as_str().unwrap();
+    for impossible in ["a%20b", &"r".repeat(129)] {
+        let (status, _) = h
+            .admin("GET", &format!("/v1/admin/requests/{impossible}"), None)
+            .await;
+        assert_eq!(status, 404, "{impossible}");
+    }
     let (status, _) = h
         .admin(
             "POST",
