@@ -69,55 +69,6 @@ async fn bearer_and_rest_api_payloads_work_too() {
     assert_eq!(first["delivered"], 1);
 }
 
-async fn everyone_over(stack: &Stack, platform: &str, expected: u64) {
-    let (status, body) = stack
-        .api_body(json!({"platform": platform, "users": "everyone", "data": {"wave": platform}}))
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let id = body["request_id"].as_str().unwrap().to_string();
-    stack.drain(4).await;
-    let s = stack.status(&id).await;
-    assert_eq!(
-        (
-            s["state"].as_str(),
-            s["targeted"].as_u64(),
-            s["delivered"].as_u64(),
-            s["pending"].as_u64()
-        ),
-        (Some("done"), Some(expected), Some(expected), Some(0)),
-        "{s}"
-    );
-}
-
-#[tokio::test]
-async fn everyone_over_ten_thousand_users_on_one_platform_and_on_any() {
-    let stack = Stack::new().await;
-    stack.fixture_event("big").await;
-    stack
-        .users(
-            "big",
-            (0..10_000).map(|i| ("tg".to_string(), i.to_string(), format!("t{i}"))),
-        )
-        .await;
-    stack
-        .users(
-            "big",
-            (0..500).map(|i| ("vk".to_string(), i.to_string(), format!("v{i}"))),
-        )
-        .await;
-    everyone_over(&stack, "tg", 10_000).await;
-    assert_eq!(
-        stack.last_request("big", "t9999").await,
-        json!({"wave": "tg"})
-    );
-    assert_eq!(stack.last_request("big", "v1").await, Value::Null);
-    everyone_over(&stack, "any", 10_500).await;
-    assert_eq!(
-        stack.last_request("big", "v1").await,
-        json!({"wave": "any"})
-    );
-}
-
 /// The fixture batch (`events/sqs-batch.json`): a job and a body that is not one. The job
 /// is delivered; the poison body can never succeed, so it goes to the dead-letter queue at
 /// once (it used to fail the batch until the queue's maxReceiveCount moved it), and the

@@ -152,6 +152,7 @@ macro_rules! behaviour_suite {
             retries_stop_at_the_attempt_limit_and_the_job_is_dead_lettered,
             permanent_failures_are_final_at_once_and_last_request_is_stored,
             error_samples_keep_at_most_twenty_and_five_of_a_reason,
+            everyone_reaches_over_ten_thousand_users_on_one_platform_and_on_any,
             // the admin API
             a_rotated_secret_works_during_its_grace_period_only,
             an_idempotency_key_answers_its_first_answer_and_enqueues_once,

@@ -192,3 +192,57 @@ pub async fn error_samples_keep_at_most_twenty_and_five_of_a_reason<R: Runtime>(
         assert!(of <= 5, "{of} samples of r{reason}: {s}");
     }
 }
+
+/// `everyone` pages through every user of the bot on the platform asked — past ten
+/// thousand, over every shard — and on `any` through all of them, each user once, and no
+/// user of another bot.
+pub async fn everyone_reaches_over_ten_thousand_users_on_one_platform_and_on_any<R: Runtime>() {
+    let h = runtime_with::<R>(|_| {}, Arc::new(ScriptedDeliverer::default())).await;
+    h.runtime
+        .engine_users("big", &users_on("tg", 0..10_000))
+        .await;
+    h.runtime.engine_users("big", &users_on("vk", 0..500)).await;
+    h.runtime
+        .engine_users("someone-else", &users_on("tg", 0..10))
+        .await;
+    let event = h.event("big", json!({})).await;
+    let everyone = |platform: &'static str, expected: u64| {
+        let (h, event) = (&h, &event);
+        async move {
+            let id = h
+                .accept(
+                    event,
+                    json!({"platform": platform, "users": "everyone", "data": {"wave": platform}}),
+                )
+                .await;
+            h.runtime.drain().await;
+            let s = h.status(&id).await;
+            assert_eq!(
+                (&s["state"], &s["targeted"], &s["delivered"], &s["pending"]),
+                (
+                    &json!("done"),
+                    &json!(expected),
+                    &json!(expected),
+                    &json!(0)
+                ),
+                "{platform}: {s}"
+            );
+        }
+    };
+    everyone("tg", 10_000).await;
+    assert_eq!(
+        h.user("big", "bm-tg-9999").await["last_request"],
+        json!({"wave": "tg"})
+    );
+    assert!(h.user("big", "bm-vk-1").await["last_request"].is_null());
+    everyone("any", 10_500).await;
+    assert_eq!(
+        h.user("big", "bm-vk-1").await["last_request"],
+        json!({"wave": "any"})
+    );
+    assert_eq!(
+        h.user("big", "bm-tg-0").await["last_request"],
+        json!({"wave": "any"})
+    );
+    assert!(h.user("someone-else", "bm-tg-1").await["last_request"].is_null());
+}
