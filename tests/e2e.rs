@@ -235,7 +235,10 @@ async fn explicit_single_bm_and_per_user_requests_reach_their_users() {
     .await;
     assert_eq!(
         (code, dry),
-        (200, json!({"dry_run": true, "targeted": 3, "found": 2}))
+        (
+            200,
+            json!({"dry_run": true, "lane": "transactional", "targeted": 3, "found": 2})
+        )
     );
     assert_eq!(
         user(&db, "shop", "tg", "1")["last_request_id"],

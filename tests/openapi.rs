@@ -180,8 +180,19 @@ fn every_example_is_valid_and_the_schemas_refuse_invalid_bodies() {
         json!({"platform": "Telegram", "users": ["1"]}),
         json!({"platform": "any", "users": ["1"]}),
         json!({"platform": "bm", "users": ["1"]}),
+        // The fast lane refuses broadcasts, as the server does.
+        json!({"platform": "tg", "users": "everyone", "lane": "transactional"}),
+        json!({"platform": "tg", "users": vec!["1"; 1001], "lane": "transactional"}),
+        json!({"users_bm": vec!["b"; 1001], "lane": "transactional"}),
+        json!({"platform": "tg", "users": ["1"], "lane": "fast"}),
     ] {
         assert!(!request.is_valid(&bad), "{bad} passed");
+    }
+    for good in [
+        json!({"platform": "tg", "users": vec!["1"; 1000], "lane": "transactional"}),
+        json!({"platform": "tg", "users": "everyone", "lane": "bulk"}),
+    ] {
+        assert!(request.is_valid(&good), "{good} refused");
     }
     let which = validator(&doc, "#/components/schemas/Which");
     assert!(!which.is_valid(&json!({})));

@@ -43,8 +43,12 @@ fn version_3_database(path: &std::path::Path) -> (herald_core::ids::RequestId, V
             platform: PlatformFilter::Only("tg".into()),
             shards: 4,
         },
+        lane: Default::default(),
         created_at: herald_core::domain::now_ms(),
     };
+    // Written as version 3 wrote it: records had no lane.
+    let mut stored = serde_json::to_value(&record).unwrap();
+    stored.as_object_mut().unwrap().remove("lane");
     // Shard 0's first three users (in rowid order) were expanded and delivered.
     let reached: Vec<(i64, String)> = conn
         .prepare("SELECT id, bm_id FROM users WHERE shard = 0 ORDER BY id LIMIT 3")
@@ -58,11 +62,7 @@ fn version_3_database(path: &std::path::Path) -> (herald_core::ids::RequestId, V
         "INSERT INTO requests (id, event_id, record, state, targeted, expansions_pending,
                                delivered, created_at)
          VALUES (?1, 'e1', ?2, 'accepted', 3, 4, 3, ?3)",
-        params![
-            record.id.as_str(),
-            serde_json::to_string(&record).unwrap(),
-            record.created_at
-        ],
+        params![record.id.as_str(), stored.to_string(), record.created_at],
     )
     .unwrap();
     for shard in 0..4 {
@@ -126,6 +126,11 @@ async fn a_broadcast_under_way_at_the_upgrade_reaches_every_user_once() {
         .unwrap();
     let status = herald_core::status::RequestStatus::from(progress);
     assert_eq!(status.state, "done");
+    assert_eq!(
+        status.lane,
+        herald_core::lane::Lane::Bulk,
+        "a record from before lanes reads as bulk"
+    );
     assert_eq!(
         status.targeted,
         Some(USERS as u64),

@@ -6,6 +6,7 @@
 
 use crate::channels::Connections;
 use crate::ids::{BotId, EventId, RequestId};
+use crate::lane::Lane;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -237,6 +238,9 @@ pub struct RequestRecord {
     pub action: Action,
     pub data: Object,
     pub audience: Audience,
+    /// The lane its deliveries run in (`bulk` for a request recorded before lanes).
+    #[serde(default)]
+    pub lane: Lane,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
 }

@@ -12,6 +12,7 @@ use crate::domain::{
     now_ms, Audience, Event, Job, JobUser, RequestRecord, RequestState, ACCEPTING_TIMEOUT_MS,
 };
 use crate::ids::{EventId, RequestId};
+use crate::lane::Lane;
 use crate::ports::{App, Recorded, Remember, Remembered};
 use crate::problem::ApiError;
 use crate::request::{self, EventRequest, Targets};
@@ -31,6 +32,8 @@ pub struct Accepted {
 #[derive(Debug, Serialize)]
 pub struct DryRun {
     pub dry_run: bool,
+    /// The lane the request would run in.
+    pub lane: Lane,
     /// Users the request names (explicit lists, after de-duplication) or `everyone` means.
     pub targeted: u64,
     /// Of those, users that exist in the bot.
@@ -119,6 +122,7 @@ pub async fn accept(
     if request.dry_run {
         return dry_run(app, event, &request).await.map(Answer::DryRun);
     }
+    let lane = request.lane();
     let EventRequest { targets, data, .. } = request;
     let id = RequestId::generate();
     let (audience, targeted, jobs) = plan(app, &id, targets);
@@ -130,6 +134,7 @@ pub async fn accept(
         action: event.action.clone(),
         data,
         audience,
+        lane,
         created_at: now_ms(),
     };
     let accepted = Accepted {
@@ -282,6 +287,7 @@ async fn dry_run(app: &App, event: &Event, request: &EventRequest) -> Result<Dry
     };
     Ok(DryRun {
         dry_run: true,
+        lane: request.lane(),
         targeted,
         found,
     })

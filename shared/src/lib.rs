@@ -13,6 +13,7 @@
 //!   [`error`], [`secret`], [`cutoff`].
 //! - **rules over the domain**: [`request`] (the event request contract), [`template`],
 //!   [`throttle`] (GCRA), [`admin`] (the admin API's documents), [`merge`], [`config`],
+//!   [`lane`] (which lane a request runs in),
 //!   [`settings`] (every `HERALD_*` setting, parsed once for both runtimes).
 //! - **ports**: [`ports`], one file per trait the adapters implement, and the [`App`] that
 //!   holds them.
@@ -32,6 +33,7 @@ pub mod http;
 pub mod ids;
 pub mod import;
 pub mod intake;
+pub mod lane;
 pub mod log_budget;
 pub mod log_deliverer;
 pub mod merge;

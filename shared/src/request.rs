@@ -10,6 +10,7 @@
 use crate::config::Limits;
 use crate::domain::{JobUser, Object, PlatformFilter, UserRef};
 use crate::ids::{Platform, PlatformId};
+use crate::lane::Lane;
 use crate::merge::Measured;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -21,6 +22,18 @@ pub struct EventRequest {
     /// The request's `data` (`{}` when absent).
     pub data: Object,
     pub dry_run: bool,
+    /// The lane the request names, if it names one (checked against its audience).
+    pub lane: Option<Lane>,
+    /// Entries of an explicit audience as the request names them, before de-duplication
+    /// (as the limit on users counts them); None for `everyone`.
+    pub named: Option<usize>,
+}
+
+impl EventRequest {
+    /// The lane the request runs in: the one it names, or the default for its audience.
+    pub fn lane(&self) -> Lane {
+        self.lane.unwrap_or_else(|| Lane::by_default(self.named))
+    }
 }
 
 /// Who the request targets.
@@ -112,6 +125,8 @@ struct Validator<'a> {
     limits: &'a Limits,
     invalid: Vec<FieldError>,
     too_large: Vec<FieldError>,
+    /// Entries of the explicit audience, once read.
+    named: Option<usize>,
 }
 
 impl<'a> Validator<'a> {
@@ -120,21 +135,30 @@ impl<'a> Validator<'a> {
             limits,
             invalid: Vec::new(),
             too_large: Vec::new(),
+            named: None,
         }
     }
 
     fn validate(mut self, body: Object) -> Result<EventRequest, RequestError> {
         let data = self.data(body.get("data"));
         let dry_run = self.dry_run(body.get("dry_run"));
+        let lane = self.lane(body.get("lane"));
         let targets = self.targets(&body, &data);
         if !self.too_large.is_empty() {
             return Err(RequestError::TooLarge(self.too_large));
+        }
+        if let (Some(lane), Some(_)) = (lane, &targets) {
+            if let Some(refusal) = lane.refusal(self.named) {
+                self.invalid("lane", refusal);
+            }
         }
         match targets {
             Some(targets) if self.invalid.is_empty() => Ok(EventRequest {
                 targets,
                 data,
                 dry_run,
+                lane,
+                named: self.named,
             }),
             _ => Err(RequestError::Invalid(self.invalid)),
         }
@@ -150,6 +174,17 @@ impl<'a> Validator<'a> {
                     format!("must be true or false, not {}", kind_of(other)),
                 );
                 false
+            }
+        }
+    }
+
+    fn lane(&mut self, raw: Option<&Value>) -> Option<Lane> {
+        match raw {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) if Lane::parse(name).is_some() => Lane::parse(name),
+            Some(_) => {
+                self.invalid("lane", "must be \"transactional\" or \"bulk\"");
+                None
             }
         }
     }
@@ -319,6 +354,7 @@ impl<'a> Validator<'a> {
             self.invalid(field, "must name at least one user");
             return None;
         }
+        self.named = Some(entries.len());
         if entries.len() > self.limits.max_users {
             self.invalid(
                 field,

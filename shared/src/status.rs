@@ -6,6 +6,7 @@
 
 use crate::domain::{Audience, RequestState};
 use crate::ids::{EventId, RequestId};
+use crate::lane::Lane;
 use crate::ports::{ErrorSample, RequestProgress};
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
@@ -16,6 +17,8 @@ pub struct RequestStatus {
     pub event_id: EventId,
     /// `accepted` (nothing finished yet), `running`, `done`, `cancelled` or `aborted`.
     pub state: &'static str,
+    /// The lane its deliveries run in: `transactional` or `bulk`.
+    pub lane: Lane,
     pub audience: Audience,
     /// Users targeted; null for `everyone` until the bot's users are fully enumerated.
     pub targeted: Option<u64>,
@@ -56,6 +59,7 @@ impl From<RequestProgress> for RequestStatus {
             request_id: p.record.id,
             event_id: p.record.event_id,
             state,
+            lane: p.record.lane,
             audience: p.record.audience,
             targeted: enumerated.then_some(p.targeted),
             delivered: p.delivered,
@@ -100,6 +104,7 @@ mod tests {
                 },
                 data: Default::default(),
                 audience,
+                lane: Default::default(),
                 created_at: 0,
             },
             state: RequestState::Accepted,

@@ -120,6 +120,7 @@ mod tests {
             },
             data: Default::default(),
             audience: Audience::Bm { count: 1 },
+            lane: Default::default(),
             created_at: 0,
         }
     }

@@ -148,6 +148,80 @@ pub async fn invalid_requests_are_422_with_field_paths<R: Runtime>() {
     assert!(h.requests_of(&event).await.is_empty());
 }
 
+/// A request runs in the lane it names, or by default `transactional` for an explicit
+/// audience of at most 100 entries and `bulk` for `everyone` or more; the fast lane refuses
+/// `everyone` and more than 1,000 entries (counted before de-duplication). The status
+/// document and a dry run say the lane.
+pub async fn a_request_runs_in_the_lane_it_names_or_its_audiences_default<R: Runtime>() {
+    let (h, event) = shop::<R>().await;
+    let ids = |n: usize| -> Vec<String> { (0..n).map(|i| format!("u{i}")).collect() };
+    let lane_of = |body: Value| {
+        let (h, event) = (&h, &event);
+        async move {
+            let id = h.accept(event, body).await;
+            h.status(&id).await["lane"].clone()
+        }
+    };
+    for (body, lane) in [
+        (
+            json!({"platform": "tg", "users": ["123456"]}),
+            "transactional",
+        ),
+        (
+            json!({"platform": "tg", "users": ids(100)}),
+            "transactional",
+        ),
+        (json!({"platform": "tg", "users": ids(101)}), "bulk"),
+        (json!({"users_bm": ids(101)}), "bulk"),
+        (json!({"platform": "tg", "users": "everyone"}), "bulk"),
+        (
+            json!({"platform": "tg", "users": ids(1), "lane": "bulk"}),
+            "bulk",
+        ),
+        (
+            json!({"platform": "tg", "users": ids(1000), "lane": "transactional"}),
+            "transactional",
+        ),
+        (
+            json!({"platform": "tg", "users": ids(5), "lane": null}),
+            "transactional",
+        ),
+    ] {
+        assert_eq!(lane_of(body.clone()).await, json!(lane), "{body}");
+    }
+    // 1,001 entries naming 1,000 users: the entries count.
+    let mut repeated = ids(1000);
+    repeated.push("u0".into());
+    for body in [
+        json!({"platform": "tg", "users": "everyone", "lane": "transactional"}),
+        json!({"platform": "any", "users": "everyone", "lane": "transactional"}),
+        json!({"platform": "tg", "users": ids(1001), "lane": "transactional"}),
+        json!({"users_bm": ids(1001), "lane": "transactional"}),
+        json!({"platform": "tg", "users": repeated, "lane": "transactional"}),
+        json!({"platform": "tg", "users": ["1"], "lane": "fast"}),
+        json!({"platform": "tg", "users": ["1"], "lane": "Transactional"}),
+        json!({"platform": "tg", "users": ["1"], "lane": 1}),
+    ] {
+        let before = h.requests_of(&event).await.len();
+        let answer = h.post(&event, &[], &body).await;
+        assert_problem(&answer, 422);
+        assert_eq!(answer.body["errors"][0]["field"], "lane", "{}", answer.body);
+        assert_eq!(
+            h.requests_of(&event).await.len(),
+            before,
+            "nothing recorded"
+        );
+    }
+    let dry = h
+        .post(
+            &event,
+            &[],
+            &json!({"platform": "tg", "users": ["1"], "lane": "bulk", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(dry.body["lane"], "bulk", "{}", dry.body);
+}
+
 /// A dry run counts the audience (targeted after de-duplication, found among the
 /// stored users) and records, enqueues and writes nothing.
 pub async fn a_dry_run_counts_the_audience_and_changes_nothing<R: Runtime>() {
@@ -162,7 +236,7 @@ pub async fn a_dry_run_counts_the_audience_and_changes_nothing<R: Runtime>() {
     assert_eq!(explicit.status, 200);
     assert_eq!(
         explicit.body,
-        json!({"dry_run": true, "targeted": 3, "found": 2})
+        json!({"dry_run": true, "lane": "transactional", "targeted": 3, "found": 2})
     );
     let everyone = h
         .post(
@@ -173,7 +247,7 @@ pub async fn a_dry_run_counts_the_audience_and_changes_nothing<R: Runtime>() {
         .await;
     assert_eq!(
         everyone.body,
-        json!({"dry_run": true, "targeted": 2, "found": 2})
+        json!({"dry_run": true, "lane": "bulk", "targeted": 2, "found": 2})
     );
     let nobody = h
         .post(
