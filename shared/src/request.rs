@@ -179,14 +179,12 @@ impl<'a> Validator<'a> {
     }
 
     fn lane(&mut self, raw: Option<&Value>) -> Option<Lane> {
-        match raw {
-            None | Some(Value::Null) => None,
-            Some(Value::String(name)) if Lane::parse(name).is_some() => Lane::parse(name),
-            Some(_) => {
-                self.invalid("lane", "must be \"transactional\" or \"bulk\"");
-                None
-            }
+        let raw = raw.filter(|v| !v.is_null())?;
+        let lane = raw.as_str().and_then(Lane::parse);
+        if lane.is_none() {
+            self.invalid("lane", "must be \"transactional\" or \"bulk\"");
         }
+        lane
     }
 
     /// Who the request targets, from `platform`, `users` and `users_bm`.

@@ -2,7 +2,7 @@
 //! [`crate::event_cache`]), the row mapping the admin operations share ([`event_row`]), and
 //! the settings the server keeps.
 
-use crate::{from_json, now_ms, Sqlite};
+use crate::{from_json, now_ms, typed, Sqlite};
 use async_trait::async_trait;
 use herald_core::domain::{Action, Bot, Event, PreviousSecret};
 use herald_core::ids::{BotId, EventId};
@@ -119,18 +119,6 @@ impl Sqlite {
 /// The columns [`event_row`] reads, in order.
 pub(crate) const EVENT_COLUMNS: &str = "id, bot_id, name, secret_hash, action, enabled, \
      rate_limit, previous_secret_hash, previous_secret_until, created_at";
-
-/// Column `at` of `row` as an id of its kind; a value that breaks the kind's rule does
-/// not convert (the row reads as corrupt).
-pub(crate) fn typed<T>(
-    row: &rusqlite::Row,
-    at: usize,
-    parse: fn(String) -> Result<T, herald_core::ids::InvalidId>,
-) -> rusqlite::Result<T> {
-    parse(row.get(at)?).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
 
 /// An event from a row of [`EVENT_COLUMNS`].
 pub(crate) fn event_row(row: &rusqlite::Row) -> rusqlite::Result<Event> {

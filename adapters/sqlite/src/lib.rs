@@ -330,6 +330,18 @@ pub(crate) fn store_error(e: rusqlite::Error) -> StoreError {
 }
 
 /// `T` from JSON text as a rusqlite error when it does not parse.
+/// Column `at` of `row` as an id of its kind; a value that breaks the kind's rule does
+/// not convert (the row reads as corrupt).
+pub(crate) fn typed<T>(
+    row: &rusqlite::Row,
+    at: usize,
+    parse: fn(String) -> Result<T, herald_core::ids::InvalidId>,
+) -> rusqlite::Result<T> {
+    parse(row.get(at)?).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
     serde_json::from_str(text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))

@@ -6,9 +6,8 @@
 //! each user once. Counters and the error and delivery samples live on the request row
 //! and move in the same transaction as the outcomes they count.
 
-use crate::events::typed;
 use crate::queue::insert_jobs;
-use crate::{from_json, now_ms, to_json, Sqlite};
+use crate::{from_json, now_ms, to_json, typed, Sqlite};
 use async_trait::async_trait;
 use herald_core::domain::{Audience, Job, Outcome, RequestRecord, RequestState};
 use herald_core::ids::{BotId, EventId, RequestId};
