@@ -197,6 +197,16 @@ pub async fn bots_events_and_users_are_managed_through_the_admin_api<R: Runtime>
         )
         .await;
     assert_eq!(off["enabled"], false);
+    for blank in [" ", "\n", " \t\r"] {
+        let (status, problem) = h
+            .admin(
+                "PATCH",
+                &format!("/v1/admin/events/{event_id}"),
+                Some(json!({"name": blank})),
+            )
+            .await;
+        assert_eq!(status, 422, "a blank name {blank:?}: {problem}");
+    }
     let status = h
         .post(&event, &[], &json!({"platform": "tg", "users": ["1"]}))
         .await
