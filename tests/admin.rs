@@ -193,13 +193,28 @@ async fn every_admin_subcommand_works_against_a_running_server() {
     let event = create_event(
         &server,
         "shop",
-        &["--rate-per-second", "100", "--burst", "10"],
+        &[
+            "--rate-per-second",
+            "100",
+            "--burst",
+            "10",
+            "--lane",
+            "bulk",
+        ],
     );
     let shown = cli(&server, &["events", "show", &event.id]);
     assert_eq!(
         shown["rate_limit"],
         json!({"per_second": 100.0, "burst": 10})
     );
+    assert_eq!(shown["lane"], "bulk");
+    let laned = cli(
+        &server,
+        &["events", "update", &event.id, "--lane", "transactional"],
+    );
+    assert_eq!(laned["lane"], "transactional");
+    let unlaned = cli(&server, &["events", "update", &event.id, "--no-lane"]);
+    assert_eq!(unlaned["lane"], Value::Null);
     assert!(!shown.to_string().contains(&event.secret));
     let updated = cli(
         &server,

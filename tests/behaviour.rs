@@ -99,7 +99,10 @@ impl Runtime for Embedded {
         while let Some(leased) = self
             .harness
             .store
-            .lease(PoolOptions::default().lease, &[])
+            .lease(
+                PoolOptions::default().lease,
+                &herald_core::ports::LeaseFilter::default(),
+            )
             .await
             .unwrap()
         {

@@ -162,7 +162,8 @@ async fn a_channel_registered_beside_the_others_is_validated_stored_and_delivere
             .into_boxed_slice(),
     );
     let http = herald_delivery::http_client(std::time::Duration::from_secs(5)).unwrap();
-    let mut senders = channels::build(&http, &DeliveryConfig::default());
+    let pacer = Arc::new(herald_core::pace::Pacer::new());
+    let mut senders = channels::build(&http, &DeliveryConfig::default(), &pacer);
     senders.push(Arc::new(Echo { http }));
     let dispatcher = Dispatcher::with_channels(Arc::new(store.clone()), senders);
     let config = Config {

@@ -493,6 +493,7 @@ async fn jobs_of_a_request_still_being_accepted_wait_and_of_an_aborted_one_do_no
     .await;
     let job = Job::deliver(
         &id,
+        herald_core::lane::Lane::Transactional,
         0,
         vec![JobUser {
             user: UserRef::Platform {
@@ -556,13 +557,23 @@ async fn a_postponed_job_does_not_use_up_an_attempt() {
     )
     .await;
     let lease = std::time::Duration::from_secs(60);
-    let first = h.store.lease(lease, &[]).await.unwrap().unwrap();
+    let first = h
+        .store
+        .lease(lease, &herald_core::ports::LeaseFilter::default())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.attempts, 1);
     h.store
         .postpone(&first.job.id, std::time::Duration::ZERO)
         .await
         .unwrap();
-    let again = h.store.lease(lease, &[]).await.unwrap().unwrap();
+    let again = h
+        .store
+        .lease(lease, &herald_core::ports::LeaseFilter::default())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (again.job.id.as_str(), again.attempts),
         (first.job.id.as_str(), 1)

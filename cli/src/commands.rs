@@ -179,6 +179,22 @@ pub enum ActionKind {
     Message,
 }
 
+/// A delivery lane, as an event's default.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LaneKind {
+    Transactional,
+    Bulk,
+}
+
+impl LaneKind {
+    fn name(self) -> &'static str {
+        match self {
+            LaneKind::Transactional => "transactional",
+            LaneKind::Bulk => "bulk",
+        }
+    }
+}
+
 /// A per-event rate limit.
 #[derive(Args, Debug)]
 pub struct Limit {
@@ -230,8 +246,12 @@ pub enum EventsCommand {
         disabled: bool,
         #[command(flatten)]
         limit: Limit,
+        /// The lane of its requests that name none, where it fits their audience
+        /// (default: by audience).
+        #[arg(long, value_enum)]
+        lane: Option<LaneKind>,
     },
-    /// Change an event's name or rate limit.
+    /// Change an event's name, rate limit or default lane.
     Update {
         event: String,
         #[arg(long)]
@@ -241,6 +261,12 @@ pub enum EventsCommand {
         /// Remove the rate limit.
         #[arg(long, conflicts_with_all = ["rate_per_second", "burst"])]
         no_rate_limit: bool,
+        /// The lane of its requests that name none, where it fits their audience.
+        #[arg(long, value_enum)]
+        lane: Option<LaneKind>,
+        /// Remove the default lane (requests go by audience again).
+        #[arg(long, conflicts_with = "lane")]
+        no_lane: bool,
     },
     /// Switch an event on.
     Enable { event: String },
@@ -281,9 +307,11 @@ impl EventsArgs {
                 template,
                 disabled,
                 limit,
+                lane,
             } => {
-                let document =
+                let mut document =
                     create_document(bot, name, action, screen, template, disabled, &limit)?;
+                set_lane(&mut document, lane, false);
                 client
                     .send_json(Method::POST, "/v1/admin/events", &document)
                     .await?
@@ -293,8 +321,11 @@ impl EventsArgs {
                 name,
                 limit,
                 no_rate_limit,
+                lane,
+                no_lane,
             } => {
-                let document = update_document(name, &limit, no_rate_limit);
+                let mut document = update_document(name, &limit, no_rate_limit);
+                set_lane(&mut document, lane, no_lane);
                 client
                     .send_json(Method::PATCH, &event_path(&event), &document)
                     .await?
@@ -359,6 +390,15 @@ fn create_document(
         document["rate_limit"] = limit;
     }
     Ok(document)
+}
+
+/// `lane` in an event document: the one given, else `null` to remove it.
+fn set_lane(document: &mut Value, lane: Option<LaneKind>, remove: bool) {
+    if let Some(lane) = lane {
+        document["lane"] = json!(lane.name());
+    } else if remove {
+        document["lane"] = Value::Null;
+    }
 }
 
 /// The admin API document of `events update`.

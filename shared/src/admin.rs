@@ -6,10 +6,11 @@
 //! whether each is set).
 
 use crate::domain::{RateLimit, RequestState};
+use crate::lane::Lane;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Changes to an event: absent fields stay as they are; `"rate_limit": null` removes
-/// the limit (a `null` name or `enabled` is refused).
+/// the limit and `"lane": null` the default lane (a `null` name or `enabled` is refused).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventChanges {
@@ -19,6 +20,8 @@ pub struct EventChanges {
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     pub rate_limit: Option<Option<RateLimit>>,
+    #[serde(default, deserialize_with = "present")]
+    pub lane: Option<Option<Lane>>,
 }
 
 /// A field that was given, for `#[serde(default, deserialize_with = "present")]`: absent

@@ -37,6 +37,9 @@ pub struct Event {
     pub enabled: bool,
     /// Requests/s and burst the public endpoint accepts for this event; None: no limit.
     pub rate_limit: Option<RateLimit>,
+    /// The lane of its requests that name none, where that lane can carry them (a
+    /// broadcast stays bulk); None: the audience's default ([`crate::lane`]).
+    pub lane: Option<Lane>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
 }
@@ -164,6 +167,10 @@ impl PlatformFilter {
 pub struct Job {
     pub id: String,
     pub request_id: RequestId,
+    /// Its request's lane: a queue serves transactional jobs first (jobs queued before
+    /// lanes existed read as bulk).
+    #[serde(default)]
+    pub lane: Lane,
     /// 0 for the first attempt at these users; retries of failed users count up.
     #[serde(default)]
     pub attempt: u32,
@@ -185,19 +192,22 @@ pub enum JobKind {
 }
 
 impl Job {
-    pub fn deliver(request_id: &RequestId, attempt: u32, users: Vec<JobUser>) -> Job {
+    pub fn deliver(request_id: &RequestId, lane: Lane, attempt: u32, users: Vec<JobUser>) -> Job {
         Job {
             id: new_id(),
             request_id: request_id.clone(),
+            lane,
             attempt,
             kind: JobKind::Deliver { users },
         }
     }
 
+    /// An expand job: only `everyone` audiences expand, and they are bulk.
     pub fn expand(request_id: &RequestId, shard: u32, cursor: Option<String>) -> Job {
         Job {
             id: new_id(),
             request_id: request_id.clone(),
+            lane: Lane::Bulk,
             attempt: 0,
             kind: JobKind::Expand { shard, cursor },
         }

@@ -122,10 +122,10 @@ pub async fn accept(
     if request.dry_run {
         return dry_run(app, event, &request).await.map(Answer::DryRun);
     }
-    let lane = request.lane();
+    let lane = request.lane(event.lane);
     let EventRequest { targets, data, .. } = request;
     let id = RequestId::generate();
-    let (audience, targeted, jobs) = plan(app, &id, targets);
+    let (audience, targeted, jobs) = plan(app, &id, lane, targets);
     let record = RequestRecord {
         id: id.clone(),
         event_id: event.id.clone(),
@@ -173,16 +173,21 @@ async fn admit(app: &App, event: &Event) -> Result<(), ApiError> {
 
 /// The audience to record for `targets`, how many users it names (None for `everyone`)
 /// and the jobs that start it.
-fn plan(app: &App, id: &RequestId, targets: Targets) -> (Audience, Option<u64>, Vec<Job>) {
+fn plan(
+    app: &App,
+    id: &RequestId,
+    lane: Lane,
+    targets: Targets,
+) -> (Audience, Option<u64>, Vec<Job>) {
     match targets {
         Targets::Platform { platform, users } => {
             let count = users.len() as u64;
-            let jobs = deliver_jobs(app, id, users);
+            let jobs = deliver_jobs(app, id, lane, users);
             (Audience::Platform { platform, count }, Some(count), jobs)
         }
         Targets::Bm { users } => {
             let count = users.len() as u64;
-            let jobs = deliver_jobs(app, id, users);
+            let jobs = deliver_jobs(app, id, lane, users);
             (Audience::Bm { count }, Some(count), jobs)
         }
         Targets::Everyone { platform } => {
@@ -266,10 +271,10 @@ async fn replay(
     )))
 }
 
-fn deliver_jobs(app: &App, request_id: &RequestId, users: Vec<JobUser>) -> Vec<Job> {
+fn deliver_jobs(app: &App, request_id: &RequestId, lane: Lane, users: Vec<JobUser>) -> Vec<Job> {
     users
         .chunks(app.config.deliver_batch.max(1))
-        .map(|batch| Job::deliver(request_id, 0, batch.to_vec()))
+        .map(|batch| Job::deliver(request_id, lane, 0, batch.to_vec()))
         .collect()
 }
 
@@ -287,7 +292,7 @@ async fn dry_run(app: &App, event: &Event, request: &EventRequest) -> Result<Dry
     };
     Ok(DryRun {
         dry_run: true,
-        lane: request.lane(),
+        lane: request.lane(event.lane),
         targeted,
         found,
     })

@@ -13,7 +13,8 @@
 //!   [`error`], [`secret`], [`cutoff`].
 //! - **rules over the domain**: [`request`] (the event request contract), [`template`],
 //!   [`throttle`] (GCRA), [`admin`] (the admin API's documents), [`merge`], [`config`],
-//!   [`lane`] (which lane a request runs in),
+//!   [`lane`] (which lane a request runs in), [`pace`] (a bot's sends in lane order at its
+//!   rate),
 //!   [`settings`] (every `HERALD_*` setting, parsed once for both runtimes).
 //! - **ports**: [`ports`], one file per trait the adapters implement, and the [`App`] that
 //!   holds them.
@@ -38,6 +39,7 @@ pub mod log_budget;
 pub mod log_deliverer;
 pub mod merge;
 pub mod metrics;
+pub mod pace;
 pub mod ports;
 pub mod problem;
 pub mod processor;

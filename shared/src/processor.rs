@@ -160,8 +160,9 @@ async fn run(app: &App, job: &Job, stop: &Stop) -> Result<JobReport, StoreError>
     }
     match &job.kind {
         JobKind::Deliver { users } => {
-            // A bot with all its slots in use waits its turn without holding this worker.
-            let Some(_slot) = app.slots.try_take(&record.bot_id) else {
+            // A bot with all its slots in this lane in use waits its turn without holding
+            // this worker.
+            let Some(_slot) = app.slots.try_take(&record.bot_id, record.lane) else {
                 return Ok(JobReport {
                     run_again_after: Some(BOT_BUSY_WAIT),
                     ..JobReport::default()
@@ -422,7 +423,7 @@ async fn settle(
     if !not_reached.is_empty() {
         // The same attempt, at once: these users have not been tried yet.
         report.continued = not_reached.len() as u64;
-        let rest = Job::deliver(&record.id, attempt, not_reached);
+        let rest = Job::deliver(&record.id, record.lane, attempt, not_reached);
         app.ports.queue.enqueue(vec![rest], Duration::ZERO).await?;
     }
     if !retry_users.is_empty() {
@@ -432,12 +433,12 @@ async fn settle(
         let delay = backoff(app, attempt)
             .max(retry_after.unwrap_or_default())
             .min(app.config.max_backoff);
-        let retry = Job::deliver(&record.id, attempt + 1, retry_users);
+        let retry = Job::deliver(&record.id, record.lane, attempt + 1, retry_users);
         app.ports.queue.enqueue(vec![retry], delay).await?;
     }
     if !exhausted.is_empty() {
         // Kept as a dead job with its reason, for an operator to look at and redrive.
-        let dead = Job::deliver(&record.id, attempt + 1, exhausted);
+        let dead = Job::deliver(&record.id, record.lane, attempt + 1, exhausted);
         app.ports.queue.bury(dead, &last_reason).await?;
         report.failed += exhausted_outcomes.len() as u64;
         app.ports
@@ -656,7 +657,7 @@ async fn expand(
                     patch: None,
                 })
                 .collect();
-            Job::deliver(&record.id, 0, users)
+            Job::deliver(&record.id, record.lane, 0, users)
         })
         .collect();
     let report = JobReport {

@@ -30,9 +30,14 @@ pub struct EventRequest {
 }
 
 impl EventRequest {
-    /// The lane the request runs in: the one it names, or the default for its audience.
-    pub fn lane(&self) -> Lane {
-        self.lane.unwrap_or_else(|| Lane::by_default(self.named))
+    /// The lane the request runs in: the one it names; else its event's default lane
+    /// (`event_default`) where that lane can carry this audience; else the default for
+    /// its audience.
+    pub fn lane(&self, event_default: Option<Lane>) -> Lane {
+        let fits = |lane: &Lane| lane.refusal(self.named).is_none();
+        self.lane
+            .or(event_default.filter(fits))
+            .unwrap_or_else(|| Lane::by_default(self.named))
     }
 }
 

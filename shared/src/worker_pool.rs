@@ -1,16 +1,21 @@
 //! The worker pool for a pull queue: tasks that drain a [`LeaseQueue`] with the batch
 //! processor (`herald serve` runs it on SQLite; the AWS worker is pushed jobs by SQS).
 //!
-//! Each worker leases one job, runs [`crate::processor::process`], then acks it,
+//! Each worker leases one job (transactional jobs first), runs
+//! [`crate::processor::process`], then acks it,
 //! puts it back for later (its request is still being accepted), or — when the processor
 //! failed on the store — releases it with backoff until it has used its attempts and is
-//! kept as dead (at once when the failure is a corrupt record: no attempt could succeed). On shutdown the workers stop leasing and the jobs in hand stop starting
+//! kept as dead (at once when the failure is a corrupt record: no attempt could succeed).
+//! One worker in [`TRANSACTIONAL_WORKERS_ONE_IN`] (at least one) leases only transactional
+//! jobs: however many broadcasts hold the others, an order confirmation finds a worker.
+//! On shutdown the workers stop leasing and the jobs in hand stop starting
 //! deliveries: the sends already started end (within the delivery timeout), their
 //! outcomes are recorded, the users not reached go on in new jobs, and the job is acked.
 //! A job still running when the grace period ends is released at once for the next start.
 
 use crate::cutoff::Stop;
-use crate::ports::{LeaseQueue, Leased};
+use crate::lane::Lane;
+use crate::ports::{LeaseFilter, LeaseQueue, Leased};
 use crate::processor::{self, JobReport};
 use crate::App;
 use futures::FutureExt;
@@ -44,6 +49,18 @@ impl Default for PoolOptions {
     }
 }
 
+/// One worker in this many (at least one) is kept for transactional jobs.
+pub const TRANSACTIONAL_WORKERS_ONE_IN: usize = 8;
+
+/// How many of `workers` lease only transactional jobs: one in
+/// [`TRANSACTIONAL_WORKERS_ONE_IN`], at least one, and never all of them.
+pub fn transactional_workers(workers: usize) -> usize {
+    if workers < 2 {
+        return 0;
+    }
+    (workers / TRANSACTIONAL_WORKERS_ONE_IN).max(1)
+}
+
 /// A running pool; [`WorkerPool::shutdown`] stops it.
 pub struct WorkerPool {
     stop: Stop,
@@ -57,9 +74,11 @@ impl WorkerPool {
         let stop = Stop::never();
         let in_flight = Arc::new(Mutex::new(HashSet::new()));
         let mut tasks = JoinSet::new();
+        let kept = transactional_workers(options.workers);
         for worker in 0..options.workers {
             let worker = Worker {
                 number: worker,
+                only: (worker < kept).then_some(Lane::Transactional),
                 app: app.clone(),
                 queue: queue.clone(),
                 options: options.clone(),
@@ -108,6 +127,8 @@ impl WorkerPool {
 
 struct Worker {
     number: usize,
+    /// The only lane this worker leases, if it is kept for one.
+    only: Option<Lane>,
     app: Arc<App>,
     queue: Arc<dyn LeaseQueue>,
     options: PoolOptions,
@@ -118,8 +139,11 @@ struct Worker {
 impl Worker {
     async fn run(self) {
         while !self.stop.shutdown.is_cancelled() {
-            let full = self.app.slots.full();
-            match self.queue.lease(self.options.lease, &full).await {
+            let filter = LeaseFilter {
+                full: self.app.slots.full(),
+                only: self.only,
+            };
+            match self.queue.lease(self.options.lease, &filter).await {
                 Ok(Some(leased)) => self.handle(leased).await,
                 Ok(None) => {
                     tokio::select! {
@@ -165,7 +189,7 @@ pub async fn drain(
     options: &PoolOptions,
 ) -> Result<usize, crate::StoreError> {
     let mut ran = 0;
-    while let Some(leased) = queue.lease(options.lease, &[]).await? {
+    while let Some(leased) = queue.lease(options.lease, &LeaseFilter::default()).await? {
         settle(app, queue, options, leased, &Stop::never()).await;
         ran += 1;
     }
@@ -242,5 +266,22 @@ async fn settle_job(
     };
     if let Err(e) = settled {
         tracing::warn!(error = %e, "could not settle a job; its lease will expire");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_worker_in_eight_is_kept_for_transactional_jobs_but_never_all() {
+        assert_eq!(
+            transactional_workers(1),
+            0,
+            "a lone worker serves both lanes"
+        );
+        assert_eq!(transactional_workers(2), 1);
+        assert_eq!(transactional_workers(8), 1);
+        assert_eq!(transactional_workers(32), 4);
     }
 }

@@ -477,6 +477,14 @@ impl EventAdmin for Aws {
                 );
             }
         }
+        match changes.lane {
+            None => {}
+            Some(None) => remove.push("lane"),
+            Some(Some(lane)) => {
+                set.push("lane = :lane".into());
+                update = update.expression_attribute_values(":lane", s(lane.as_str()));
+            }
+        }
         applied(
             update
                 .update_expression(set_remove(&set, &remove))

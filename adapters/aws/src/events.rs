@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use herald_core::channels::Connections;
 use herald_core::domain::{Action, Bot, Event, PreviousSecret};
 use herald_core::ids::{BotId, EventId};
+use herald_core::lane::Lane;
 use herald_core::ports::EventDirectory;
 use herald_core::{secret, StoreError};
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ impl Aws {
             action: action.clone(),
             enabled: true,
             rate_limit: None,
+            lane: None,
             created_at: herald_core::domain::now_ms(),
         };
         self.dynamodb
@@ -128,6 +130,9 @@ pub(crate) fn event_item(event: &Event) -> Result<Item, StoreError> {
             serde_dynamo::to_attribute_value(limit).map_err(StoreError::new)?,
         );
     }
+    if let Some(lane) = event.lane {
+        item.insert("lane".into(), s(lane.as_str()));
+    }
     Ok(item)
 }
 
@@ -166,6 +171,17 @@ pub(crate) fn event_of(item: &Item) -> Result<Event, StoreError> {
             .copied()
             .unwrap_or(false),
         rate_limit,
+        lane: item
+            .get("lane")
+            .map(|v| {
+                v.as_s()
+                    .ok()
+                    .and_then(|text| Lane::parse(text))
+                    .ok_or_else(|| {
+                        StoreError::corrupt(format!("event {event_id}'s lane"), "it names no lane")
+                    })
+            })
+            .transpose()?,
         created_at: get_n(item, "created_at"),
     })
 }

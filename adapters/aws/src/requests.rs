@@ -19,8 +19,13 @@ use herald_core::StoreError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-/// Tries again of an outcome batch that lost a transaction conflict on its request item.
-const CONFLICT_RETRIES: u32 = 6;
+/// How long an outcome batch that keeps losing transaction conflicts on its request item
+/// is tried again. Its sends have happened: failing the job would send them again, so it
+/// is given far longer than a conflict lasts (many jobs of one request finishing batches
+/// together on a loaded database), and well inside the worker's timeout.
+const CONFLICT_PATIENCE: Duration = Duration::from_secs(20);
+/// The longest wait between two tries after a conflict.
+const CONFLICT_WAIT_AT_MOST: Duration = Duration::from_millis(400);
 
 /// Requests and their items expire this long after creation (TTL).
 pub const RETENTION_SECS: i64 = 30 * 24 * 3600;
@@ -194,6 +199,7 @@ impl Aws {
         // Jobs of one request record their batches on its one item at the same time: a
         // transaction that lost to another (TransactionConflict) is tried again, since
         // failing the job would send its users again.
+        let started = std::time::Instant::now();
         for attempt in 0u32.. {
             match self
                 .dynamodb
@@ -209,12 +215,16 @@ impl Aws {
                         return Ok(false);
                     }
                     if codes.iter().any(|c| c == "TransactionConflict")
-                        && attempt < CONFLICT_RETRIES
+                        && started.elapsed() < CONFLICT_PATIENCE
                     {
-                        let jitter = u64::from(herald_core::secret::random_bytes::<1>()[0]) % 20;
-                        tokio::time::sleep(Duration::from_millis((20 << attempt) + jitter)).await;
+                        tokio::time::sleep(conflict_wait(attempt)).await;
                         continue;
                     }
+                    tracing::warn!(
+                        request_id,
+                        attempts = attempt + 1,
+                        "an outcome batch could not be recorded; its job will run again"
+                    );
                     return Err(store_error(e));
                 }
             }
@@ -598,6 +608,15 @@ impl RequestLog for Aws {
     }
 }
 
+/// The wait before try `attempt + 2` of a batch that lost a conflict: doubling from 20 ms
+/// up to [`CONFLICT_WAIT_AT_MOST`], half of it random, so that the jobs that collided do
+/// not collide again.
+fn conflict_wait(attempt: u32) -> Duration {
+    let ceiling = (20u64 << attempt.min(5)).min(CONFLICT_WAIT_AT_MOST.as_millis() as u64);
+    let random = u64::from(u16::from_le_bytes(herald_core::secret::random_bytes::<2>()));
+    Duration::from_millis(ceiling / 2 + random % (ceiling / 2 + 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,5 +631,19 @@ mod tests {
             "{at} vs {before}"
         );
         assert!(created_at_of("not-a-ulid") >= before);
+    }
+
+    #[test]
+    fn conflict_waits_grow_to_a_ceiling_and_stay_random_within_it() {
+        for attempt in 0..40 {
+            let ceiling = Duration::from_millis((20u64 << attempt.min(5)).min(400));
+            let wait = conflict_wait(attempt);
+            assert!(
+                wait >= ceiling / 2 && wait <= ceiling,
+                "{attempt}: {wait:?}"
+            );
+        }
+        let waits: HashSet<Duration> = (0..50).map(|_| conflict_wait(9)).collect();
+        assert!(waits.len() > 1, "the waits of colliding jobs differ");
     }
 }

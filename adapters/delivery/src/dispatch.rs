@@ -42,9 +42,10 @@ impl Dispatcher {
         config: &DeliveryConfig,
     ) -> reqwest::Result<Dispatcher> {
         let http = crate::http_client(config.timeout)?;
+        let pacer = Arc::new(herald_core::pace::Pacer::new());
         Ok(Dispatcher::with_channels(
             directory,
-            channels::build(&http, config),
+            channels::build(&http, config, &pacer),
         ))
     }
 

@@ -40,7 +40,8 @@ async fn a_redirect_is_a_permanent_failure_and_is_not_followed() {
         );
         let (engine, _) = answering(redirect).await;
         let http = herald_delivery::http_client(Duration::from_secs(5)).unwrap();
-        let result = BotEngine::new(http, &herald_delivery::DeliveryConfig::default())
+        let pacer = std::sync::Arc::new(herald_core::pace::Pacer::new());
+        let result = BotEngine::new(http, &herald_delivery::DeliveryConfig::default(), &pacer)
             .show(&format!("{engine}/screen"), "key", b"{}".to_vec())
             .await;
         assert!(

@@ -16,6 +16,7 @@ use herald_core::admin::{
 use herald_core::channels::{BotChanges, BotRecord, Connections};
 use herald_core::domain::{Event, Job, JobKind, Object, RequestState, UserRef};
 use herald_core::ids::{BotId, EventId, RequestId};
+use herald_core::lane::Lane;
 use herald_core::ports::admin::{BotAdmin, DeadLetterAdmin, EventAdmin, RequestAdmin, UserAdmin};
 use herald_core::ports::RequestProgress;
 use herald_core::status::rfc3339;
@@ -195,8 +196,9 @@ impl EventAdmin for Sqlite {
                 params![event.bot_id.as_str(), now_ms()],
             )?;
             tx.execute(
-                "INSERT INTO events (id, bot_id, name, secret_hash, action, enabled, rate_limit, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO events (id, bot_id, name, secret_hash, action, enabled, rate_limit,
+                                     created_at, lane)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     event.id.as_str(),
                     event.bot_id.as_str(),
@@ -205,7 +207,8 @@ impl EventAdmin for Sqlite {
                     to_json(&event.action)?,
                     event.enabled,
                     event.rate_limit.as_ref().map(to_json).transpose()?,
-                    event.created_at
+                    event.created_at,
+                    event.lane.map(Lane::as_str)
                 ],
             )
             .map(|_| ())
@@ -256,6 +259,12 @@ impl EventAdmin for Sqlite {
                 tx.execute(
                     "UPDATE events SET rate_limit = ?2 WHERE id = ?1",
                     params![event_id, limit.as_ref().map(to_json).transpose()?],
+                )?;
+            }
+            if let Some(lane) = changes.lane {
+                tx.execute(
+                    "UPDATE events SET lane = ?2 WHERE id = ?1",
+                    params![event_id, lane.map(Lane::as_str)],
                 )?;
             }
             Ok(true)

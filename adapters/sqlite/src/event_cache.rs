@@ -87,6 +87,7 @@ mod tests {
             },
             enabled: true,
             rate_limit: None,
+            lane: None,
             created_at: 0,
         }
     }

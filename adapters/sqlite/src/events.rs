@@ -6,6 +6,7 @@ use crate::{from_json, now_ms, typed, Sqlite};
 use async_trait::async_trait;
 use herald_core::domain::{Action, Bot, Event, PreviousSecret};
 use herald_core::ids::{BotId, EventId};
+use herald_core::lane::Lane;
 use herald_core::ports::admin::EventAdmin;
 use herald_core::ports::EventDirectory;
 use herald_core::{secret, StoreError};
@@ -46,6 +47,7 @@ impl Sqlite {
             action: created.action.clone(),
             enabled: true,
             rate_limit: None,
+            lane: None,
             created_at: now_ms(),
         };
         EventAdmin::create_event(self, &event).await?;
@@ -118,7 +120,7 @@ impl Sqlite {
 
 /// The columns [`event_row`] reads, in order.
 pub(crate) const EVENT_COLUMNS: &str = "id, bot_id, name, secret_hash, action, enabled, \
-     rate_limit, previous_secret_hash, previous_secret_until, created_at";
+     rate_limit, previous_secret_hash, previous_secret_until, created_at, lane";
 
 /// An event from a row of [`EVENT_COLUMNS`].
 pub(crate) fn event_row(row: &rusqlite::Row) -> rusqlite::Result<Event> {
@@ -139,6 +141,22 @@ pub(crate) fn event_row(row: &rusqlite::Row) -> rusqlite::Result<Event> {
             .zip(until)
             .map(|(hash, valid_until)| PreviousSecret { hash, valid_until }),
         created_at: row.get(9)?,
+        lane: lane_column(row, 10)?,
+    })
+}
+
+/// An event's default lane from column `index`: NULL is none; a value that names no lane
+/// is a corrupt row.
+fn lane_column(row: &rusqlite::Row, index: usize) -> rusqlite::Result<Option<Lane>> {
+    let Some(text) = row.get::<_, Option<String>>(index)? else {
+        return Ok(None);
+    };
+    Lane::parse(&text).map(Some).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("{text:?} is not a lane").into(),
+        )
     })
 }
 

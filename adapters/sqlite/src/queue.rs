@@ -1,7 +1,8 @@
 //! The durable job queue in the same SQLite file: the [`JobQueue`] and [`LeaseQueue`] ports.
 //!
-//! A job is `ready` with a `visible_at` time. [`LeaseQueue::lease`] takes the oldest visible
-//! job, counts an attempt and hides it for the lease time, so a worker that dies leaves it
+//! A job is `ready` with a `visible_at` time and a `priority` (its lane: transactional 0,
+//! bulk 1). [`LeaseQueue::lease`] takes the oldest visible job of the first priority,
+//! counts an attempt and hides it for the lease time, so a worker that dies leaves it
 //! to reappear. [`LeaseQueue::ack`] deletes a finished job; [`LeaseQueue::release`] makes it visible
 //! again after a delay, or marks it `dead` (kept, with its last error) once it has used
 //! its attempts. Jobs are committed before anyone is told they exist, so they survive a
@@ -11,7 +12,8 @@ use crate::{from_json, now_ms, to_json, Sqlite};
 use async_trait::async_trait;
 use herald_core::domain::Job;
 use herald_core::ids::BotId;
-use herald_core::ports::{JobQueue, LeaseQueue, Leased};
+use herald_core::lane::Lane;
+use herald_core::ports::{JobQueue, LeaseFilter, LeaseQueue, Leased};
 use herald_core::StoreError;
 use rusqlite::{params, OptionalExtension, Transaction};
 use std::time::Duration;
@@ -37,9 +39,9 @@ pub(crate) fn insert_jobs(tx: &Transaction, jobs: &[Job], delay: Duration) -> ru
     let visible_at = later(now, delay);
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO jobs (id, request_id, kind, payload, visible_at, due_at, created_at,
-                                     bot_id)
+                                     bot_id, priority)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6,
-                 (SELECT json_extract(record, '$.bot_id') FROM requests WHERE id = ?2))",
+                 (SELECT json_extract(record, '$.bot_id') FROM requests WHERE id = ?2), ?7)",
     )?;
     for job in jobs {
         insert.execute(params![
@@ -48,10 +50,24 @@ pub(crate) fn insert_jobs(tx: &Transaction, jobs: &[Job], delay: Duration) -> ru
             job.kind_name(),
             to_json(job)?,
             visible_at,
-            now
+            now,
+            priority(job.lane)
         ])?;
     }
     Ok(())
+}
+
+/// A job's `priority` column: transactional jobs (0) are leased before bulk ones (1).
+fn priority(lane: Lane) -> i64 {
+    match lane {
+        Lane::Transactional => 0,
+        Lane::Bulk => 1,
+    }
+}
+
+/// How the lease query names a (bot, lane) at its share: `bot/priority`.
+fn full_key(bot: &BotId, lane: Lane) -> String {
+    format!("{}/{}", bot.as_str(), priority(lane))
 }
 
 #[async_trait]
@@ -85,9 +101,15 @@ impl LeaseQueue for Sqlite {
     async fn lease(
         &self,
         lease: Duration,
-        full_bots: &[BotId],
+        filter: &LeaseFilter,
     ) -> Result<Option<Leased>, StoreError> {
-        let full = serde_json::to_string(full_bots).map_err(StoreError::new)?;
+        let full: Vec<String> = filter
+            .full
+            .iter()
+            .map(|(bot, lane)| full_key(bot, *lane))
+            .collect();
+        let full = serde_json::to_string(&full).map_err(StoreError::new)?;
+        let only = filter.only.map(priority);
         self.transaction(move |tx| {
             // A row whose payload does not read as a job can never run: it goes to the dead
             // letters at once, with its reason, and the next job is leased in its place.
@@ -96,15 +118,19 @@ impl LeaseQueue for Sqlite {
                 let row: Option<(String, String, u32)> = tx
                     .prepare_cached(
                         "UPDATE jobs SET visible_at = ?2, attempts = attempts + 1, leased = 1
-                         WHERE id = (SELECT id FROM jobs WHERE state = 'ready' AND visible_at <= ?1
-                                       AND NOT (kind = 'deliver' AND bot_id IS NOT NULL
-                                                AND bot_id IN (SELECT value FROM json_each(?3)))
-                                     ORDER BY visible_at LIMIT 1)
+                         WHERE id = (SELECT id FROM jobs INDEXED BY jobs_by_priority
+                                      WHERE state = 'ready' AND visible_at <= ?1
+                                        AND (?4 IS NULL OR priority = ?4)
+                                        AND NOT (kind = 'deliver' AND bot_id IS NOT NULL
+                                                 AND bot_id || '/' || priority
+                                                     IN (SELECT value FROM json_each(?3)))
+                                      ORDER BY priority, visible_at LIMIT 1)
                          RETURNING id, payload, attempts",
                     )?
-                    .query_row(params![now, now + lease.as_millis() as i64, full], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
+                    .query_row(
+                        params![now, now + lease.as_millis() as i64, full, only],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
                     .optional()?;
                 let Some((id, payload, attempts)) = row else {
                     return Ok(None);

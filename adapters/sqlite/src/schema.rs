@@ -208,6 +208,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE bots DROP COLUMN screen_url;
     ALTER TABLE bots DROP COLUMN signing_secret;
     "#,
+    // 8: delivery lanes. A job's priority is its lane's (transactional 0, bulk 1), leased in
+    // that order; jobs queued before lanes are bulk. An event may set its requests' lane.
+    r#"
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX jobs_by_priority ON jobs (state, priority, visible_at);
+    ALTER TABLE events ADD COLUMN lane TEXT;
+    "#,
 ];
 
 /// Bring `conn`'s schema up to date.

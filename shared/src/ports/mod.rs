@@ -20,7 +20,7 @@ pub use admin::AdminPorts;
 pub use deliverer::{Deliverer, Delivery};
 pub use directory::EventDirectory;
 pub use intake::{Intake, Recorded, Remember, Remembered, IDEMPOTENCY_WINDOW_MS};
-pub use queue::{JobQueue, LeaseQueue, Leased};
+pub use queue::{JobQueue, LeaseFilter, LeaseQueue, Leased};
 pub use requests::{Expansion, RequestLog};
 pub use throttle::Throttle;
 pub use users::{RequestStamp, UserPage, UserStore};

@@ -7,6 +7,7 @@
 use crate::domain::Job;
 use crate::error::StoreError;
 use crate::ids::BotId;
+use crate::lane::Lane;
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -17,6 +18,17 @@ pub trait JobQueue: Send + Sync {
 
     /// Keep `job` as dead (the dead-letter queue), with why, without running it.
     async fn bury(&self, job: Job, reason: &str) -> Result<(), StoreError>;
+}
+
+/// Which jobs a worker may lease now. Whatever it may lease, transactional jobs come first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseFilter {
+    /// Bots and lanes whose deliver jobs in flight here are at their share: their deliver
+    /// jobs in that lane stay where they are, so that idle workers do not lease and put
+    /// back jobs that must wait.
+    pub full: Vec<(BotId, Lane)>,
+    /// Only jobs of this lane (a worker kept for transactional jobs), or any.
+    pub only: Option<Lane>,
 }
 
 /// A job taken from a pull queue, hidden from other workers until its lease ends.
@@ -31,13 +43,12 @@ pub struct Leased {
 /// release. What [`crate::worker_pool`] runs on; a push queue (SQS) needs none of it.
 #[async_trait]
 pub trait LeaseQueue: Send + Sync {
-    /// Take the oldest visible job for `lease`, counting an attempt, if any — leaving the
-    /// deliver jobs of `full_bots` (bots whose jobs in flight are at their share) where
-    /// they are, so that idle workers do not lease and put back jobs that must wait.
+    /// Take a visible job that `filter` admits for `lease`, counting an attempt, if any:
+    /// the oldest transactional job, else the oldest job.
     async fn lease(
         &self,
         lease: Duration,
-        full_bots: &[BotId],
+        filter: &LeaseFilter,
     ) -> Result<Option<Leased>, StoreError>;
 
     /// The job is done: forget it.

@@ -222,6 +222,80 @@ pub async fn a_request_runs_in_the_lane_it_names_or_its_audiences_default<R: Run
     assert_eq!(dry.body["lane"], "bulk", "{}", dry.body);
 }
 
+/// An event may set the lane of its requests that name none: the admin API shows and
+/// changes it (`null` removes it) and both stores keep it. It applies where that lane can
+/// carry the audience: a broadcast of an event whose default is `transactional` stays
+/// bulk, and a request that names a lane keeps it.
+pub async fn an_events_default_lane_applies_where_it_fits<R: Runtime>() {
+    let h = runtime::<R>().await;
+    h.runtime
+        .engine_users("shop", &users_on("tg", [1, 2]))
+        .await;
+    let ids = |n: usize| -> Vec<String> { (0..n).map(|i| format!("u{i}")).collect() };
+    let event = h.event("shop", json!({"lane": "bulk"})).await;
+    let path = format!("/v1/admin/events/{}", event.id);
+    let (_, shown) = h.admin("GET", &path, None).await;
+    assert_eq!(shown["lane"], "bulk", "{shown}");
+    let lane_of = |body: Value| {
+        let (h, event) = (&h, &event);
+        async move {
+            let id = h.accept(event, body).await;
+            h.status(&id).await["lane"].clone()
+        }
+    };
+    assert_eq!(
+        lane_of(json!({"platform": "tg", "users": ["1"]})).await,
+        "bulk"
+    );
+    assert_eq!(
+        lane_of(json!({"platform": "tg", "users": ["1"], "lane": "transactional"})).await,
+        "transactional"
+    );
+    let (status, changed) = h
+        .admin("PATCH", &path, Some(json!({"lane": "transactional"})))
+        .await;
+    assert_eq!(
+        (status, &changed["lane"]),
+        (200, &json!("transactional")),
+        "{changed}"
+    );
+    assert_eq!(
+        lane_of(json!({"platform": "tg", "users": ids(1000)})).await,
+        "transactional"
+    );
+    assert_eq!(
+        lane_of(json!({"platform": "tg", "users": ids(1001)})).await,
+        "bulk"
+    );
+    assert_eq!(
+        lane_of(json!({"platform": "tg", "users": "everyone"})).await,
+        "bulk"
+    );
+    let (status, cleared) = h.admin("PATCH", &path, Some(json!({"lane": null}))).await;
+    assert_eq!((status, &cleared["lane"]), (200, &Value::Null), "{cleared}");
+    assert_eq!(
+        lane_of(json!({"platform": "tg", "users": ids(101)})).await,
+        "bulk"
+    );
+    assert_eq!(
+        lane_of(json!({"platform": "tg", "users": ["1"]})).await,
+        "transactional"
+    );
+    for bad in [json!("fast"), json!(1)] {
+        let (status, refused) = h.admin("PATCH", &path, Some(json!({"lane": bad}))).await;
+        assert_eq!(status, 422, "{refused}");
+    }
+    let (status, refused) = h
+        .admin(
+            "POST",
+            "/v1/admin/events",
+            Some(json!({"bot_id": "shop", "name": "x", "lane": "Bulk",
+                        "action": {"type": "screen", "screen_id": "s"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+}
+
 /// A dry run counts the audience (targeted after de-duplication, found among the
 /// stored users) and records, enqueues and writes nothing.
 pub async fn a_dry_run_counts_the_audience_and_changes_nothing<R: Runtime>() {

@@ -144,6 +144,7 @@ macro_rules! behaviour_suite {
             a_disabled_event_answers_403_and_does_nothing,
             invalid_requests_are_422_with_field_paths,
             a_request_runs_in_the_lane_it_names_or_its_audiences_default,
+            an_events_default_lane_applies_where_it_fits,
             a_dry_run_counts_the_audience_and_changes_nothing,
             the_status_document_needs_the_events_secret_by_bearer_or_path,
             // the processor

@@ -1,7 +1,8 @@
 //! Fake Telegram Bot API and bot engine, on free local ports, that behave like the real
 //! ones where Herald depends on it: Telegram enforces a per-token rate (sliding second)
-//! with 429 and `retry_after`, answers 403 blocked / 400 chat not found for chosen chats,
-//! fails with 502 or answers slowly on demand; the engine checks HMAC signatures and
+//! and, on demand, one message per chat per interval, both with 429 and `retry_after`;
+//! answers 403 blocked / 400 chat not found for chosen chats, fails with 502 or answers
+//! slowly on demand, and records every accepted message in arrival order; the engine checks HMAC signatures and
 //! timestamps. [`fault_proxy`] takes an emulator away from the SDK clients on demand.
 
 pub mod deliverers;
@@ -28,6 +29,11 @@ pub struct TelegramScript {
     /// chat id → number of 502 answers before it succeeds.
     pub flaky: HashMap<String, u32>,
     pub delay: Duration,
+    /// The least time between two accepted messages to one chat (zero: no limit), as
+    /// Telegram's about one message per second per chat.
+    pub chat_gap: Duration,
+    /// chat id → `retry_after` seconds of a 429 its first call gets.
+    pub limited_once: HashMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -39,7 +45,12 @@ pub struct TelegramLog {
     pub rate_limited: u32,
     /// When each accepted message arrived, in order.
     pub accepted_at: Vec<Instant>,
+    /// Every accepted message in arrival order: (chat, text, when).
+    pub arrivals: Vec<(String, String, Instant)>,
+    /// Every 429 answered: (chat, when).
+    pub limited: Vec<(String, Instant)>,
     sent: HashMap<String, VecDeque<Instant>>,
+    last_to_chat: HashMap<String, Instant>,
 }
 
 impl TelegramLog {
@@ -100,25 +111,20 @@ async fn telegram(State((script, log)): State<TelegramState>, uri: Uri, body: By
         tokio::time::sleep(script.delay).await;
     }
     let mut log = log.lock().unwrap();
+    let log = &mut *log;
     *log.calls.entry(chat.clone()).or_default() += 1;
     let now = Instant::now();
-    let window = log.sent.entry(token.to_string()).or_default();
-    while window
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-    {
-        window.pop_front();
-    }
-    if script.limit_per_second > 0 && window.len() >= script.limit_per_second {
+    if let Some(wait) = rate_limit(&script, log, token, &chat, now) {
         log.rate_limited += 1;
+        log.limited.push((chat.clone(), now));
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1",
-                        "parameters": {"retry_after": 1}})),
+            Json(json!({"ok": false, "error_code": 429,
+                        "description": format!("Too Many Requests: retry after {wait}"),
+                        "parameters": {"retry_after": wait}})),
         )
             .into_response();
     }
-    window.push_back(now);
     if script.blocked.contains(&chat) {
         return (StatusCode::FORBIDDEN, Json(json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}))).into_response();
     }
@@ -134,9 +140,49 @@ async fn telegram(State((script, log)): State<TelegramState>, uri: Uri, body: By
             .into_response();
     }
     let text = message["text"].as_str().unwrap_or_default().to_string();
-    log.delivered.entry(chat).or_default().push(text);
+    log.delivered
+        .entry(chat.clone())
+        .or_default()
+        .push(text.clone());
     log.accepted_at.push(now);
+    log.last_to_chat.insert(chat.clone(), now);
+    log.arrivals.push((chat, text, now));
     Json(json!({"ok": true, "result": {"message_id": calls}})).into_response()
+}
+
+/// The `retry_after` of a 429 for this call, if it gets one: a chat's scripted first-call
+/// 429, the token's sliding second full, or the chat's last message too recent. A call let
+/// through is counted in the token's second.
+fn rate_limit(
+    script: &TelegramScript,
+    log: &mut TelegramLog,
+    token: &str,
+    chat: &str,
+    now: Instant,
+) -> Option<u64> {
+    if log.calls[chat] == 1 {
+        if let Some(wait) = script.limited_once.get(chat) {
+            return Some(*wait);
+        }
+    }
+    let too_soon_for_chat = !script.chat_gap.is_zero()
+        && log
+            .last_to_chat
+            .get(chat)
+            .is_some_and(|at| now.duration_since(*at) < script.chat_gap);
+    let window = log.sent.entry(token.to_string()).or_default();
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+    {
+        window.pop_front();
+    }
+    let token_full = script.limit_per_second > 0 && window.len() >= script.limit_per_second;
+    if token_full || too_soon_for_chat {
+        return Some(1);
+    }
+    window.push_back(now);
+    None
 }
 
 /// A bot engine that accepts only correctly signed, fresh webhooks.
@@ -210,9 +256,23 @@ async fn engine(
 }
 
 /// Serve `app` on a free loopback port in the background; its base URL.
+/// Serve `app` on a free loopback port, on a thread and runtime of its own: like a real
+/// API in another process, the fake sees a request when it arrives, however busy the
+/// test's own runtime is (on a shared runtime, a stall there bunched the arrival times
+/// the fake's rate limit counts).
 async fn serve(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap()
+        });
+    });
     format!("http://{address}")
 }

@@ -1,5 +1,8 @@
 //! The `engine` channel: `screen` actions, as a signed webhook to the bot engine, at most
-//! `engine_concurrency` in flight per bot, so that a slow engine holds up only its own bot.
+//! `engine_concurrency` in flight per bot for bulk requests, so that a slow engine holds
+//! up only its own bot, and a further quarter of that (at least one) for transactional
+//! requests, so that a broadcast's screens never hold the slots an order confirmation
+//! needs.
 //!
 //! Herald POSTs JSON `{bot_id, screen_id, user: {platform, platform_id, bm_id},
 //! last_request, request_id, event_id}` to the bot's `url` (alias `screen_url`) with two
@@ -21,6 +24,9 @@ use crate::DeliveryConfig;
 use async_trait::async_trait;
 use herald_core::channels::{ChannelSpec, FieldKind, FieldSpec, Serves};
 use herald_core::domain::{Bot, DeliveryResult};
+use herald_core::ids::BotId;
+use herald_core::lane::Lane;
+use herald_core::pace::Pacer;
 use herald_core::ports::Delivery;
 use hmac::{Hmac, Mac};
 use serde_json::json;
@@ -87,7 +93,7 @@ pub fn verify(
 pub struct BotEngine {
     http: reqwest::Client,
     concurrency: usize,
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    slots: Mutex<HashMap<(BotId, Lane), Arc<Semaphore>>>,
 }
 
 #[async_trait]
@@ -117,7 +123,7 @@ impl Channel for BotEngine {
             "event_id": request.event_id,
         });
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        let slot = self.slot(&bot.id);
+        let slot = self.slot(&bot.id, delivery.request.lane);
         let _permit = tokio::select! {
             biased;
             _ = delivery.cutoff.reached() => return DeliveryResult::NotStarted,
@@ -128,7 +134,7 @@ impl Channel for BotEngine {
 }
 
 impl BotEngine {
-    pub fn new(http: reqwest::Client, config: &DeliveryConfig) -> BotEngine {
+    pub fn new(http: reqwest::Client, config: &DeliveryConfig, _pacer: &Arc<Pacer>) -> BotEngine {
         BotEngine {
             http,
             concurrency: config.engine_concurrency.max(1),
@@ -136,12 +142,20 @@ impl BotEngine {
         }
     }
 
-    fn slot(&self, bot_id: &str) -> Arc<Semaphore> {
+    /// The webhooks `lane` may have in flight at once for one bot.
+    pub fn slots_of(&self, lane: Lane) -> usize {
+        match lane {
+            Lane::Bulk => self.concurrency,
+            Lane::Transactional => (self.concurrency / 4).max(1),
+        }
+    }
+
+    fn slot(&self, bot_id: &BotId, lane: Lane) -> Arc<Semaphore> {
         self.slots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(bot_id.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.concurrency)))
+            .entry((bot_id.clone(), lane))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.slots_of(lane))))
             .clone()
     }
 

@@ -10,6 +10,7 @@ use crate::DeliveryConfig;
 use async_trait::async_trait;
 use herald_core::channels::{ChannelSpec, Channels};
 use herald_core::domain::{Bot, DeliveryResult};
+use herald_core::pace::Pacer;
 use herald_core::ports::Delivery;
 use std::sync::Arc;
 
@@ -48,8 +49,9 @@ pub(crate) fn misrouted(spec: &ChannelSpec) -> DeliveryResult {
     }
 }
 
-/// Declares the channel modules: `module::Type`, one per line. `Type::new(http, config)`
-/// builds the channel; `module::SPEC` describes it.
+/// Declares the channel modules: `module::Type`, one per line. `Type::new(http, config,
+/// pacer)` builds the channel (a channel with a rate waits its turns on the process's
+/// [`Pacer`]); `module::SPEC` describes it.
 macro_rules! register {
     ($($module:ident :: $channel:ident),+ $(,)?) => {
         $(pub mod $module;)+
@@ -57,9 +59,13 @@ macro_rules! register {
         /// Every channel's spec, in registration order.
         pub static CHANNELS: Channels = &[$(&$module::SPEC),+];
 
-        /// Every channel, sending through `http`.
-        pub fn build(http: &reqwest::Client, config: &DeliveryConfig) -> Vec<Arc<dyn Channel>> {
-            vec![$(Arc::new($module::$channel::new(http.clone(), config))),+]
+        /// Every channel, sending through `http`, paced by `pacer`.
+        pub fn build(
+            http: &reqwest::Client,
+            config: &DeliveryConfig,
+            pacer: &Arc<Pacer>,
+        ) -> Vec<Arc<dyn Channel>> {
+            vec![$(Arc::new($module::$channel::new(http.clone(), config, pacer))),+]
         }
     };
 }

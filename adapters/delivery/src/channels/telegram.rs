@@ -1,11 +1,12 @@
 //! The `telegram` channel: `message` actions to `tg` users through the Telegram Bot API
-//! (`sendMessage`), with the bot's `token`, at most `telegram_rate` messages per second per
-//! bot, evenly spaced, for every worker of this process together. A message still waiting
-//! for its turn at the job's cutoff is not sent (`NotStarted`): its user goes on in a new
-//! job.
+//! (`sendMessage`), with the bot's `token`. Every send waits for its turn on the bot's
+//! schedule in the process's [`Pacer`]: at most `telegram_rate` messages per second per
+//! bot with a 5% margin, transactional requests first, and one message per [`CHAT_GAP`]
+//! to one chat. A message still waiting for its turn at the job's cutoff is not sent
+//! (`NotStarted`): its user goes on in a new job.
 //!
-//! Answers are classified as Telegram documents them: `ok: true` is delivered; 429 waits
-//! `parameters.retry_after` and retries; 5xx, connection errors and timeouts retry with
+//! Answers are classified as Telegram documents them: `ok: true` is delivered; 429 pauses
+//! the bot's whole schedule for `parameters.retry_after` and retries the user; 5xx, connection errors and timeouts retry with
 //! backoff; 403 "bot was blocked by the user", 400 "chat not found" and "user is
 //! deactivated" (400 or 403) are permanent (reasons `blocked`, `chat_not_found`, `deactivated`), as is
 //! any other 4xx (`rejected`). The token is part of the URL and never logged.
@@ -13,13 +14,13 @@
 use super::{Channel, Content};
 use crate::DeliveryConfig;
 use async_trait::async_trait;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use herald_core::channels::{ChannelSpec, FieldKind, FieldSpec, Serves};
 use herald_core::domain::{Bot, DeliveryResult, BLOCKED};
+use herald_core::pace::{Pace, PaceKey, Pacer, TurnRequest};
 use herald_core::ports::Delivery;
 use serde::Deserialize;
 use serde_json::json;
-use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const SPEC: ChannelSpec = ChannelSpec {
@@ -38,10 +39,17 @@ pub const SPEC: ChannelSpec = ChannelSpec {
 /// The Bot API's default address.
 pub const API: &str = "https://api.telegram.org";
 
+/// The least time between two messages to one chat: Telegram allows about one a second.
+pub const CHAT_GAP: Duration = Duration::from_secs(1);
+
+/// The reason of a 429 answer.
+const RATE_LIMITED: &str = "rate_limited";
+
 pub struct Telegram {
     http: reqwest::Client,
     api: String,
-    pace: DefaultKeyedRateLimiter<herald_core::ids::BotId>,
+    pacer: Arc<Pacer>,
+    per_second: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -70,22 +78,45 @@ impl Channel for Telegram {
         else {
             return super::misrouted(&SPEC);
         };
-        tokio::select! {
-            biased;
-            _ = delivery.cutoff.reached() => return DeliveryResult::NotStarted,
-            _ = self.pace.until_key_ready(&bot.id) => {}
+        let key = PaceKey {
+            bot: bot.id.clone(),
+            channel: SPEC.name,
+        };
+        let pace = Pace {
+            per_second: self.per_second,
+            chat_gap: CHAT_GAP,
+        };
+        let chat = &delivery.user.platform_id;
+        let turn = TurnRequest {
+            lane: delivery.request.lane,
+            chat,
+        };
+        if !self.pacer.turn(&key, pace, turn, delivery.cutoff).await {
+            return DeliveryResult::NotStarted;
         }
-        self.send_message(token, &delivery.user.platform_id, text).await
+        let result = self.send_message(token, chat, text).await;
+        if let DeliveryResult::Retry {
+            reason,
+            after: Some(wait),
+            ..
+        } = &result
+        {
+            // The limit is the token's: every send of the bot waits, not just this user.
+            if reason == RATE_LIMITED {
+                self.pacer.pause(&key, *wait);
+            }
+        }
+        result
     }
 }
 
 impl Telegram {
-    pub fn new(http: reqwest::Client, config: &DeliveryConfig) -> Telegram {
-        let rate = NonZeroU32::new(config.telegram_rate.max(1)).unwrap_or(NonZeroU32::MIN);
+    pub fn new(http: reqwest::Client, config: &DeliveryConfig, pacer: &Arc<Pacer>) -> Telegram {
         Telegram {
             http,
             api: config.api(SPEC.name, API).trim_end_matches('/').to_string(),
-            pace: RateLimiter::keyed(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)),
+            pacer: pacer.clone(),
+            per_second: config.telegram_rate.max(1),
         }
     }
 
@@ -136,7 +167,7 @@ fn classify(status: u16, answer: Answer, header_wait: Option<Duration>) -> Deliv
                 .or(header_wait)
                 .unwrap_or(Duration::from_secs(1));
             retry(
-                "rate_limited",
+                RATE_LIMITED,
                 format!("Telegram 429: {}", answer.description),
                 Some(wait),
             )

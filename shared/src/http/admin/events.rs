@@ -7,6 +7,7 @@ use super::check_id;
 use crate::admin::EventChanges;
 use crate::domain::{now_ms, Action, Event, PreviousSecret, RateLimit};
 use crate::ids::{BotId, EventId};
+use crate::lane::Lane;
 use crate::ports::App;
 use crate::problem::ApiError;
 use crate::secret;
@@ -54,6 +55,8 @@ pub struct EventView {
     pub action: Action,
     pub enabled: bool,
     pub rate_limit: Option<RateLimit>,
+    /// The lane of its requests that name none (None: by audience).
+    pub lane: Option<Lane>,
     /// Where CRMs post with `Authorization: Bearer <secret>` (or append `/<secret>`).
     pub url: String,
     pub created_at: String,
@@ -76,6 +79,7 @@ impl EventView {
             action: event.action,
             enabled: event.enabled,
             rate_limit: event.rate_limit,
+            lane: event.lane,
         }
     }
 }
@@ -99,6 +103,8 @@ struct NewEvent {
     enabled: bool,
     #[serde(default)]
     rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    lane: Option<Lane>,
 }
 
 fn yes() -> bool {
@@ -180,6 +186,7 @@ async fn create_event(
         action: new.action,
         enabled: new.enabled,
         rate_limit: new.rate_limit,
+        lane: new.lane,
         created_at: now_ms(),
     };
     app.ports.admin.events.create_event(&event).await?;
