@@ -277,3 +277,73 @@ async fn a_429_pauses_the_whole_bot_for_its_retry_after() {
     drop(log);
     assert!(server.terminate().success());
 }
+
+/// The most messages the fake accepted within any one second.
+fn busiest_second(telegram: &FakeTelegram) -> usize {
+    let log = telegram.log.lock().unwrap();
+    let times: Vec<Instant> = log.arrivals.iter().map(|(_, _, at)| *at).collect();
+    let mut busiest = 0;
+    let mut first = 0;
+    for (i, at) in times.iter().enumerate() {
+        while at.duration_since(times[first]) >= Duration::from_secs(1) {
+            first += 1;
+        }
+        busiest = busiest.max(i - first + 1);
+    }
+    busiest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_broadcast_says_so_and_goes_at_the_bots_own_rate() {
+    // Free messages at 30 a second, paid broadcasts at up to 210.
+    let telegram = FakeTelegram::start(TelegramScript {
+        paid_limit_per_second: 210,
+        ..like_telegram()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let users = ids(20_000..20_600);
+    let (promo, _) = shop(&db, &users);
+    support::herald_json(&[
+        "bots",
+        "set",
+        "--db",
+        db.to_str().unwrap(),
+        "--bot",
+        "shop",
+        "--connection",
+        "telegram.paid_broadcast=true",
+        "--connection",
+        "telegram.rate=200",
+    ]);
+    let shown = support::herald_json(&["bots", "show", "--db", db.to_str().unwrap(), "shop"]);
+    assert_eq!(
+        (
+            &shown["connections"]["telegram"]["rate"],
+            &shown["connections"]["telegram"]["paid_broadcast"]
+        ),
+        (&json!(200), &json!(true)),
+        "{shown}"
+    );
+    let server = serve(&db, &telegram);
+    let id = accept(
+        &server,
+        &promo,
+        json!({"platform": "tg", "users": "everyone"}),
+    )
+    .await;
+    let done = wait_done(&server, &promo, &id).await;
+    assert_eq!(done["delivered"], 600, "{done}");
+    let busiest = busiest_second(&telegram);
+    let log = telegram.log.lock().unwrap();
+    assert_eq!(log.paid, 600, "every message a paid broadcast");
+    assert_eq!(log.rate_limited, 0, "{:?}", log.limited);
+    drop(log);
+    // Paced by the bot's 200 (less the margin), not the default 30.
+    assert!(
+        busiest > 30 && busiest <= 200,
+        "{busiest} messages in the busiest second"
+    );
+    assert!(server.terminate().success());
+}

@@ -404,7 +404,21 @@ fn the_connection_schemas_match_the_channel_registry() {
         );
         for field in spec.fields {
             let schema = &changes["properties"][spec.name]["properties"][field.name];
-            assert_eq!(schema["maxLength"], 2048, "{}.{}", spec.name, field.name);
+            let name = format!("{}.{}", spec.name, field.name);
+            match field.kind {
+                FieldKind::Number { min, max } => {
+                    let number = &schema["oneOf"][0];
+                    assert_eq!(
+                        (&number["minimum"], &number["maximum"]),
+                        (&json!(min), &json!(max)),
+                        "{name}"
+                    );
+                }
+                FieldKind::Switch => {
+                    assert_eq!(schema["oneOf"][0]["type"], "boolean", "{name}");
+                }
+                _ => assert_eq!(schema["maxLength"], 2048, "{name}"),
+            }
         }
     }
 }

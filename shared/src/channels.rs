@@ -21,7 +21,9 @@ pub enum Serves {
     Screens,
 }
 
-/// What a credential's value must look like.
+/// What a field's value must look like. Credentials (secrets, URLs, text) must all be set
+/// for a channel to be used; settings (numbers, switches) are optional, with the channel's
+/// default when unset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
     /// A token or key: write-only, answered only as set / not set.
@@ -30,6 +32,26 @@ pub enum FieldKind {
     HttpUrl,
     /// Any one-line value, answered as it is.
     Text,
+    /// A setting: a whole number from `min` to `max`, answered as a number.
+    Number { min: u32, max: u32 },
+    /// A setting: `true` or `false`, answered as a boolean.
+    Switch,
+}
+
+impl FieldKind {
+    /// Whether the field is an optional setting rather than a credential.
+    pub fn is_setting(self) -> bool {
+        matches!(self, FieldKind::Number { .. } | FieldKind::Switch)
+    }
+
+    /// A stored value as the admin API answers it.
+    fn shown(self, value: &str) -> Value {
+        match self {
+            FieldKind::Number { .. } => value.parse::<u64>().map_or(Value::Null, Value::from),
+            FieldKind::Switch => Value::Bool(value == "true"),
+            _ => Value::from(value),
+        }
+    }
 }
 
 /// One credential of a channel.
@@ -64,10 +86,12 @@ impl ChannelSpec {
         self.platforms.is_empty() || self.platforms.contains(&platform)
     }
 
-    /// A channel is usable for a bot once every field it has is set.
+    /// A channel is usable for a bot once every credential it has is set (settings are
+    /// optional).
     pub fn is_complete(&self, connections: &Connections) -> bool {
         self.fields
             .iter()
+            .filter(|f| !f.kind.is_setting())
             .all(|f| connections.get(self.name, f.name).is_some())
     }
 }
@@ -182,6 +206,8 @@ pub struct BotChanges {
     /// The name each change was given under (`connections.engine.url` or its alias
     /// `screen_url`), so that an error points where the client wrote it.
     given_as: BTreeMap<(String, String), String>,
+    /// Changes given as a JSON number or boolean (stored as text): only settings take them.
+    typed: std::collections::BTreeSet<(String, String)>,
 }
 
 type FieldErrors = Vec<(String, String)>;
@@ -278,10 +304,24 @@ impl BotChanges {
             };
             for (field, value) in fields {
                 let path = format!("connections.{channel}.{field}");
-                match value {
-                    Value::String(s) => self.insert_once((channel, field), s.clone(), None, errors),
-                    _ => errors.push((path, "must be a string (\"\" clears it)".into())),
-                }
+                let typed = match value {
+                    Value::String(s) => {
+                        self.insert_once((channel, field), s.clone(), None, errors);
+                        continue;
+                    }
+                    // 256.0 is the integer 256, as JSON Schema reads it.
+                    Value::Number(n) => match n.as_f64() {
+                        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+                        _ => n.to_string(),
+                    },
+                    Value::Bool(b) => b.to_string(),
+                    _ => {
+                        errors.push((path, "must be a string (\"\" clears it)".into()));
+                        continue;
+                    }
+                };
+                self.typed.insert((channel.clone(), field.clone()));
+                self.insert_once((channel, field), typed, None, errors);
             }
         }
     }
@@ -322,12 +362,15 @@ impl BotChanges {
             };
             for (field, value) in fields {
                 let path = self.path(channel, field);
+                let typed = self.typed.contains(&(channel.clone(), field.clone()));
                 let Some(field) = spec.field(field) else {
                     errors.push((path, "unknown field".into()));
                     continue;
                 };
-                if let Some(problem) = value_problem(field.kind, value) {
-                    errors.push((path, problem.into()));
+                if typed && !field.kind.is_setting() {
+                    errors.push((path, "must be a string (\"\" clears it)".into()));
+                } else if let Some(problem) = value_problem(field.kind, value) {
+                    errors.push((path, problem));
                 }
             }
         }
@@ -387,13 +430,27 @@ pub fn display_name(channel: &str, field: &str) -> String {
         )
 }
 
-fn value_problem(kind: FieldKind, value: &str) -> Option<&'static str> {
+fn value_problem(kind: FieldKind, value: &str) -> Option<String> {
     if value.chars().count() > MAX_VALUE_CHARS || value.chars().any(char::is_control) {
-        return Some("must be one line of at most 2048 characters");
+        return Some("must be one line of at most 2048 characters".into());
     }
-    let url = value.starts_with("http://") || value.starts_with("https://");
-    (kind == FieldKind::HttpUrl && !value.is_empty() && !url)
-        .then_some("must be an http:// or https:// URL")
+    if value.is_empty() {
+        return None;
+    }
+    match kind {
+        FieldKind::HttpUrl if !(value.starts_with("http://") || value.starts_with("https://")) => {
+            Some("must be an http:// or https:// URL".into())
+        }
+        FieldKind::Number { min, max }
+            if !value.parse::<u32>().is_ok_and(|n| (min..=max).contains(&n)) =>
+        {
+            Some(format!("must be a whole number from {min} to {max}"))
+        }
+        FieldKind::Switch if value != "true" && value != "false" => {
+            Some("must be true or false".into())
+        }
+        _ => None,
+    }
 }
 
 /// A bot as the admin API shows it: which connections are set, never their secrets.
@@ -428,9 +485,9 @@ impl BotRecord {
             let value = self.connections.get(channel, field.name);
             match field.kind {
                 FieldKind::Secret => (format!("{}_set", field.name), value.is_some().into()),
-                _ => (
+                kind => (
                     field.name.to_string(),
-                    value.map_or(Value::Null, Value::from),
+                    value.map_or(Value::Null, |v| kind.shown(v)),
                 ),
             }
         };
@@ -570,5 +627,78 @@ mod tests {
             Connections::from_json(&connections.to_json()).unwrap(),
             connections
         );
+    }
+
+    const PACED: ChannelSpec = ChannelSpec {
+        name: "paced",
+        title: "Paced",
+        serves: Serves::Messages,
+        platforms: &["tg"],
+        fields: &[
+            FieldSpec {
+                name: "token",
+                kind: FieldKind::Secret,
+                about: "",
+                needs: None,
+            },
+            FieldSpec {
+                name: "rate",
+                kind: FieldKind::Number { min: 1, max: 1000 },
+                about: "",
+                needs: None,
+            },
+            FieldSpec {
+                name: "paid",
+                kind: FieldKind::Switch,
+                about: "",
+                needs: None,
+            },
+        ],
+    };
+
+    #[test]
+    fn settings_are_optional_typed_and_checked_against_their_kind() {
+        let channels: Channels = &[&PACED];
+        let token_only = Connections::default().with("paced", "token", "t");
+        assert!(PACED.is_complete(&token_only), "settings are optional");
+        let set = document(serde_json::json!({"connections": {"paced": {
+            "token": "t", "rate": 100, "paid": true}}}))
+        .unwrap();
+        set.validate(channels).unwrap();
+        let float =
+            document(serde_json::json!({"connections": {"paced": {"rate": 256.0}}})).unwrap();
+        assert_eq!(
+            float.connections["paced"]["rate"], "256",
+            "an integral number"
+        );
+        let record = BotRecord {
+            id: "b".into(),
+            connections: Connections::default()
+                .with("paced", "rate", "100")
+                .with("paced", "paid", "true"),
+            created_at: 0,
+        };
+        let shown = &record.summary(channels).connections["paced"];
+        assert_eq!(shown["rate"], 100);
+        assert_eq!(shown["paid"], true);
+        assert_eq!(shown["token_set"], false);
+        for (bad, field) in [
+            (serde_json::json!({"rate": 0}), "rate"),
+            (serde_json::json!({"rate": 1001}), "rate"),
+            (serde_json::json!({"rate": "fast"}), "rate"),
+            (serde_json::json!({"rate": 2.5}), "rate"),
+            (serde_json::json!({"rate": -3.0}), "rate"),
+            (serde_json::json!({"paid": "yes"}), "paid"),
+            (serde_json::json!({"token": 12345}), "token"),
+        ] {
+            let errors = document(serde_json::json!({"connections": {"paced": bad}}))
+                .unwrap()
+                .validate(channels)
+                .unwrap_err();
+            assert_eq!(errors[0].0, format!("connections.paced.{field}"), "{bad}");
+        }
+        let cleared =
+            document(serde_json::json!({"connections": {"paced": {"rate": ""}}})).unwrap();
+        cleared.validate(channels).unwrap();
     }
 }

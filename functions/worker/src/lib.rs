@@ -66,6 +66,7 @@ pub fn delivery_config(settings: &Settings) -> Result<DeliveryConfig, String> {
     };
     let mut config = DeliveryConfig::default().with_api("telegram", settings.telegram_api.clone());
     config.telegram_rate = per_instance_rate(settings.telegram_rate, instances);
+    config.rate_shares = instances.max(1);
     Ok(config)
 }
 

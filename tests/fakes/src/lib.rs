@@ -34,6 +34,9 @@ pub struct TelegramScript {
     pub chat_gap: Duration,
     /// chat id → `retry_after` seconds of a 429 its first call gets.
     pub limited_once: HashMap<String, u64>,
+    /// Messages per second per token for paid broadcasts (`allow_paid_broadcast: true`),
+    /// counted apart from the free ones; 0: no limit.
+    pub paid_limit_per_second: usize,
 }
 
 #[derive(Default)]
@@ -49,6 +52,8 @@ pub struct TelegramLog {
     pub arrivals: Vec<(String, String, Instant)>,
     /// Every 429 answered: (chat, when).
     pub limited: Vec<(String, Instant)>,
+    /// Accepted messages that were paid broadcasts.
+    pub paid: u32,
     sent: HashMap<String, VecDeque<Instant>>,
     last_to_chat: HashMap<String, Instant>,
 }
@@ -114,7 +119,8 @@ async fn telegram(State((script, log)): State<TelegramState>, uri: Uri, body: By
     let log = &mut *log;
     *log.calls.entry(chat.clone()).or_default() += 1;
     let now = Instant::now();
-    if let Some(wait) = rate_limit(&script, log, token, &chat, now) {
+    let paid = message["allow_paid_broadcast"] == json!(true);
+    if let Some(wait) = rate_limit(&script, log, token, &chat, now, paid) {
         log.rate_limited += 1;
         log.limited.push((chat.clone(), now));
         return (
@@ -146,19 +152,21 @@ async fn telegram(State((script, log)): State<TelegramState>, uri: Uri, body: By
         .push(text.clone());
     log.accepted_at.push(now);
     log.last_to_chat.insert(chat.clone(), now);
+    log.paid += u32::from(paid);
     log.arrivals.push((chat, text, now));
     Json(json!({"ok": true, "result": {"message_id": calls}})).into_response()
 }
 
 /// The `retry_after` of a 429 for this call, if it gets one: a chat's scripted first-call
-/// 429, the token's sliding second full, or the chat's last message too recent. A call let
-/// through is counted in the token's second.
+/// 429, the token's sliding second full (its paid one for a paid broadcast), or the chat's
+/// last message too recent. A call let through is counted in the token's second.
 fn rate_limit(
     script: &TelegramScript,
     log: &mut TelegramLog,
     token: &str,
     chat: &str,
     now: Instant,
+    paid: bool,
 ) -> Option<u64> {
     if log.calls[chat] == 1 {
         if let Some(wait) = script.limited_once.get(chat) {
@@ -170,14 +178,18 @@ fn rate_limit(
             .last_to_chat
             .get(chat)
             .is_some_and(|at| now.duration_since(*at) < script.chat_gap);
-    let window = log.sent.entry(token.to_string()).or_default();
+    let (counter, limit) = match paid {
+        true => (format!("{token}/paid"), script.paid_limit_per_second),
+        false => (token.to_string(), script.limit_per_second),
+    };
+    let window = log.sent.entry(counter).or_default();
     while window
         .front()
         .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
     {
         window.pop_front();
     }
-    let token_full = script.limit_per_second > 0 && window.len() >= script.limit_per_second;
+    let token_full = limit > 0 && window.len() >= limit;
     if token_full || too_soon_for_chat {
         return Some(1);
     }

@@ -1,8 +1,10 @@
 //! The `telegram` channel: `message` actions to `tg` users through the Telegram Bot API
 //! (`sendMessage`), with the bot's `token`. Every send waits for its turn on the bot's
-//! schedule in the process's [`Pacer`]: at most `telegram_rate` messages per second per
-//! bot with a 5% margin, transactional requests first, and one message per [`CHAT_GAP`]
-//! to one chat. A message still waiting for its turn at the job's cutoff is not sent
+//! schedule in the process's [`Pacer`]: at most the bot's rate with a 5% margin,
+//! transactional requests first, and one message per [`CHAT_GAP`] to one chat. The rate is
+//! the bot's `rate` setting, else [`PAID_RATE`] with `paid_broadcast` on, else
+//! `telegram_rate`; with `paid_broadcast` on, every message carries
+//! `allow_paid_broadcast: true` (Telegram then lifts its broadcast limit, for a fee). A message still waiting for its turn at the job's cutoff is not sent
 //! (`NotStarted`): its user goes on in a new job.
 //!
 //! Answers are classified as Telegram documents them: `ok: true` is delivered; 429 pauses
@@ -28,13 +30,33 @@ pub const SPEC: ChannelSpec = ChannelSpec {
     title: "Telegram",
     serves: Serves::Messages,
     platforms: &["tg"],
-    fields: &[FieldSpec {
-        name: "token",
-        kind: FieldKind::Secret,
-        about: "Telegram Bot API token (for `message` actions to `tg` users)",
-        needs: None,
-    }],
+    fields: &[
+        FieldSpec {
+            name: "token",
+            kind: FieldKind::Secret,
+            about: "Telegram Bot API token (for `message` actions to `tg` users)",
+            needs: None,
+        },
+        FieldSpec {
+            name: "rate",
+            kind: FieldKind::Number {
+                min: 1,
+                max: PAID_RATE,
+            },
+            about: "Messages per second for this bot (default: the process's rate, 30; over 30 needs paid_broadcast)",
+            needs: None,
+        },
+        FieldSpec {
+            name: "paid_broadcast",
+            kind: FieldKind::Switch,
+            about: "Send with allow_paid_broadcast (Telegram paid broadcasts: up to 1000/s, for a fee)",
+            needs: None,
+        },
+    ],
 };
+
+/// The most messages per second Telegram takes from one bot with paid broadcasts.
+pub const PAID_RATE: u32 = 1000;
 
 /// The Bot API's default address.
 pub const API: &str = "https://api.telegram.org";
@@ -50,6 +72,7 @@ pub struct Telegram {
     api: String,
     pacer: Arc<Pacer>,
     per_second: u32,
+    rate_shares: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -82,8 +105,9 @@ impl Channel for Telegram {
             bot: bot.id.clone(),
             channel: SPEC.name,
         };
+        let paid = bot.connections.get(SPEC.name, "paid_broadcast") == Some("true");
         let pace = Pace {
-            per_second: self.per_second,
+            per_second: self.rate_of(bot, paid),
             chat_gap: CHAT_GAP,
         };
         let chat = &delivery.user.platform_id;
@@ -94,7 +118,7 @@ impl Channel for Telegram {
         if !self.pacer.turn(&key, pace, turn, delivery.cutoff).await {
             return DeliveryResult::NotStarted;
         }
-        let result = self.send_message(token, chat, text).await;
+        let result = self.send_message(token, chat, text, paid).await;
         if let DeliveryResult::Retry {
             reason,
             after: Some(wait),
@@ -117,18 +141,39 @@ impl Telegram {
             api: config.api(SPEC.name, API).trim_end_matches('/').to_string(),
             pacer: pacer.clone(),
             per_second: config.telegram_rate.max(1),
+            rate_shares: config.rate_shares.max(1),
         }
     }
 
-    /// Send `text` to `chat_id` as the bot whose token is `token`.
-    pub async fn send_message(&self, token: &str, chat_id: &str, text: &str) -> DeliveryResult {
+    /// This process's messages per second for `bot`: its `rate` setting (else the paid or
+    /// the default rate) over the processes that share it.
+    fn rate_of(&self, bot: &Bot, paid: bool) -> u32 {
+        let set = bot
+            .connections
+            .get(SPEC.name, "rate")
+            .and_then(|rate| rate.parse::<u32>().ok());
+        match (set, paid) {
+            (Some(rate), _) => (rate / self.rate_shares).max(1),
+            (None, true) => (PAID_RATE / self.rate_shares).max(1),
+            (None, false) => self.per_second,
+        }
+    }
+
+    /// Send `text` to `chat_id` as the bot whose token is `token` (as a paid broadcast
+    /// when `paid`).
+    pub async fn send_message(
+        &self,
+        token: &str,
+        chat_id: &str,
+        text: &str,
+        paid: bool,
+    ) -> DeliveryResult {
         let url = format!("{}/bot{token}/sendMessage", self.api);
-        let response = match self
-            .http
-            .post(url)
-            .json(&json!({"chat_id": chat_id, "text": text}))
-            .send()
-            .await
+        let mut message = json!({"chat_id": chat_id, "text": text});
+        if paid {
+            message["allow_paid_broadcast"] = true.into();
+        }
+        let response = match self.http.post(url).json(&message).send().await
         {
             Ok(response) => response,
             Err(e) => {
