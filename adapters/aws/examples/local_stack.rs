@@ -32,6 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         events_table: format!("{prefix}-events"),
         requests_table: format!("{prefix}-requests"),
         queue_url: String::new(),
+        transactional_queue_url: None,
         dlq_url: String::new(),
         user_shards: 16,
         region: Some("us-east-1".into()),

@@ -41,33 +41,65 @@ pub async fn provision(
         .await
         .map_err(store_error)?;
     let dlq_url = dlq.queue_url().unwrap_or_default().to_string();
+    let dlq_arn = queue_arn(aws, &dlq_url).await?;
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive});
+    aws.settings.queue_url = job_queue(aws, &format!("{prefix}-jobs"), &redrive).await?;
+    aws.settings.dlq_url = dlq_url;
+    Ok(())
+}
+
+/// [`provision`] in the shape template.yaml deploys: besides, a queue of transactional
+/// jobs `{prefix}-transactional-jobs` with the same dead-letter queue, set as
+/// `aws.settings.transactional_queue_url`.
+pub async fn provision_with_lanes(
+    aws: &mut Aws,
+    template: &str,
+    prefix: &str,
+    max_receive: u32,
+) -> Result<(), StoreError> {
+    provision(aws, template, prefix, max_receive).await?;
+    let dlq_arn = queue_arn(aws, &aws.settings.dlq_url).await?;
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive});
+    let url = job_queue(aws, &format!("{prefix}-transactional-jobs"), &redrive).await?;
+    aws.settings.transactional_queue_url = Some(url);
+    Ok(())
+}
+
+/// The ARN of the queue at `url`.
+async fn queue_arn(aws: &Aws, url: &str) -> Result<String, StoreError> {
     let attributes = aws
         .sqs
         .get_queue_attributes()
-        .queue_url(&dlq_url)
+        .queue_url(url)
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
         .map_err(store_error)?;
-    let dlq_arn = attributes
+    Ok(attributes
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
         .cloned()
-        .unwrap_or_default();
-    let redrive =
-        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive});
+        .unwrap_or_default())
+}
+
+/// Create a job queue named `name` with `redrive`; its URL.
+async fn job_queue(
+    aws: &Aws,
+    name: &str,
+    redrive: &serde_json::Value,
+) -> Result<String, StoreError> {
     let queue = aws
         .sqs
         .create_queue()
-        .queue_name(format!("{prefix}-jobs"))
+        .queue_name(name)
         .attributes(QueueAttributeName::VisibilityTimeout, "30")
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
         .send()
         .await
         .map_err(store_error)?;
-    aws.settings.queue_url = queue.queue_url().unwrap_or_default().to_string();
-    aws.settings.dlq_url = dlq_url;
-    Ok(())
+    Ok(queue.queue_url().unwrap_or_default().to_string())
 }
 
 fn text<'a>(yaml: &'a Yaml, what: &str) -> Result<&'a str, StoreError> {

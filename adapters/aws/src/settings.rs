@@ -12,6 +12,9 @@ pub struct AwsSettings {
     pub events_table: String,
     pub requests_table: String,
     pub queue_url: String,
+    /// The queue of transactional jobs, with an event source of its own so that they are
+    /// never behind a broadcast's messages; None: every job goes to `queue_url`.
+    pub transactional_queue_url: Option<String>,
     /// The dead-letter queue: the queue's redrive target, and where jobs whose users
     /// exhausted their attempts are kept.
     pub dlq_url: String,
@@ -52,8 +55,17 @@ impl Default for CallTimeouts {
 }
 
 impl AwsSettings {
+    /// The queue a job of `lane` goes to.
+    pub fn queue_for(&self, lane: herald_core::lane::Lane) -> &str {
+        match (lane, &self.transactional_queue_url) {
+            (herald_core::lane::Lane::Transactional, Some(url)) => url,
+            _ => &self.queue_url,
+        }
+    }
+
     /// From `HERALD_USERS_TABLE`, `HERALD_EVENTS_TABLE`, `HERALD_REQUESTS_TABLE`,
-    /// `HERALD_QUEUE_URL`, `HERALD_DLQ_URL`, `HERALD_USER_SHARDS` (default 16) and, for local runs,
+    /// `HERALD_QUEUE_URL`, `HERALD_TRANSACTIONAL_QUEUE_URL` (optional), `HERALD_DLQ_URL`,
+    /// `HERALD_USER_SHARDS` (default 16) and, for local runs,
     /// `HERALD_DYNAMODB_ENDPOINT` and `HERALD_SQS_ENDPOINT`.
     pub fn from_env() -> Result<AwsSettings, String> {
         let required = |name: &str| env::var(name).map_err(|_| format!("{name} is not set"));
@@ -62,6 +74,9 @@ impl AwsSettings {
             events_table: required("HERALD_EVENTS_TABLE")?,
             requests_table: required("HERALD_REQUESTS_TABLE")?,
             queue_url: required("HERALD_QUEUE_URL")?,
+            transactional_queue_url: env::var("HERALD_TRANSACTIONAL_QUEUE_URL")
+                .ok()
+                .filter(|url| !url.is_empty()),
             dlq_url: required("HERALD_DLQ_URL")?,
             user_shards: match env::var("HERALD_USER_SHARDS") {
                 Ok(v) => v

@@ -119,6 +119,7 @@ impl Aws {
 
     async fn send_batch(
         &self,
+        queue_url: &str,
         entries: Vec<SendMessageBatchRequestEntry>,
     ) -> Result<(), StoreError> {
         let mut pending = entries;
@@ -126,7 +127,7 @@ impl Aws {
             let out = self
                 .sqs
                 .send_message_batch()
-                .queue_url(&self.settings.queue_url)
+                .queue_url(queue_url)
                 .set_entries(Some(pending.clone()))
                 .send()
                 .await;
@@ -149,13 +150,14 @@ impl Aws {
             pending.len()
         )))
     }
-}
 
-#[async_trait]
-impl JobQueue for Aws {
-    async fn enqueue(&self, jobs: Vec<Job>, delay: Duration) -> Result<(), StoreError> {
-        // Whole seconds, rounded up: a wait asked for is never cut to nothing.
-        let delay = delay.min(MAX_DELAY).as_millis().div_ceil(1000) as i32;
+    /// Send `jobs` to `queue_url`, visible after `delay` seconds.
+    async fn enqueue_to(
+        &self,
+        queue_url: &str,
+        jobs: Vec<Job>,
+        delay: i32,
+    ) -> Result<(), StoreError> {
         let bodies: Vec<String> = stream::iter(jobs)
             .map(|job: Job| async move { self.body(&job).await })
             .buffered(CONCURRENCY)
@@ -184,10 +186,33 @@ impl JobQueue for Aws {
             }
         }
         stream::iter(batches)
-            .map(|batch| self.send_batch(batch))
+            .map(|batch| self.send_batch(queue_url, batch))
             .buffer_unordered(CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobQueue for Aws {
+    /// Each job to its lane's queue: transactional jobs to their own queue when there is
+    /// one (`AwsSettings::transactional_queue_url`), never behind a broadcast's messages.
+    async fn enqueue(&self, jobs: Vec<Job>, delay: Duration) -> Result<(), StoreError> {
+        // Whole seconds, rounded up: a wait asked for is never cut to nothing.
+        let delay = delay.min(MAX_DELAY).as_millis().div_ceil(1000) as i32;
+        let (transactional, bulk): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|job| job.lane == herald_core::lane::Lane::Transactional);
+        for (lane, jobs) in [
+            (herald_core::lane::Lane::Transactional, transactional),
+            (herald_core::lane::Lane::Bulk, bulk),
+        ] {
+            if !jobs.is_empty() {
+                self.enqueue_to(self.settings.queue_for(lane), jobs, delay)
+                    .await?;
+            }
+        }
         Ok(())
     }
 

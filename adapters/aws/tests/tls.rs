@@ -66,6 +66,7 @@ async fn client(port: u16) -> Aws {
         events_table: "events".into(),
         requests_table: "requests".into(),
         queue_url: "https://localhost:1/queue".into(),
+        transactional_queue_url: None,
         dlq_url: "https://localhost:1/dlq".into(),
         user_shards: 16,
         region: Some("us-east-1".into()),

@@ -53,17 +53,25 @@ pub fn config_with(settings: &Settings) -> Config {
 }
 
 /// Delivery settings: the Telegram API and the per-bot rate `HERALD_TELEGRAM_RATE` (of the
-/// shared settings) shared by the at most `HERALD_WORKER_MAX_CONCURRENCY` (default 2)
-/// instances the event source runs at once: each instance paces every bot at rate ÷
-/// instances, so together they stay under the platform's limit whatever the number of
-/// instances alive.
+/// shared settings) shared by the instances the two event sources run at once, at most
+/// `HERALD_WORKER_MAX_CONCURRENCY` (default 2) on the job queue plus
+/// `HERALD_TRANSACTIONAL_MAX_CONCURRENCY` (default 2, when there is a transactional queue)
+/// on the transactional one: each instance paces every bot at rate ÷ instances, so
+/// together they stay under the platform's limit whatever the number of instances alive.
 pub fn delivery_config(settings: &Settings) -> Result<DeliveryConfig, String> {
-    let instances = match std::env::var("HERALD_WORKER_MAX_CONCURRENCY") {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| format!("HERALD_WORKER_MAX_CONCURRENCY={v:?}: not a whole number"))?,
-        Err(_) => 2,
+    let count = |name: &str| -> Result<u32, String> {
+        match std::env::var(name) {
+            Ok(v) => v
+                .parse()
+                .map_err(|_| format!("{name}={v:?}: not a whole number")),
+            Err(_) => Ok(2),
+        }
     };
+    let transactional = match std::env::var("HERALD_TRANSACTIONAL_QUEUE_URL") {
+        Ok(url) if !url.is_empty() => count("HERALD_TRANSACTIONAL_MAX_CONCURRENCY")?,
+        _ => 0,
+    };
+    let instances = count("HERALD_WORKER_MAX_CONCURRENCY")? + transactional;
     let mut config = DeliveryConfig::default().with_api("telegram", settings.telegram_api.clone());
     config.telegram_rate = per_instance_rate(settings.telegram_rate, instances);
     config.rate_shares = instances.max(1);

@@ -436,3 +436,74 @@ async fn a_corrupt_message_goes_to_the_dead_letters_on_its_first_receive() {
         "{dead}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_job_has_its_own_queue_and_overtakes_a_queued_broadcast() {
+    // As template.yaml deploys it: transactional jobs on a queue with an event source of
+    // its own. The fake limits like Telegram (30/s per token, 1/s per chat); two
+    // instances share the bot's 30/s.
+    let telegram = FakeTelegram::start(TelegramScript {
+        limit_per_second: 30,
+        chat_gap: Duration::from_secs(1),
+        ..TelegramScript::default()
+    })
+    .await;
+    let delivery = DeliveryConfig {
+        telegram_rate: herald_worker::per_instance_rate(30, 2),
+        ..DeliveryConfig::default()
+    }
+    .with_api("telegram", telegram.url.clone());
+    let stack = Stack::with_lanes(delivery, 2).await;
+    let template = "Hello {{ user.platform_id }}".to_string();
+    stack
+        .event_with("shop", herald_core::domain::Action::Message { template })
+        .await;
+    stack.telegram_bot("shop").await;
+    let broadcast: Vec<String> = (0..300).map(|i| (9000 + i).to_string()).collect();
+    stack
+        .users(
+            "shop",
+            broadcast
+                .iter()
+                .chain(std::iter::once(&"777".to_string()))
+                .map(|id| ("tg".to_string(), id.clone(), format!("u{id}"))),
+        )
+        .await;
+    // 300 explicit users: bulk, 30 messages on the job queue.
+    let (status, bulk) = stack
+        .api_body(json!({"platform": "tg", "users": broadcast}))
+        .await;
+    assert_eq!(status, 202, "{bulk}");
+    // One user, after them: transactional, on its own queue.
+    let (status, order) = stack
+        .api_body(json!({"platform": "tg", "users": ["777"]}))
+        .await;
+    assert_eq!(status, 202, "{order}");
+    let transactional = stack.aws.settings.transactional_queue_url.clone().unwrap();
+    assert_eq!(stack.queue_count(&stack.aws.settings.queue_url).await, 30);
+    assert_eq!(stack.queue_count(&transactional).await, 1);
+    stack.drain_lanes().await;
+    let s = stack.status(order["request_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (s["delivered"].as_u64(), &s["lane"]),
+        (Some(1), &json!("transactional")),
+        "{s}"
+    );
+    let s = stack.status(bulk["request_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (s["delivered"].as_u64(), &s["lane"]),
+        (Some(300), &json!("bulk")),
+        "{s}"
+    );
+    let log = telegram.log.lock().unwrap();
+    let chats: Vec<&str> = log.arrivals.iter().map(|(c, _, _)| c.as_str()).collect();
+    let at = chats
+        .iter()
+        .position(|c| *c == "777")
+        .expect("the order arrived");
+    // Behind the broadcast in one queue it would come after at least its first two
+    // batches of 100 users.
+    assert!(at <= 30, "the order was message {at} of {}", chats.len());
+    assert_eq!(log.rate_limited, 0, "{:?}", log.limited);
+    assert_eq!(log.messaged_more_than_once(), 0);
+}

@@ -65,7 +65,12 @@ impl Stack {
         .await
     }
 
-    pub async fn with(mut config: Config, deliverer: Arc<dyn Deliverer>) -> Stack {
+    pub async fn with(config: Config, deliverer: Arc<dyn Deliverer>) -> Stack {
+        Stack::provisioned(config, deliverer, false).await
+    }
+
+    /// With a queue of transactional jobs when `lanes` is set, as template.yaml deploys.
+    async fn provisioned(mut config: Config, deliverer: Arc<dyn Deliverer>, lanes: bool) -> Stack {
         config.admin_token_hash = Some(herald_core::secret::hash(ADMIN_TOKEN));
         let suffix = ulid::Ulid::new().to_string().to_lowercase();
         let settings = AwsSettings {
@@ -73,6 +78,7 @@ impl Stack {
             events_table: format!("events-{suffix}"),
             requests_table: format!("requests-{suffix}"),
             queue_url: String::new(),
+            transactional_queue_url: None,
             dlq_url: String::new(),
             user_shards: 16,
             region: Some("us-east-1".into()),
@@ -86,9 +92,16 @@ impl Stack {
             },
         };
         let mut aws = Aws::connect(settings).await.unwrap();
-        herald_aws::local::provision(&mut aws, &repo_file("template.yaml"), &suffix, 3)
-            .await
-            .unwrap();
+        let template = repo_file("template.yaml");
+        if lanes {
+            herald_aws::local::provision_with_lanes(&mut aws, &template, &suffix, 3)
+                .await
+                .unwrap();
+        } else {
+            herald_aws::local::provision(&mut aws, &template, &suffix, 3)
+                .await
+                .unwrap();
+        }
         let dlq_url = aws.settings.dlq_url.clone();
         let app = aws.app(config, deliverer, herald_delivery::CHANNELS);
         // Four Lambda instances, each with its own per-bot slots, sharing the deliverer.
@@ -125,7 +138,26 @@ impl Stack {
 
     /// Run `instances` worker instances that deliver through real HTTP per `delivery`.
     pub async fn with_delivery(delivery: DeliveryConfig, instances: usize) -> Stack {
-        let mut stack = Stack::new().await;
+        Stack::delivering(delivery, instances, false).await
+    }
+
+    /// [`Stack::with_delivery`] with transactional jobs on a queue of their own.
+    pub async fn with_lanes(delivery: DeliveryConfig, instances: usize) -> Stack {
+        Stack::delivering(delivery, instances, true).await
+    }
+
+    async fn delivering(delivery: DeliveryConfig, instances: usize, lanes: bool) -> Stack {
+        let mut config = Config {
+            base_backoff: Duration::ZERO,
+            max_backoff: Duration::ZERO,
+            ..herald_worker::config()
+        };
+        if lanes {
+            // Deliver jobs of 10 users: a 300-user broadcast is 30 messages, three of the
+            // event source's batches, as a large broadcast is many.
+            config.deliver_batch = 10;
+        }
+        let mut stack = Stack::provisioned(config, Arc::new(LogDeliverer::default()), lanes).await;
         let dispatcher = || -> Arc<dyn Deliverer> {
             Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery).unwrap())
         };
@@ -397,6 +429,18 @@ impl Stack {
         app: &App,
         messages: Vec<SqsMessage>,
     ) -> Vec<String> {
+        self.invoke_via(aws, app, &self.aws.settings.queue_url, messages)
+            .await
+    }
+
+    /// One worker invocation on `messages` received from `queue_url`, settled there.
+    pub async fn invoke_via(
+        &self,
+        aws: &Aws,
+        app: &App,
+        queue_url: &str,
+        messages: Vec<SqsMessage>,
+    ) -> Vec<String> {
         let mut event = SqsEvent::default();
         event.records = messages.clone();
         let response = herald_worker::handle(app, aws, event).await;
@@ -414,7 +458,7 @@ impl Stack {
                 self.aws
                     .sqs
                     .change_message_visibility()
-                    .queue_url(&self.aws.settings.queue_url)
+                    .queue_url(queue_url)
                     .receipt_handle(receipt)
                     .visibility_timeout(0)
                     .send()
@@ -435,7 +479,7 @@ impl Stack {
                 .aws
                 .sqs
                 .delete_message_batch()
-                .queue_url(&self.aws.settings.queue_url)
+                .queue_url(queue_url)
                 .set_entries(Some(done))
                 .send()
                 .await
@@ -477,6 +521,45 @@ impl Stack {
             last_work = Instant::now();
         }
         last_work
+    }
+
+    /// Run both queues' event sources at once, as template.yaml deploys them: the job
+    /// queue's on instance 0 and the transactional queue's on instance 1, each receiving
+    /// a batch and invoking as soon as its last invocation ended, until both queues stay
+    /// empty.
+    pub async fn drain_lanes(&self) {
+        let transactional = self
+            .aws
+            .settings
+            .transactional_queue_url
+            .clone()
+            .expect("a stack with lanes");
+        let queues = [self.aws.settings.queue_url.clone(), transactional];
+        let source = |queue: usize| {
+            let queues = &queues;
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(300);
+                let mut idle = 0;
+                while idle < 3 {
+                    assert!(Instant::now() < deadline, "the queues did not drain");
+                    let batch = self.receive(&queues[queue]).await;
+                    if batch.is_empty() {
+                        let mut left = 0;
+                        for url in queues {
+                            left += self.queue_count(url).await;
+                        }
+                        idle = if left == 0 { idle + 1 } else { 0 };
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    idle = 0;
+                    let instance = &self.instances[queue % self.instances.len()];
+                    self.invoke_via(&self.aws, instance, &queues[queue], batch)
+                        .await;
+                }
+            }
+        };
+        tokio::join!(source(0), source(1));
     }
 
     pub async fn user(
