@@ -23,11 +23,10 @@ mod test_support;
 use herald_fakes::{FakeTelegram, TelegramScript};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::{env_or, machine, quantile};
-use test_support::{herald_json, Server};
+use test_support::{bots, herald_json, Server};
 
 const LIMIT: usize = 30;
 const PAID_LIMIT: usize = 1000;
@@ -42,58 +41,26 @@ async fn main() {
 /// A bot `bench` with `users` users on `tg` (ids from 1,000,000) and the Telegram token
 /// set; `settings` are further `--connection` values.
 fn bot(db: &Path, users: usize, settings: &[&str]) {
-    let db_arg = db.to_str().unwrap();
-    let mut args = vec![
-        "bots",
-        "set",
-        "--db",
-        db_arg,
-        "--bot",
-        "bench",
-        "--telegram-token",
-        "1:BENCH",
-    ];
-    for setting in settings {
-        args.extend(["--connection", setting]);
+    bots::set_telegram_token(db, "bench", "1:BENCH");
+    if !settings.is_empty() {
+        let mut args = vec!["bots", "set", "--db", bots::db_arg(db), "--bot", "bench"];
+        for setting in settings {
+            args.extend(["--connection", setting]);
+        }
+        herald_json(&args);
     }
-    herald_json(&args);
-    let file = db.with_extension("users.jsonl");
-    let mut out = std::fs::File::create(&file).unwrap();
-    for i in 0..users {
-        let user = json!({"platform": "tg", "platform_id": (1_000_000 + i).to_string()});
-        writeln!(out, "{user}").unwrap();
-    }
-    drop(out);
-    herald_json(&[
-        "users",
-        "import",
-        "--db",
-        db_arg,
-        "--bot",
-        "bench",
-        file.to_str().unwrap(),
-    ]);
+    let users: Vec<(&str, String)> = (0..users)
+        .map(|i| ("tg", (1_000_000 + i).to_string()))
+        .collect();
+    bots::import(db, "bench", &users);
 }
 
 /// An event of `bench` sending `template`: its URL with the secret, and the secret.
 fn event(db: &Path, template: &str) -> (String, String) {
-    let created = herald_json(&[
-        "events",
-        "create",
-        "--db",
-        db.to_str().unwrap(),
-        "--bot",
-        "bench",
-        "--name",
-        "bench",
-        "--action",
-        "message",
-        "--template",
-        template,
-    ]);
+    let created = bots::message_event(db, "bench", template);
     (
-        created["url_with_secret"].as_str().unwrap().to_string(),
-        created["secret"].as_str().unwrap().to_string(),
+        format!("/v1/events/{}/{}", created.id, created.secret),
+        created.secret,
     )
 }
 

@@ -269,16 +269,13 @@ impl State {
         Decision::Taken(self.head_wake())
     }
 
-    /// Waiter `id` gives up its place; the waiter to wake if the head changed.
+    /// Waiter `id` gives up its place; the waiter to wake (it may have been the one woken
+    /// to go next: the next one is woken in its stead; a spare wake-up only makes a waiter
+    /// look again).
     fn leave(&mut self, id: u64) -> Option<Arc<Notify>> {
         let (lane, index) = self.position(id)?;
-        let was_head = self.head() == Some((lane, index));
         self.waiting[lane].remove(index);
-        if was_head {
-            self.head_wake()
-        } else {
-            None
-        }
+        self.head_wake()
     }
 
     fn position(&self, id: u64) -> Option<(usize, usize)> {
@@ -345,9 +342,18 @@ impl State {
         }
     }
 
+    /// The waiter to wake after the head changed: the new head; when every waiting send
+    /// is to a chat inside its gap, the one whose chat is ready first (it sleeps until
+    /// then), so that nobody is left waiting for a wake-up that never comes.
     fn head_wake(&self) -> Option<Arc<Notify>> {
-        let (lane, index) = self.head()?;
-        Some(self.waiting[lane][index].wake.clone())
+        if let Some((lane, index)) = self.head() {
+            return Some(self.waiting[lane][index].wake.clone());
+        }
+        self.waiting
+            .iter()
+            .flatten()
+            .min_by_key(|w| self.chats.get(&w.chat).copied())
+            .map(|w| w.wake.clone())
     }
 }
 
@@ -672,5 +678,30 @@ mod tests {
             panic!("not due yet")
         };
         assert_eq!(next, state.next);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_whose_chat_was_taken_while_it_waited_still_gets_its_turn() {
+        let (pacer, grants) = (Arc::new(Pacer::new()), Grants::default());
+        let pace = pace(30, Duration::from_secs(1));
+        // Two bulk sends wait; an order to the second one's chat comes first.
+        let sends = vec![
+            send(&pacer, &grants, pace, Lane::Bulk, "a", "bulk-a"),
+            send(&pacer, &grants, pace, Lane::Bulk, "x", "bulk-x"),
+            send(&pacer, &grants, pace, Lane::Transactional, "x", "order-x"),
+        ];
+        for s in sends {
+            assert!(
+                s.await.unwrap(),
+                "every send got its turn before its cutoff"
+            );
+        }
+        let grants = grants.lock().unwrap().clone();
+        let at = |label: &str| grants.iter().find(|(l, _)| l == label).unwrap().1;
+        assert!(at("bulk-x") - at("order-x") >= Duration::from_secs(1));
+        assert!(
+            at("bulk-x") - at("order-x") < Duration::from_secs(2),
+            "woken when its chat was ready, not at its cutoff"
+        );
     }
 }
