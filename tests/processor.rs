@@ -761,3 +761,53 @@ async fn a_job_meeting_a_corrupt_record_is_dead_at_once_with_its_reason() {
     );
     assert_eq!(status(&h, &fine).await.delivered, 1);
 }
+
+#[tokio::test]
+async fn a_scheduled_requests_job_waits_in_the_queue_and_one_come_up_early_is_put_back() {
+    let deliverer = Arc::new(ScriptedDeliverer::default());
+    let h = Harness::with(Config::default(), deliverer.clone());
+    let event = h.event("bot").await;
+    h.users("bot", "tg", ids(1..3)).await;
+    let in_a_day = herald_core::domain::now_ms() + 86_400_000;
+    let id = accept(
+        &h,
+        &event.event_id,
+        json!({"platform": "tg", "users": ["1", "2"],
+               "send_at": herald_core::status::rfc3339(in_a_day)}),
+    )
+    .await;
+    // Queued to become visible at send_at, and counted so (not as a job long overdue).
+    let visible_at: i64 = h
+        .sql()
+        .query_row("SELECT min(visible_at) FROM jobs", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        (in_a_day..in_a_day + 60_000).contains(&visible_at),
+        "visible at send_at, never before: {visible_at} against {in_a_day}"
+    );
+    assert_eq!(h.store.queue_depth().await.unwrap().oldest_ready_ms, 0);
+    h.run_jobs().await;
+    assert_eq!(deliverer.total_calls(), 0);
+    // A job that comes up early (a queue that cannot wait a day) is put back for at most
+    // fifteen minutes at a time, having done nothing.
+    let (record, _) = h.store.record(&id).await.unwrap().unwrap();
+    let JobKind::Deliver { users } = serde_json::from_str::<Job>(
+        &h.sql()
+            .query_row("SELECT payload FROM jobs", [], |r| r.get::<_, String>(0))
+            .unwrap(),
+    )
+    .unwrap()
+    .kind
+    else {
+        panic!("a deliver job")
+    };
+    let early = Job::deliver(&id, record.lane, 0, users);
+    let report = processor::process(&h.app, &early).await.unwrap();
+    assert_eq!(
+        report.run_again_after,
+        Some(herald_core::schedule::RECHECK_AT_MOST)
+    );
+    assert_eq!((report.delivered, deliverer.total_calls()), (0, 0));
+    let s = status(&h, &id).await;
+    assert_eq!((s.state, s.pending), ("scheduled", 2));
+}

@@ -45,6 +45,7 @@ fn version_3_database(path: &std::path::Path) -> (herald_core::ids::RequestId, V
         },
         lane: Default::default(),
         created_at: herald_core::domain::now_ms(),
+        send_at: None,
     };
     // Written as version 3 wrote it: records had no lane.
     let mut stored = serde_json::to_value(&record).unwrap();

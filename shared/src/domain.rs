@@ -253,6 +253,23 @@ pub struct RequestRecord {
     pub lane: Lane,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// When a scheduled request is to be sent (milliseconds since the Unix epoch); None
+    /// for a request sent as soon as it is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<i64>,
+}
+
+impl RequestRecord {
+    /// How long until the request is due at `now` (zero once due, or when not scheduled).
+    pub fn due_in(&self, now: i64) -> std::time::Duration {
+        let wait = self.send_at.map_or(0, |at| at.saturating_sub(now).max(0));
+        std::time::Duration::from_millis(wait as u64)
+    }
+
+    /// The moment its deliveries may start: `send_at`, or its creation.
+    pub fn starts_at(&self) -> i64 {
+        self.send_at.unwrap_or(self.created_at).max(self.created_at)
+    }
 }
 
 /// A request's lifecycle as stored.

@@ -38,6 +38,10 @@ pub struct DryRun {
     pub targeted: u64,
     /// Of those, users that exist in the bot.
     pub found: u64,
+    /// When the request would be sent, if it is scheduled (RFC 3339); its audience is
+    /// counted now, and `everyone` is read again at that time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<String>,
 }
 
 pub enum Answer {
@@ -123,7 +127,12 @@ pub async fn accept(
         return dry_run(app, event, &request).await.map(Answer::DryRun);
     }
     let lane = request.lane(event.lane);
-    let EventRequest { targets, data, .. } = request;
+    let EventRequest {
+        targets,
+        data,
+        send_at,
+        ..
+    } = request;
     let id = RequestId::generate();
     let (audience, targeted, jobs) = plan(app, &id, lane, targets);
     let record = RequestRecord {
@@ -136,6 +145,7 @@ pub async fn accept(
         audience,
         lane,
         created_at: now_ms(),
+        send_at,
     };
     let accepted = Accepted {
         status_url: app.config.url(&format!("/v1/requests/{id}")),
@@ -295,5 +305,6 @@ async fn dry_run(app: &App, event: &Event, request: &EventRequest) -> Result<Dry
         lane: request.lane(event.lane),
         targeted,
         found,
+        send_at: request.send_at.map(crate::status::rfc3339),
     })
 }

@@ -45,6 +45,7 @@ pub mod problem;
 pub mod processor;
 pub mod request;
 pub mod samples;
+pub mod schedule;
 pub mod secret;
 pub mod settings;
 pub mod slots;

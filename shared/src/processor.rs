@@ -11,7 +11,8 @@
 //! it did not reach by then go on in a new job, so no job outlives its lease however slow
 //! its bot's pace, and a stopping process lets its sends end instead of cutting them off.
 //! A cancelled request's deliver jobs count their remaining users `cancelled`; its expand
-//! jobs close their shard without reading it.
+//! jobs close their shard without reading it. A job of a scheduled request that comes up
+//! before its `send_at` runs again later ([`crate::schedule`]), having done nothing.
 //! `expand`: read one page of a shard of the bot's users, enqueue their `deliver` jobs and
 //! the next page, then advance the shard's cursor (a repeated page is recognised and
 //! skipped; a page that runs before the page that enqueued it has advanced the cursor
@@ -48,8 +49,9 @@ pub struct JobReport {
     pub skipped: u64,
     /// Deliver jobs enqueued by an expansion page.
     pub enqueued: u64,
-    /// The job itself must run again after this long: its request is still being accepted,
-    /// its bot's slots are taken, or the page before it has not recorded its cursor.
+    /// The job itself must run again after this long: its request is still being accepted
+    /// or not yet due, its bot's slots are taken, or the page before it has not recorded
+    /// its cursor.
     pub run_again_after: Option<Duration>,
 }
 
@@ -157,6 +159,15 @@ async fn run(app: &App, job: &Job, stop: &Stop) -> Result<JobReport, StoreError>
         RequestState::Aborted => return Ok(JobReport::default()),
         RequestState::Cancelled => return cancelled(app, &record, job).await,
         RequestState::Accepted => {}
+    }
+    let due_in = record.due_in(now_ms());
+    if !due_in.is_zero() {
+        // Scheduled, and come up early (a queue that cannot hold it back that long): back
+        // for the rest of the wait, or a part of it.
+        return Ok(JobReport {
+            run_again_after: Some(crate::schedule::recheck_after(due_in)),
+            ..JobReport::default()
+        });
     }
     match &job.kind {
         JobKind::Deliver { users } => {

@@ -27,6 +27,9 @@ pub struct EventRequest {
     /// Entries of an explicit audience as the request names them, before de-duplication
     /// (as the limit on users counts them); None for `everyone`.
     pub named: Option<usize>,
+    /// When to send it (milliseconds since the Unix epoch), if scheduled: see
+    /// [`crate::schedule`].
+    pub send_at: Option<i64>,
 }
 
 impl EventRequest {
@@ -90,6 +93,11 @@ pub enum RequestError {
 
 /// Parse and validate an event request body.
 pub fn parse(body: &[u8], limits: &Limits) -> Result<EventRequest, RequestError> {
+    parse_at(body, limits, crate::domain::now_ms())
+}
+
+/// [`parse`] at `now` (milliseconds since the Unix epoch), which bounds `send_at`.
+pub fn parse_at(body: &[u8], limits: &Limits, now: i64) -> Result<EventRequest, RequestError> {
     if body.len() > limits.max_body_bytes {
         return Err(RequestError::TooLarge(vec![field_error(
             "",
@@ -123,11 +131,12 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<EventRequest, RequestError>
             format!("the body must be a JSON object, not {}", kind_of(&value)),
         )]));
     };
-    Validator::new(limits).validate(body)
+    Validator::new(limits, now).validate(body)
 }
 
 struct Validator<'a> {
     limits: &'a Limits,
+    now: i64,
     invalid: Vec<FieldError>,
     too_large: Vec<FieldError>,
     /// Entries of the explicit audience, once read.
@@ -135,9 +144,10 @@ struct Validator<'a> {
 }
 
 impl<'a> Validator<'a> {
-    fn new(limits: &'a Limits) -> Self {
+    fn new(limits: &'a Limits, now: i64) -> Self {
         Validator {
             limits,
+            now,
             invalid: Vec::new(),
             too_large: Vec::new(),
             named: None,
@@ -148,6 +158,7 @@ impl<'a> Validator<'a> {
         let data = self.data(body.get("data"));
         let dry_run = self.dry_run(body.get("dry_run"));
         let lane = self.lane(body.get("lane"));
+        let send_at = self.send_at(body.get("send_at"));
         let targets = self.targets(&body, &data);
         if !self.too_large.is_empty() {
             return Err(RequestError::TooLarge(self.too_large));
@@ -164,6 +175,7 @@ impl<'a> Validator<'a> {
                 dry_run,
                 lane,
                 named: self.named,
+                send_at,
             }),
             _ => Err(RequestError::Invalid(self.invalid)),
         }
@@ -190,6 +202,20 @@ impl<'a> Validator<'a> {
             self.invalid("lane", "must be \"transactional\" or \"bulk\"");
         }
         lane
+    }
+
+    fn send_at(&mut self, raw: Option<&Value>) -> Option<i64> {
+        let raw = raw.filter(|v| !v.is_null())?;
+        let Value::String(text) = raw else {
+            self.invalid(
+                "send_at",
+                format!("must be an RFC 3339 time as a string, not {}", kind_of(raw)),
+            );
+            return None;
+        };
+        crate::schedule::parse(text, self.now)
+            .map_err(|why| self.invalid("send_at", why))
+            .ok()
     }
 
     /// Who the request targets, from `platform`, `users` and `users_bm`.

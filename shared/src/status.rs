@@ -4,7 +4,7 @@
 //! Adapters store raw progress ([`RequestProgress`]); this module derives the state and
 //! `pending` from it in one place, so every runtime answers the same document.
 
-use crate::domain::{Audience, RequestState};
+use crate::domain::{now_ms, Audience, RequestState};
 use crate::ids::{EventId, RequestId};
 use crate::lane::Lane;
 use crate::ports::{ErrorSample, RequestProgress};
@@ -15,7 +15,8 @@ use std::time::{Duration, UNIX_EPOCH};
 pub struct RequestStatus {
     pub request_id: RequestId,
     pub event_id: EventId,
-    /// `accepted` (nothing finished yet), `running`, `done`, `cancelled` or `aborted`.
+    /// `scheduled` (waiting for its `send_at`), `accepted` (nothing finished yet),
+    /// `running`, `done`, `cancelled` or `aborted`.
     pub state: &'static str,
     /// The lane its deliveries run in: `transactional` or `bulk`.
     pub lane: Lane,
@@ -32,6 +33,8 @@ pub struct RequestStatus {
     /// Users known and not yet final.
     pub pending: u64,
     pub created_at: String,
+    /// When a scheduled request is (or was) to be sent; null for one sent at once.
+    pub send_at: Option<String>,
     pub updated_at: Option<String>,
     /// A few per-user failures, first ones first, a few of each reason.
     pub errors: Vec<ErrorSample>,
@@ -48,6 +51,9 @@ impl From<RequestProgress> for RequestStatus {
             RequestState::Aborted => "aborted",
             RequestState::Cancelled => "cancelled",
             RequestState::Accepting => "accepted",
+            RequestState::Accepted if finished == 0 && !p.record.due_in(now_ms()).is_zero() => {
+                "scheduled"
+            }
             RequestState::Accepted if enumerated && pending == 0 => "done",
             // Nothing final yet, and no expansion page read either.
             RequestState::Accepted if finished == 0 && (enumerated || p.targeted == 0) => {
@@ -69,6 +75,7 @@ impl From<RequestProgress> for RequestStatus {
             failed_by_reason: p.failed_by_reason,
             pending,
             created_at: rfc3339(p.record.created_at),
+            send_at: p.record.send_at.map(rfc3339),
             updated_at: p.updated_at.map(rfc3339),
             errors: p.error_samples,
             deliveries: p.delivery_samples,
@@ -106,6 +113,7 @@ mod tests {
                 audience,
                 lane: Default::default(),
                 created_at: 0,
+                send_at: None,
             },
             state: RequestState::Accepted,
             targeted,
@@ -157,6 +165,18 @@ mod tests {
         // A bot with no users is done at once.
         let s = RequestStatus::from(progress(everyone(), 0, 0, 0));
         assert_eq!((s.state, s.targeted), ("done", Some(0)));
+    }
+
+    #[test]
+    fn a_request_waiting_for_its_send_at_is_scheduled_until_then() {
+        let at = now_ms() + 3_600_000;
+        let mut waiting = progress(everyone(), 0, 4, 0);
+        waiting.record.send_at = Some(at);
+        let s = RequestStatus::from(waiting.clone());
+        assert_eq!(s.state, "scheduled");
+        assert_eq!(s.send_at.as_deref(), Some(rfc3339(at).as_str()));
+        waiting.record.send_at = Some(now_ms() - 1);
+        assert_eq!(RequestStatus::from(waiting).state, "accepted");
     }
 
     #[test]

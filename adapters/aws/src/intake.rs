@@ -73,7 +73,7 @@ impl Aws {
                 }
             }
         }
-        self.write_cursors(&record.id, shards, expires_at(record.created_at))
+        self.write_cursors(&record.id, shards, expires_at(record.starts_at()))
             .await?;
         Ok(Recorded::New)
     }
@@ -101,7 +101,7 @@ impl Aws {
         item.insert("errors".into(), AttributeValue::L(vec![]));
         item.insert("deliveries".into(), AttributeValue::L(vec![]));
         item.insert("created_at".into(), n(record.created_at));
-        item.insert("expires_at".into(), expires_at(record.created_at));
+        item.insert("expires_at".into(), expires_at(record.starts_at()));
         Put::builder()
             .table_name(&self.settings.requests_table)
             .set_item(Some(item))
@@ -240,7 +240,9 @@ impl Intake for Aws {
         {
             return Ok(Recorded::Duplicate(first));
         }
-        let sent = match self.enqueue(jobs, Duration::ZERO).await {
+        // A scheduled request's jobs wait for its `send_at` (SQS holds them 15 minutes at
+        // most; the worker puts back one that comes up early).
+        let sent = match self.enqueue(jobs, record.due_in(now_ms())).await {
             Ok(()) => self.accepted(&record.id).await,
             Err(e) => Err(e),
         };

@@ -11,7 +11,7 @@ use crate::{get_n, get_s, n, s, store_error, Aws, Item};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use herald_core::domain::{Outcome, RequestRecord, RequestState};
+use herald_core::domain::{now_ms, Outcome, RequestRecord, RequestState};
 use herald_core::ids::{EventId, RequestId};
 use herald_core::ports::{ErrorSample, Expansion, RequestLog, RequestProgress};
 use herald_core::samples;
@@ -27,7 +27,8 @@ const CONFLICT_PATIENCE: Duration = Duration::from_secs(20);
 /// The longest wait between two tries after a conflict.
 const CONFLICT_WAIT_AT_MOST: Duration = Duration::from_millis(400);
 
-/// Requests and their items expire this long after creation (TTL).
+/// Requests and their items expire this long after they start (TTL): their creation, or
+/// a scheduled request's `send_at`; an outcome marker this long after it is written.
 pub const RETENTION_SECS: i64 = 30 * 24 * 3600;
 
 pub(crate) const REQUEST_SK: &str = "request";
@@ -49,9 +50,9 @@ pub(crate) fn created_at_of(request_id: &str) -> i64 {
         .unwrap_or_else(|_| herald_core::domain::now_ms())
 }
 
-/// TTL of a request's items, from its creation time in milliseconds.
-pub(crate) fn expires_at(created_at_ms: i64) -> AttributeValue {
-    n(created_at_ms / 1000 + RETENTION_SECS)
+/// TTL of an item written for a request that starts at `start_ms` (milliseconds).
+pub(crate) fn expires_at(start_ms: i64) -> AttributeValue {
+    n(start_ms / 1000 + RETENTION_SECS)
 }
 
 impl Aws {
@@ -480,8 +481,9 @@ impl RequestLog for Aws {
         if outcomes.is_empty() {
             return Ok(());
         }
-        // The request id is a ULID: its creation time, hence its TTL, needs no read.
-        let expires = expires_at(created_at_of(request_id));
+        // Written once the request has started (a scheduled one at its `send_at`, up to
+        // 30 days after its creation): kept as long from now, which needs no read.
+        let expires = expires_at(now_ms().max(created_at_of(request_id)));
         // A transaction holds at most 100 items: 99 markers and the counters.
         for chunk in outcomes.chunks(99) {
             if !self.write_outcomes(request_id, chunk, &expires).await? {

@@ -356,27 +356,37 @@ impl RequestAdmin for Sqlite {
     async fn cancel_request(&self, request_id: &RequestId) -> Result<Cancellation, StoreError> {
         let request_id = request_id.as_str();
         let request_id = request_id.to_string();
-        self.durable_transaction(move |tx| {
-            let changed = tx.execute(
-                "UPDATE requests SET state = 'cancelled' WHERE id = ?1 AND state = 'accepted'",
-                [&request_id],
-            )?;
-            if changed == 1 {
-                return Ok(Cancellation::Cancelled);
-            }
-            let state: Option<String> = tx
-                .query_row(
-                    "SELECT state FROM requests WHERE id = ?1",
+        let cancellation = self
+            .durable_transaction(move |tx| {
+                let changed = tx.execute(
+                    "UPDATE requests SET state = 'cancelled' WHERE id = ?1 AND state = 'accepted'",
                     [&request_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(match state {
-                None => Cancellation::NotFound,
-                Some(state) => Cancellation::Final(RequestState::from_name(&state)),
+                )?;
+                if changed == 1 {
+                    // Jobs waiting for a scheduled `send_at` come up now, to be counted
+                    // cancelled, rather than at that time.
+                    tx.execute(
+                        "UPDATE jobs SET visible_at = ?2, due_at = ?2
+                      WHERE request_id = ?1 AND state = 'ready' AND leased = 0 AND visible_at > ?2",
+                        params![&request_id, now_ms()],
+                    )?;
+                    return Ok(Cancellation::Cancelled);
+                }
+                let state: Option<String> = tx
+                    .query_row(
+                        "SELECT state FROM requests WHERE id = ?1",
+                        [&request_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(match state {
+                    None => Cancellation::NotFound,
+                    Some(state) => Cancellation::Final(RequestState::from_name(&state)),
+                })
             })
-        })
-        .await
+            .await;
+        self.notify_jobs();
+        cancellation
     }
 }
 

@@ -19,7 +19,6 @@ use herald_core::samples;
 use herald_core::StoreError;
 use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
 
 #[async_trait]
 impl Intake for Sqlite {
@@ -160,7 +159,8 @@ pub(crate) fn record_accept(tx: &Transaction, accept: &Accept) -> rusqlite::Resu
         tx.prepare_cached("INSERT INTO expansions (request_id, shard) VALUES (?1, ?2)")?
             .execute(params![record.id.as_str(), shard])?;
     }
-    insert_jobs(tx, &accept.jobs, Duration::ZERO)?;
+    // A scheduled request's jobs become visible at its `send_at`.
+    insert_jobs(tx, &accept.jobs, record.due_in(now_ms()))?;
     Ok(Recorded::New)
 }
 

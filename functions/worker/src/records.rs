@@ -122,6 +122,7 @@ mod tests {
             audience: Audience::Bm { count: 1 },
             lane: Default::default(),
             created_at: 0,
+            send_at: None,
         }
     }
 

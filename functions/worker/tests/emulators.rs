@@ -507,3 +507,67 @@ async fn a_transactional_job_has_its_own_queue_and_overtakes_a_queued_broadcast(
     assert_eq!(log.rate_limited, 0, "{:?}", log.limited);
     assert_eq!(log.messaged_more_than_once(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_job_come_up_early_goes_back_to_sqs_for_at_most_fifteen_minutes() {
+    use herald_core::ports::JobQueue;
+    let stack = Stack::new().await;
+    stack.fixture_event("demo").await;
+    stack.demo_users("demo").await;
+    let in_a_day = herald_core::domain::now_ms() + 86_400_000;
+    let (status, body) = stack
+        .api_body(json!({"platform": "tg", "users": ["123456"],
+                         "send_at": herald_core::status::rfc3339(in_a_day)}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let request_id: herald_core::ids::RequestId =
+        body["request_id"].as_str().unwrap().parse().unwrap();
+    let queue = stack.aws.settings.queue_url.clone();
+    let delayed = || async {
+        let out = stack
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .unwrap();
+        out.attributes().unwrap()[&QueueAttributeName::ApproximateNumberOfMessagesDelayed]
+            .parse::<usize>()
+            .unwrap()
+    };
+    assert_eq!(delayed().await, 1, "SQS holds the job back");
+    assert!(stack.receive(&queue).await.is_empty());
+    // The same job, come up a day early: the worker does nothing and delays it again.
+    let early = herald_core::domain::Job::deliver(
+        &request_id,
+        herald_core::lane::Lane::Transactional,
+        0,
+        vec![herald_core::domain::JobUser {
+            user: herald_core::domain::UserRef::Platform {
+                platform: "tg".into(),
+                id: "123456".into(),
+            },
+            patch: None,
+        }],
+    );
+    stack
+        .aws
+        .enqueue(vec![early], std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let messages = stack.receive(&queue).await;
+    assert_eq!(messages.len(), 1);
+    assert!(stack.invoke_worker(messages).await.is_empty());
+    assert_eq!(delayed().await, 2, "put back, delayed");
+    let s = stack.status(request_id.as_str()).await;
+    assert_eq!(
+        (s["state"].as_str(), s["delivered"].as_u64()),
+        (Some("scheduled"), Some(0))
+    );
+    assert_eq!(
+        stack.last_request("demo", "5c517b7773515eaha3078e2f").await,
+        Value::Null
+    );
+}

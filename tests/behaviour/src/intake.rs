@@ -391,3 +391,105 @@ pub async fn the_status_document_needs_the_events_secret_by_bearer_or_path<R: Ru
         );
     }
 }
+
+/// Where a problem's first field error points.
+fn first_field(answer: &Answer) -> &str {
+    answer.body["errors"][0]["field"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// A request with `send_at` is accepted at once and sent then: until then it is
+/// `scheduled`, no job of it can be taken and no user is written; `everyone` is read at
+/// `send_at` (users added meanwhile get it); it can be cancelled until then; a dry run
+/// counts its audience now. A time without an offset, or over 30 days ahead, is 422.
+pub async fn a_scheduled_request_is_sent_at_its_time_and_can_be_cancelled_before<R: Runtime>() {
+    use herald_core::status::rfc3339;
+    let (h, event) = shop::<R>().await;
+    let now = herald_core::domain::now_ms();
+    for (send_at, why) in [
+        ("2026-12-24T09:00:00".to_string(), "RFC 3339"),
+        (rfc3339(now + 31 * 86_400_000), "30 days"),
+    ] {
+        let refused = h
+            .post(
+                &event,
+                &[],
+                &json!({"platform": "tg", "users": "everyone", "send_at": send_at}),
+            )
+            .await;
+        assert_problem(&refused, 422);
+        assert_eq!(first_field(&refused), "send_at");
+        assert!(refused.body.to_string().contains(why), "{}", refused.body);
+    }
+    // Far enough ahead that nothing can come up while the test looks.
+    let send_at = rfc3339(now + 6_000);
+    let dry = h
+        .post(
+            &event,
+            &[],
+            &json!({"platform": "tg", "users": "everyone", "send_at": send_at, "dry_run": true}),
+        )
+        .await;
+    assert_eq!((dry.status, &dry.body["targeted"]), (200, &json!(2)));
+    assert_eq!(dry.body["send_at"], json!(send_at));
+    let everyone = h
+        .accept(
+            &event,
+            json!({"platform": "tg", "users": "everyone", "send_at": send_at, "data": {"n": 1}}),
+        )
+        .await;
+    let cancelled = h
+        .accept(
+            &event,
+            json!({"platform": "tg", "users": ["2", "123456"], "send_at": send_at, "data": {"n": 2}}),
+        )
+        .await;
+    let waiting = h.status(&everyone).await;
+    assert_eq!(
+        (
+            &waiting["state"],
+            &waiting["send_at"],
+            &waiting["delivered"]
+        ),
+        (&json!("scheduled"), &json!(send_at), &json!(0)),
+        "{waiting}"
+    );
+    assert!(
+        h.runtime.take().await.is_empty(),
+        "no job of a scheduled request is visible before its time"
+    );
+    assert_eq!(h.user("shop", "bm-tg-2").await["last_request"], Value::Null);
+    h.runtime
+        .engine_users("shop", &users_on("tg", [7, 8]))
+        .await;
+    let (status, _) = h
+        .admin(
+            "POST",
+            &format!("/v1/admin/requests/{cancelled}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    h.runtime.drain().await;
+    let sent = h.status(&everyone).await;
+    assert_eq!(
+        (&sent["state"], &sent["delivered"], &sent["targeted"]),
+        (&json!("done"), &json!(4), &json!(4)),
+        "everyone read at send_at includes the users added meanwhile: {sent}"
+    );
+    let dropped = h.status(&cancelled).await;
+    assert_eq!(
+        (
+            &dropped["state"],
+            &dropped["cancelled"],
+            &dropped["delivered"]
+        ),
+        (&json!("cancelled"), &json!(2), &json!(0)),
+        "{dropped}"
+    );
+    assert_eq!(
+        h.user("shop", "bm-tg-2").await["last_request"],
+        json!({"n": 1})
+    );
+}
