@@ -106,8 +106,17 @@ async fn an_order_confirmation_overtakes_a_broadcast_already_queued() {
     .await;
     let done = wait_done(&server, &order, &confirmation).await;
     assert_eq!(done["lane"], "transactional");
+    // The broadcast, still under way, says when it expects to be done; once done, not.
+    let running = support::status(&server, &promo, &broadcast).await;
+    assert_eq!(running["state"], "running", "{running}");
+    let eta = running["eta"].as_str().expect("an eta while running");
+    assert!(
+        eta > running["updated_at"].as_str().unwrap(),
+        "the eta is ahead of the last outcome: {running}"
+    );
     let finished = wait_done(&server, &promo, &broadcast).await;
     assert_eq!(finished["delivered"], 300, "{finished}");
+    assert_eq!(finished["eta"], serde_json::Value::Null);
     let chats = chats_in_order(&telegram);
     let at = chats
         .iter()
