@@ -4,7 +4,9 @@
 //! validates the body, splits explicit users into `deliver` jobs of `deliver_batch` users,
 //! or plans one `expand` job per shard for `everyone` (so a broadcast to a million users is
 //! accepted as cheaply as a message to one), and hands record and jobs to the [`Intake`]
-//! port, which makes them durable together. Only then is a request id returned.
+//! port, which makes them durable together. Only then is a request id returned. A
+//! request with `send_at` is planned the same way; the store queues its jobs to become
+//! visible at that time.
 //!
 //! [`Intake`]: crate::ports::Intake
 

@@ -5,7 +5,8 @@
 //! limits of the contract (docs/event-request.md): exactly one of `users` / `users_bm`, `platform`
 //! required with `users`, `any` only with `everyone`, ids as strings or integers (normalised
 //! to strings, de-duplicated, order kept), per-user `data` merged over the request's
-//! (RFC 7396), and the size, count, length and depth limits of [`Limits`].
+//! (RFC 7396), a `send_at` at most 30 days ahead ([`crate::schedule`]), and the size,
+//! count, length and depth limits of [`Limits`].
 
 use crate::config::Limits;
 use crate::domain::{JobUser, Object, PlatformFilter, UserRef};

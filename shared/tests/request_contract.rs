@@ -470,3 +470,34 @@ fn a_platform_is_named_by_the_one_rule_and_bm_is_reserved() {
         ["1"]
     );
 }
+
+#[test]
+fn send_at_is_an_rfc3339_time_with_its_offset_at_most_thirty_days_ahead() {
+    use herald_core::request::parse_at;
+    let now = 1_796_000_000_000; // 2026-11-30T00:53:20Z
+    let at = |send_at: Value| {
+        let body = json!({"platform": "tg", "users": "everyone", "send_at": send_at});
+        parse_at(body.to_string().as_bytes(), &Limits::default(), now)
+    };
+    let moscow = at(json!("2026-12-24T12:00:00+03:00")).unwrap();
+    assert_eq!(moscow.send_at, Some(1_798_102_800_000));
+    assert_eq!(
+        at(json!("2026-12-24T09:00:00Z")).unwrap().send_at,
+        moscow.send_at
+    );
+    assert_eq!(at(Value::Null).unwrap().send_at, None);
+    assert_eq!(ok(json!({"platform": "tg", "users": ["1"]})).send_at, None);
+    for refused in [
+        json!("2026-12-24T09:00:00"),
+        json!("2026-12-31T00:53:21Z"),
+        json!(1_798_102_800),
+        json!("next week"),
+    ] {
+        match at(refused.clone()) {
+            Err(RequestError::Invalid(errors)) => {
+                assert_eq!(fields(&errors), ["send_at"], "{refused}")
+            }
+            other => panic!("{refused}: expected 422, got {other:?}"),
+        }
+    }
+}

@@ -399,21 +399,16 @@ fn first_field(answer: &Answer) -> &str {
         .unwrap_or_default()
 }
 
-/// A request with `send_at` is accepted at once and sent then: until then it is
-/// `scheduled`, no job of it can be taken and no user is written; `everyone` is read at
-/// `send_at` (users added meanwhile get it); it can be cancelled until then; a dry run
-/// counts its audience now. A time without an offset, or over 30 days ahead, is 422.
-pub async fn a_scheduled_request_is_sent_at_its_time_and_can_be_cancelled_before<R: Runtime>() {
+/// A `send_at` without an offset, or over 30 days ahead, is 422 at field `send_at`.
+async fn refuses_a_bad_send_at<R: Runtime>(h: &Client<R>, event: &Event, now: i64) {
     use herald_core::status::rfc3339;
-    let (h, event) = shop::<R>().await;
-    let now = herald_core::domain::now_ms();
     for (send_at, why) in [
         ("2026-12-24T09:00:00".to_string(), "RFC 3339"),
         (rfc3339(now + 31 * 86_400_000), "30 days"),
     ] {
         let refused = h
             .post(
-                &event,
+                event,
                 &[],
                 &json!({"platform": "tg", "users": "everyone", "send_at": send_at}),
             )
@@ -422,6 +417,17 @@ pub async fn a_scheduled_request_is_sent_at_its_time_and_can_be_cancelled_before
         assert_eq!(first_field(&refused), "send_at");
         assert!(refused.body.to_string().contains(why), "{}", refused.body);
     }
+}
+
+/// A request with `send_at` is accepted at once and sent then: until then it is
+/// `scheduled`, no job of it can be taken and no user is written; `everyone` is read at
+/// `send_at` (users added meanwhile get it); it can be cancelled until then; a dry run
+/// counts its audience now. A time without an offset, or over 30 days ahead, is 422.
+pub async fn a_scheduled_request_is_sent_at_its_time_and_can_be_cancelled_before<R: Runtime>() {
+    use herald_core::status::rfc3339;
+    let (h, event) = shop::<R>().await;
+    let now = herald_core::domain::now_ms();
+    refuses_a_bad_send_at(&h, &event, now).await;
     // Far enough ahead that nothing can come up while the test looks.
     let send_at = rfc3339(now + 6_000);
     let dry = h
