@@ -11,10 +11,10 @@ use herald_core::domain::now_ms;
 use herald_core::status::rfc3339;
 use herald_fakes::{FakeTelegram, TelegramScript};
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::bots::{db_arg, import, message_event, set_telegram_token, TOKEN};
-use support::{accept, herald_json, status, wait_done, Server};
+use support::{accept, herald_json, status, wait_done, Event, Server};
 
 fn serve(db: &Path, telegram: &FakeTelegram) -> Server {
     Server::start(db, &["--no-demo", "--telegram-api", &telegram.url])
@@ -22,6 +22,17 @@ fn serve(db: &Path, telegram: &FakeTelegram) -> Server {
 
 fn users(range: std::ops::Range<u32>) -> Vec<(&'static str, String)> {
     range.map(|i| ("tg", i.to_string())).collect()
+}
+
+/// A database in `dir` with a bot `shop` connected to a fresh fake, users `0..count` and
+/// one message event with `template`.
+async fn shop(dir: &Path, template: &str, count: u32) -> (PathBuf, FakeTelegram, Event) {
+    let db = dir.join("herald.db");
+    let telegram = FakeTelegram::start(TelegramScript::default()).await;
+    let event = message_event(&db, "shop", template);
+    set_telegram_token(&db, "shop", TOKEN);
+    import(&db, "shop", &users(0..count));
+    (db, telegram, event)
 }
 
 /// The instant `at` (Unix milliseconds) stands for on this process's monotonic clock,
@@ -38,11 +49,7 @@ fn instant_of(at: i64) -> Instant {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_broadcast_outlives_a_restart_reads_everyone_at_its_time_and_is_never_early() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("herald.db");
-    let telegram = FakeTelegram::start(TelegramScript::default()).await;
-    let promo = message_event(&db, "shop", "Sale for {{ user.platform_id }}");
-    set_telegram_token(&db, "shop", TOKEN);
-    import(&db, "shop", &users(0..20));
+    let (db, telegram, promo) = shop(dir.path(), "Sale for {{ user.platform_id }}", 20).await;
     let server = serve(&db, &telegram);
     let send_at = now_ms() + 5_000;
     let request_id = accept(
@@ -74,11 +81,7 @@ async fn a_scheduled_broadcast_outlives_a_restart_reads_everyone_at_its_time_and
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_request_cancelled_before_its_time_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("herald.db");
-    let telegram = FakeTelegram::start(TelegramScript::default()).await;
-    let order = message_event(&db, "shop", "Order {{ last_request.order }}");
-    set_telegram_token(&db, "shop", TOKEN);
-    import(&db, "shop", &users(0..3));
+    let (db, telegram, order) = shop(dir.path(), "Order {{ last_request.order }}", 3).await;
     let server = serve(&db, &telegram);
     let request_id = accept(
         &server,
