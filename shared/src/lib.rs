@@ -25,6 +25,7 @@
 //!   mapping of errors to problem+json.
 
 pub mod admin;
+pub mod budget;
 pub mod channels;
 pub mod config;
 pub mod cutoff;

@@ -25,10 +25,16 @@
 //! host does not make the next ones bunch behind it) and wakes the next. A waiter gives up
 //! at its job's [`Cutoff`] (its user goes on in a new job) and its place passes on. Per-chat times live in this process: the embedded runtime is one process,
 //! and a restart takes longer than a chat gap.
+//!
+//! Where several processes send for one bot (AWS), a [`Pacer::with_budget`] also spends a
+//! slot of the bot's budget shared by all of them before each turn ([`crate::budget`]):
+//! the head of a schedule with no slot left claims some, in its lane's name, while the
+//! others wait for it.
 
 use crate::cutoff::Cutoff;
 use crate::ids::BotId;
 use crate::lane::Lane;
+use crate::ports::SendBudget;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -48,6 +54,10 @@ pub const CATCH_UP_AT_MOST: Duration = Duration::from_millis(5);
 /// While both lanes wait, at least one turn in this many goes to bulk: a bot's
 /// transactional traffic can take at most 90% of its rate from a broadcast.
 pub const BULK_FLOOR_EVERY: u32 = 10;
+
+/// How long a schedule waits before claiming again when the shared budget could not be
+/// reached: nothing is sent without its slot.
+const UNREACHABLE_BUDGET_WAIT: Duration = Duration::from_secs(1);
 
 /// Whose schedule a send waits on: a bot on one channel (one token, one rate).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -77,11 +87,23 @@ pub struct TurnRequest<'a> {
 #[derive(Default)]
 pub struct Pacer {
     schedules: Mutex<HashMap<PaceKey, Arc<Mutex<State>>>>,
+    /// A budget shared with other processes that send for the same bots, if any.
+    budget: Option<Arc<dyn SendBudget>>,
 }
 
 impl Pacer {
     pub fn new() -> Pacer {
         Pacer::default()
+    }
+
+    /// A pacer whose every turn also spends a slot of `budget`, shared with the other
+    /// processes that send for the same bots ([`crate::budget`]): each may then pace a bot
+    /// at its whole rate.
+    pub fn with_budget(budget: Arc<dyn SendBudget>) -> Pacer {
+        Pacer {
+            budget: Some(budget),
+            ..Pacer::default()
+        }
     }
 
     /// Wait for a turn to send on `key`'s schedule at `pace`: true when it is this send's
@@ -98,6 +120,7 @@ impl Pacer {
         let me = {
             let mut state = lock(&schedule);
             state.pace = pace;
+            state.shared = self.budget.is_some();
             state.join(request, wake.clone())
         };
         loop {
@@ -106,6 +129,10 @@ impl Pacer {
                 Decision::Taken(next) => {
                     wake_up(next);
                     return true;
+                }
+                Decision::Claim(lane, want) => {
+                    self.claim(key, &schedule, pace, lane, want).await;
+                    continue;
                 }
                 Decision::SleepUntil(at) => Some(at),
                 Decision::Wait => None,
@@ -130,6 +157,26 @@ impl Pacer {
         let until = Instant::now() + wait;
         let mut state = lock(&schedule);
         state.paused_until = Some(state.paused_until.map_or(until, |p| p.max(until)));
+    }
+
+    /// Claim `want` slots of the shared budget for `key`'s schedule, in `lane`'s name,
+    /// and wake whoever goes next.
+    async fn claim(
+        &self,
+        key: &PaceKey,
+        schedule: &Mutex<State>,
+        pace: Pace,
+        lane: Lane,
+        want: u32,
+    ) {
+        let Some(budget) = &self.budget else { return };
+        let name = format!("{}#{}", key.bot, key.channel);
+        let claimed = budget.claim(&name, pace.per_second, lane, want).await;
+        if let Err(e) = &claimed {
+            tracing::warn!(error = %e, "the shared send budget could not be claimed; the bot waits");
+        }
+        let next = lock(schedule).claimed(lane, claimed.ok(), Instant::now());
+        wake_up(next);
     }
 
     fn schedule(&self, key: &PaceKey) -> Arc<Mutex<State>> {
@@ -182,6 +229,9 @@ enum Decision {
     SleepUntil(Instant),
     /// Others go first: it is woken when its turn may have come.
     Wait,
+    /// Its turn needs a slot of the shared budget, and it is to claim this many in this
+    /// lane's name.
+    Claim(Lane, u32),
 }
 
 struct State {
@@ -198,6 +248,17 @@ struct State {
     chats: HashMap<String, Instant>,
     /// Turns given to transactional in a row while bulk waited.
     transactional_streak: u32,
+    /// Whether turns spend slots of a shared budget.
+    shared: bool,
+    /// Slots of the shared budget claimed and not yet used, in order.
+    slots: VecDeque<Instant>,
+    /// A waiter is claiming slots.
+    claiming: bool,
+    /// By lane (transactional, bulk): the budget said no claim of it is granted before
+    /// then (or could not be reached).
+    claim_after: [Option<Instant>; 2],
+    /// Bulk claims refused in a row.
+    bulk_refused: u32,
 }
 
 impl Default for State {
@@ -214,6 +275,11 @@ impl Default for State {
             paused_until: None,
             chats: HashMap::new(),
             transactional_streak: 0,
+            shared: false,
+            slots: VecDeque::new(),
+            claiming: false,
+            claim_after: [None, None],
+            bulk_refused: 0,
         }
     }
 }
@@ -261,12 +327,78 @@ impl State {
         if self.head() != Some((lane, index)) {
             return Decision::Wait;
         }
-        let due = self.due();
+        let mut due = self.due();
+        if self.shared {
+            match self.shared_slot(now) {
+                Ok(slot) => due = due.max(slot),
+                Err(decision) => return decision,
+            }
+        }
         if due > now {
             return Decision::SleepUntil(due);
         }
         self.take(lane, index, due, now);
+        if self.shared {
+            self.slots.pop_front();
+        }
         Decision::Taken(self.head_wake())
+    }
+
+    /// The shared budget's next slot claimed here, or what the head does to get one:
+    /// claim (in bulk's name, or in transactional's when the head is transactional or
+    /// bulk has been refused [`BULK_FLOOR_EVERY`] times in a row), wait for the claim
+    /// under way, or sleep until the budget may grant one. Slots not used within an
+    /// interval of their time are dropped, never sent late in a burst.
+    fn shared_slot(&mut self, now: Instant) -> Result<Instant, Decision> {
+        let stale = now.checked_sub(self.interval()).unwrap_or(now);
+        while self.slots.front().is_some_and(|slot| *slot < stale) {
+            self.slots.pop_front();
+        }
+        if let Some(slot) = self.slots.front() {
+            return Ok(*slot);
+        }
+        if self.claiming {
+            return Err(Decision::Wait);
+        }
+        let head_lane = match self.head() {
+            Some((0, _)) => Lane::Transactional,
+            _ if self.bulk_refused >= BULK_FLOOR_EVERY => Lane::Transactional,
+            _ => Lane::Bulk,
+        };
+        if let Some(after) = self.claim_after[lane_index(head_lane)].filter(|at| *at > now) {
+            return Err(Decision::SleepUntil(after));
+        }
+        self.claiming = true;
+        Err(match head_lane {
+            Lane::Transactional => Decision::Claim(Lane::Transactional, 1),
+            Lane::Bulk => Decision::Claim(Lane::Bulk, crate::budget::BULK_CHUNK),
+        })
+    }
+
+    /// What a claim in `lane`'s name brought at `now`: slots, a wait (`Err`), or nothing
+    /// (the budget could not be reached: look again in a second). The waiter to wake.
+    fn claimed(
+        &mut self,
+        lane: Lane,
+        claimed: Option<Result<Vec<Duration>, Duration>>,
+        now: Instant,
+    ) -> Option<Arc<Notify>> {
+        self.claiming = false;
+        match claimed {
+            Some(Ok(slots)) => {
+                self.slots.extend(slots.into_iter().map(|wait| now + wait));
+                self.claim_after = [None, None];
+                self.bulk_refused = 0;
+            }
+            Some(Err(wait)) => {
+                self.claim_after[lane_index(lane)] = Some(now + wait);
+                if lane == Lane::Bulk {
+                    self.bulk_refused += 1;
+                }
+            }
+            None => self.claim_after = [Some(now + UNREACHABLE_BUDGET_WAIT); 2],
+        }
+        self.head_wake()
     }
 
     /// Waiter `id` gives up its place; the waiter to wake (it may have been the one woken
@@ -703,5 +835,161 @@ mod tests {
             at("bulk-x") - at("order-x") < Duration::from_secs(2),
             "woken when its chat was ready, not at its cutoff"
         );
+    }
+
+    /// The most grants that fall in any window of `window`.
+    fn most_in_a_window(times: &[Instant], window: Duration) -> usize {
+        let mut times = times.to_vec();
+        times.sort();
+        (0..times.len())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| **t < times[i] + window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn shared_pacers(count: usize) -> Vec<Arc<Pacer>> {
+        let budget: Arc<dyn SendBudget> = Arc::new(crate::budget::LocalBudget::default());
+        (0..count)
+            .map(|_| Arc::new(Pacer::with_budget(budget.clone())))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacers_sharing_a_budget_keep_the_bots_rate_together() {
+        let pacers = shared_pacers(2);
+        let grants = Grants::default();
+        // Each paces at the bot's whole rate, 10 a second.
+        let pace = pace(10, Duration::ZERO);
+        let sends: Vec<_> = (0..60)
+            .map(|i| {
+                let chat = format!("c{i}");
+                send(&pacers[i % 2], &grants, pace, Lane::Bulk, &chat, &chat)
+            })
+            .collect();
+        for s in sends {
+            assert!(s.await.unwrap());
+        }
+        let times: Vec<Instant> = grants.lock().unwrap().iter().map(|(_, t)| *t).collect();
+        assert_eq!(times.len(), 60);
+        let window = Duration::from_secs(1) + JITTER_MARGIN;
+        assert!(
+            most_in_a_window(&times, window) <= 10,
+            "{} turns in one window",
+            most_in_a_window(&times, window)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_pacer_on_a_shared_budget_uses_the_whole_rate() {
+        let pacer = shared_pacers(1).remove(0);
+        let grants = Grants::default();
+        let started = Instant::now();
+        let sends: Vec<_> = (0..21)
+            .map(|i| {
+                send(
+                    &pacer,
+                    &grants,
+                    pace(10, Duration::ZERO),
+                    Lane::Bulk,
+                    &format!("c{i}"),
+                    "x",
+                )
+            })
+            .collect();
+        for s in sends {
+            assert!(s.await.unwrap());
+        }
+        let last = grants
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, t)| *t)
+            .max()
+            .unwrap();
+        // 21 turns 105 ms apart: 2.1 s on the virtual clock, as without a budget; a
+        // fixed share of two processes would have taken twice that.
+        let took = last - started;
+        assert!(took < Duration::from_millis(2_200), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_order_on_one_pacer_overtakes_a_broadcast_claimed_by_another() {
+        let pacers = shared_pacers(2);
+        let grants = Grants::default();
+        let pace = pace(10, Duration::ZERO);
+        let bulk: Vec<_> = (0..40)
+            .map(|i| {
+                send(
+                    &pacers[0],
+                    &grants,
+                    pace,
+                    Lane::Bulk,
+                    &format!("b{i}"),
+                    &format!("b{i}"),
+                )
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let before = labels(&grants).len();
+        let order = send(&pacers[1], &grants, pace, Lane::Transactional, "t", "order");
+        assert!(order.await.unwrap());
+        let at = labels(&grants).iter().position(|l| l == "order").unwrap();
+        // Behind at most the broadcast's slots already claimed (under 0.2 s of them).
+        assert!(
+            at - before <= 3,
+            "{} broadcast turns went first",
+            at - before
+        );
+        for b in bulk {
+            assert!(b.await.unwrap());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broadcast_keeps_its_floor_share_of_a_budget_orders_saturate_elsewhere() {
+        let pacers = shared_pacers(2);
+        let grants = Grants::default();
+        let pace = pace(10, Duration::ZERO);
+        let mut sends = Vec::new();
+        for i in 0..100 {
+            let chat = format!("t{i}");
+            sends.push(send(
+                &pacers[1],
+                &grants,
+                pace,
+                Lane::Transactional,
+                &chat,
+                &chat,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let bulk: Vec<_> = (0..3)
+            .map(|i| {
+                send(
+                    &pacers[0],
+                    &grants,
+                    pace,
+                    Lane::Bulk,
+                    &format!("b{i}"),
+                    &format!("b{i}"),
+                )
+            })
+            .collect();
+        for b in bulk {
+            assert!(b.await.unwrap());
+        }
+        let labels = labels(&grants);
+        assert!(
+            labels.iter().filter(|l| l.starts_with('t')).count() < 100,
+            "the broadcast finished while orders still waited: {labels:?}"
+        );
+        for s in sends {
+            assert!(s.await.unwrap());
+        }
     }
 }

@@ -113,8 +113,8 @@ pub const SHARED: &[Setting] = &[
         "HERALD_TELEGRAM_RATE",
         "telegram-rate",
         Some("30"),
-        "Telegram messages per second per bot (evenly spaced; on AWS shared by the worker \
-         instances, HERALD_WORKER_MAX_CONCURRENCY).",
+        "Telegram messages per second per bot (evenly spaced; on AWS one budget shared by \
+         every worker instance).",
     ),
 ];
 
@@ -151,8 +151,6 @@ pub const AWS_ONLY: &[&str] = &[
     "HERALD_DYNAMODB_ENDPOINT",
     "HERALD_SQS_ENDPOINT",
     "HERALD_ADMIN_TOKEN_SHA256",
-    "HERALD_WORKER_MAX_CONCURRENCY",
-    "HERALD_TRANSACTIONAL_MAX_CONCURRENCY",
 ];
 
 /// A setting that stops start-up, named.

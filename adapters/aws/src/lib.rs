@@ -4,7 +4,9 @@
 //! [`Aws::connect`]. It implements the event directory ([`events`]), the user store
 //! ([`users`]), the request log ([`requests`]), the job queue ([`sqs`]), the intake
 //! ([`intake`]), whose two-phase accept makes a request visible only once all its jobs are
-//! on the queue, the operators' changes ([`admin`]) and shared rate limits ([`throttle`]). [`Aws::app`] wires them into the core's [`App`]. The key design of each
+//! on the queue, the operators' changes ([`admin`]), shared rate limits ([`throttle`]) and
+//! each bot's send budget shared by the worker instances ([`budget`]). [`Aws::app`] wires
+//! them into the core's [`App`]. The key design of each
 //! table is described in `template.yaml` and in the module that owns it.
 //!
 //! # Layout
@@ -13,10 +15,11 @@
 //!   names the functions read), [`local`] (tables and queues from `template.yaml`, for
 //!   emulators);
 //! - one module per port: [`events`], [`users`], [`requests`], [`intake`], [`sqs`],
-//!   [`throttle`], [`admin`];
+//!   [`throttle`], [`budget`], [`admin`];
 //! - [`emf`]: metrics as CloudWatch EMF lines.
 
 pub mod admin;
+pub mod budget;
 pub mod emf;
 pub mod events;
 pub mod intake;

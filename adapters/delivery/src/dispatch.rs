@@ -41,8 +41,17 @@ impl Dispatcher {
         directory: Arc<dyn EventDirectory>,
         config: &DeliveryConfig,
     ) -> reqwest::Result<Dispatcher> {
+        Dispatcher::with_pacer(directory, config, Arc::new(herald_core::pace::Pacer::new()))
+    }
+
+    /// Every registered channel, paced by `pacer` (on AWS one that spends a send budget
+    /// shared by the worker instances).
+    pub fn with_pacer(
+        directory: Arc<dyn EventDirectory>,
+        config: &DeliveryConfig,
+        pacer: Arc<herald_core::pace::Pacer>,
+    ) -> reqwest::Result<Dispatcher> {
         let http = crate::http_client(config.timeout)?;
-        let pacer = Arc::new(herald_core::pace::Pacer::new());
         Ok(Dispatcher::with_channels(
             directory,
             channels::build(&http, config, &pacer),

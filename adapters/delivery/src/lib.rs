@@ -29,12 +29,9 @@ pub struct DeliveryConfig {
     /// Base URLs of channels' APIs by channel name, where not their own (tests point them
     /// at a local server): `{"telegram": "http://127.0.0.1:…"}`.
     pub apis: BTreeMap<String, String>,
-    /// This process's messages per second per bot when the bot sets no rate of its own
-    /// (Telegram allows about 30).
+    /// Messages per second per bot when the bot sets no rate of its own (Telegram allows
+    /// about 30).
     pub telegram_rate: u32,
-    /// How many processes pace each bot at once (AWS: the worker instances): a bot's own
-    /// `rate` setting is shared among them.
-    pub rate_shares: u32,
     /// Screen webhooks in flight at once per bot.
     pub engine_concurrency: usize,
     /// Timeout of one HTTP call.
@@ -46,7 +43,6 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             apis: BTreeMap::new(),
             telegram_rate: 30,
-            rate_shares: 1,
             engine_concurrency: 8,
             timeout: Duration::from_secs(10),
         }

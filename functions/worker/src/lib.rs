@@ -53,34 +53,18 @@ pub fn config_with(settings: &Settings) -> Config {
 }
 
 /// Delivery settings: the Telegram API and the per-bot rate `HERALD_TELEGRAM_RATE` (of the
-/// shared settings) shared by the instances the two event sources run at once, at most
-/// `HERALD_WORKER_MAX_CONCURRENCY` (default 2) on the job queue plus
-/// `HERALD_TRANSACTIONAL_MAX_CONCURRENCY` (default 2, when there is a transactional queue)
-/// on the transactional one: each instance paces every bot at rate ÷ instances, so
-/// together they stay under the platform's limit whatever the number of instances alive.
-pub fn delivery_config(settings: &Settings) -> Result<DeliveryConfig, String> {
-    let count = |name: &str| -> Result<u32, String> {
-        match std::env::var(name) {
-            Ok(v) => v
-                .parse()
-                .map_err(|_| format!("{name}={v:?}: not a whole number")),
-            Err(_) => Ok(2),
-        }
-    };
-    let transactional = match std::env::var("HERALD_TRANSACTIONAL_QUEUE_URL") {
-        Ok(url) if !url.is_empty() => count("HERALD_TRANSACTIONAL_MAX_CONCURRENCY")?,
-        _ => 0,
-    };
-    let instances = count("HERALD_WORKER_MAX_CONCURRENCY")? + transactional;
+/// shared settings). Every instance paces a bot at its whole rate and spends the bot's
+/// send budget in DynamoDB ([`pacer`]), so together they keep to it however many are alive.
+pub fn delivery_config(settings: &Settings) -> DeliveryConfig {
     let mut config = DeliveryConfig::default().with_api("telegram", settings.telegram_api.clone());
-    config.telegram_rate = per_instance_rate(settings.telegram_rate, instances);
-    config.rate_shares = instances.max(1);
-    Ok(config)
+    config.telegram_rate = settings.telegram_rate;
+    config
 }
 
-/// One instance's share of a per-bot rate (at least one message per second).
-pub fn per_instance_rate(rate: u32, instances: u32) -> u32 {
-    (rate / instances.max(1)).max(1)
+/// The send scheduler of an instance: a bot's turns in lane order, each spending a slot of
+/// the bot's budget shared by every instance (`herald_aws::budget`).
+pub fn pacer(aws: &Aws) -> Arc<herald_core::pace::Pacer> {
+    Arc::new(herald_core::pace::Pacer::with_budget(Arc::new(aws.clone())))
 }
 
 /// Time kept between the last delivery a worker may start and its invocation's deadline,
@@ -244,10 +228,10 @@ mod tests {
             settings.telegram_api,
             herald_delivery::channels::telegram::API
         );
-        let delivery = super::delivery_config(&settings).unwrap();
+        let delivery = super::delivery_config(&settings);
         assert_eq!(
-            delivery.telegram_rate, 15,
-            "30/s over the 2 instances by default"
+            delivery.telegram_rate, 30,
+            "every instance paces at the whole rate: the shared budget keeps them to it"
         );
     }
 

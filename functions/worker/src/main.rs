@@ -11,8 +11,12 @@ async fn main() -> Result<(), Error> {
     let emf = herald_aws::emf::Emf::install();
     let aws = Aws::connect(AwsSettings::from_env()?).await?;
     let settings = herald_aws::settings::shared_settings_from_env()?;
-    let delivery = herald_worker::delivery_config(&settings)?;
-    let deliverer = Arc::new(Dispatcher::new(Arc::new(aws.clone()), &delivery)?);
+    let delivery = herald_worker::delivery_config(&settings);
+    let deliverer = Arc::new(Dispatcher::with_pacer(
+        Arc::new(aws.clone()),
+        &delivery,
+        herald_worker::pacer(&aws),
+    )?);
     let app = aws.app(
         herald_worker::config_with(&settings),
         deliverer,

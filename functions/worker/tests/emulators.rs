@@ -206,10 +206,11 @@ async fn a_job_too_large_for_a_message_travels_by_claim_check() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_through_two_worker_instances_stays_under_the_rate_limit() {
-    // The fake allows 100 messages per second per token; the two instances share 95.
+    // The fake allows 100 messages per second per token. Each instance paces the bot at
+    // its whole rate, 95: only the budget they share keeps the two together under it.
     let telegram = FakeTelegram::with_limit(100).await;
     let delivery = DeliveryConfig {
-        telegram_rate: herald_worker::per_instance_rate(95, 2),
+        telegram_rate: 95,
         ..DeliveryConfig::default()
     }
     .with_api("telegram", telegram.url.clone());
@@ -323,7 +324,14 @@ async fn a_job_out_of_time_hands_its_users_on_through_the_queue() {
         job_time_budget: Duration::from_millis(300),
         ..stack.app.config.clone()
     };
-    let dispatcher = Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery).unwrap());
+    let dispatcher = Arc::new(
+        Dispatcher::with_pacer(
+            Arc::new(stack.aws.clone()),
+            &delivery,
+            herald_worker::pacer(&stack.aws),
+        )
+        .unwrap(),
+    );
     stack.app = stack.aws.app(config, dispatcher, herald_delivery::CHANNELS);
     stack.instances = vec![stack.app.clone()];
     let template = "Hello {{ user.platform_id }}".to_string();
@@ -441,7 +449,7 @@ async fn a_corrupt_message_goes_to_the_dead_letters_on_its_first_receive() {
 async fn a_transactional_job_has_its_own_queue_and_overtakes_a_queued_broadcast() {
     // As template.yaml deploys it: transactional jobs on a queue with an event source of
     // its own. The fake limits like Telegram (30/s per token, 1/s per chat); two
-    // instances share the bot's 30/s.
+    // instances spend the bot's one budget of 30/s.
     let telegram = FakeTelegram::start(TelegramScript {
         limit_per_second: 30,
         chat_gap: Duration::from_secs(1),
@@ -449,7 +457,7 @@ async fn a_transactional_job_has_its_own_queue_and_overtakes_a_queued_broadcast(
     })
     .await;
     let delivery = DeliveryConfig {
-        telegram_rate: herald_worker::per_instance_rate(30, 2),
+        telegram_rate: 30,
         ..DeliveryConfig::default()
     }
     .with_api("telegram", telegram.url.clone());

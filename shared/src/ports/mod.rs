@@ -8,6 +8,7 @@
 //! [`StoreError`]: crate::error::StoreError
 
 pub mod admin;
+mod budget;
 mod deliverer;
 mod directory;
 mod intake;
@@ -17,6 +18,7 @@ mod throttle;
 mod users;
 
 pub use admin::AdminPorts;
+pub use budget::SendBudget;
 pub use deliverer::{Deliverer, Delivery};
 pub use directory::EventDirectory;
 pub use intake::{Intake, Recorded, Remember, Remembered, IDEMPOTENCY_WINDOW_MS};

@@ -72,7 +72,6 @@ pub struct Telegram {
     api: String,
     pacer: Arc<Pacer>,
     per_second: u32,
-    rate_shares: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -141,20 +140,19 @@ impl Telegram {
             api: config.api(SPEC.name, API).trim_end_matches('/').to_string(),
             pacer: pacer.clone(),
             per_second: config.telegram_rate.max(1),
-            rate_shares: config.rate_shares.max(1),
         }
     }
 
-    /// This process's messages per second for `bot`: its `rate` setting (else the paid or
-    /// the default rate) over the processes that share it.
+    /// Messages per second for `bot`: its `rate` setting, else the paid or the default
+    /// rate (where several processes send for it, they share one budget: [`Pacer`]).
     fn rate_of(&self, bot: &Bot, paid: bool) -> u32 {
         let set = bot
             .connections
             .get(SPEC.name, "rate")
             .and_then(|rate| rate.parse::<u32>().ok());
         match (set, paid) {
-            (Some(rate), _) => (rate / self.rate_shares).max(1),
-            (None, true) => (PAID_RATE / self.rate_shares).max(1),
+            (Some(rate), _) => rate.max(1),
+            (None, true) => PAID_RATE,
             (None, false) => self.per_second,
         }
     }

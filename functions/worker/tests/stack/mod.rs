@@ -136,7 +136,8 @@ impl Stack {
         Aws::connect(settings).await.unwrap()
     }
 
-    /// Run `instances` worker instances that deliver through real HTTP per `delivery`.
+    /// Run `instances` worker instances that deliver through real HTTP per `delivery`,
+    /// sharing each bot's send budget.
     pub async fn with_delivery(delivery: DeliveryConfig, instances: usize) -> Stack {
         Stack::delivering(delivery, instances, false).await
     }
@@ -158,8 +159,17 @@ impl Stack {
             config.deliver_batch = 10;
         }
         let mut stack = Stack::provisioned(config, Arc::new(LogDeliverer::default()), lanes).await;
+        // Each instance its own scheduler, as each Lambda instance has; all of them spend
+        // one send budget in DynamoDB, as deployed.
         let dispatcher = || -> Arc<dyn Deliverer> {
-            Arc::new(Dispatcher::new(Arc::new(stack.aws.clone()), &delivery).unwrap())
+            Arc::new(
+                Dispatcher::with_pacer(
+                    Arc::new(stack.aws.clone()),
+                    &delivery,
+                    herald_worker::pacer(&stack.aws),
+                )
+                .unwrap(),
+            )
         };
         stack.instances = (0..instances)
             .map(|_| {
