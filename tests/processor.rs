@@ -509,13 +509,31 @@ async fn jobs_of_a_request_still_being_accepted_wait_and_of_an_aborted_one_do_no
         .unwrap();
     let waiting = processor::process(&h.app, &job).await.unwrap();
     assert!(waiting.run_again_after.is_some());
+    assert_eq!(deliverer.total_calls(), 0);
+    // Accepted while the job looks again in process: it runs then, not a queue delay
+    // later.
+    let (store, request) = (h.store.clone(), id.clone());
+    let accepting_ends = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        store
+            .set_request_state(&request, RequestState::Accepted)
+            .await
+            .unwrap();
+    });
+    let ran = processor::process(&h.app, &job).await.unwrap();
+    accepting_ends.await.unwrap();
+    assert_eq!((ran.run_again_after, ran.delivered), (None, 1), "{ran:?}");
     h.store
         .set_request_state(&id, RequestState::Aborted)
         .await
         .unwrap();
     let aborted = processor::process(&h.app, &job).await.unwrap();
     assert_eq!(aborted.delivered, 0);
-    assert_eq!(deliverer.total_calls(), 0);
+    assert_eq!(
+        deliverer.total_calls(),
+        1,
+        "only the accepted run delivered"
+    );
 }
 
 #[tokio::test]

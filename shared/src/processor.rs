@@ -94,8 +94,16 @@ impl JobReport {
 /// How long a job waits when its bot already has `jobs_per_bot` jobs in flight here.
 const BOT_BUSY_WAIT: Duration = Duration::from_millis(200);
 
-/// How long a job waits for a request that is still being accepted.
+/// How long a job waits for a request that is still being accepted, once it has looked
+/// again [`ACCEPTING_POLLS`] times in process.
 const ACCEPTING_WAIT: Duration = Duration::from_secs(1);
+
+/// A job that meets a request still being accepted looks again this often, this many
+/// times, before it is put back: the accept that queued it marks the request accepted
+/// milliseconds later (AWS's two-phase accept), and a queue's shortest delay is far longer
+/// (SQS: a whole second, which an order confirmation would otherwise wait).
+const ACCEPTING_POLL: Duration = Duration::from_millis(20);
+const ACCEPTING_POLLS: u32 = 10;
 
 /// How long an expansion page waits for the page before it to record its cursor: a tenth
 /// of how long the page's job has existed, between these bounds. The page before is
@@ -140,8 +148,29 @@ pub async fn process_until(app: &App, job: &Job, stop: &Stop) -> Result<JobRepor
     Ok(report)
 }
 
+/// The record and state of `request_id`, looked at again in process while it is still
+/// being accepted (at most [`ACCEPTING_POLLS`] times).
+async fn record_once_accepted(
+    app: &App,
+    request_id: &RequestId,
+) -> Result<Option<(RequestRecord, RequestState)>, StoreError> {
+    let mut found = app.ports.requests.record(request_id).await?;
+    for _ in 0..ACCEPTING_POLLS {
+        match &found {
+            Some((record, RequestState::Accepting))
+                if now_ms() - record.created_at <= ACCEPTING_TIMEOUT_MS =>
+            {
+                tokio::time::sleep(ACCEPTING_POLL).await;
+                found = app.ports.requests.record(request_id).await?;
+            }
+            _ => break,
+        }
+    }
+    Ok(found)
+}
+
 async fn run(app: &App, job: &Job, stop: &Stop) -> Result<JobReport, StoreError> {
-    let Some((record, state)) = app.ports.requests.record(&job.request_id).await? else {
+    let Some((record, state)) = record_once_accepted(app, &job.request_id).await? else {
         tracing::warn!("job for an unknown request dropped");
         return Ok(JobReport::default());
     };
