@@ -17,7 +17,9 @@
 //! claims (or one slot, at a rate under five a second). A process whose bulk claims have been
 //! refused [`crate::pace::BULK_FLOOR_EVERY`] times in a row claims once as transactional
 //! (bulk's floor share across processes). Slots a process does not use in time (its job
-//! ended) are dropped, never sent late in a burst.
+//! ended) are dropped, never sent late in a burst. A 429's `retry_after` met by any
+//! process moves the budget's next free slot past it ([`paused`]), so every process
+//! waits, not just the one that met it.
 
 use crate::error::StoreError;
 use crate::lane::Lane;
@@ -76,6 +78,13 @@ pub fn claim(
     Ok((start + granted * interval, slots))
 }
 
+/// The budget's next free slot after a pause of `wait` at `now` (microseconds): None when
+/// it is free no sooner than that already.
+pub fn paused(tat: Option<i64>, now: i64, wait: Duration) -> Option<i64> {
+    let until = now.saturating_add(wait.as_micros().min(i64::MAX as u128) as i64);
+    (tat.unwrap_or(now) < until).then_some(until)
+}
+
 /// A budget in this process (tests, and a single process that wants the rule), on tokio's
 /// clock so that tests can run it on a paused one.
 pub struct LocalBudget {
@@ -109,6 +118,15 @@ impl SendBudget for LocalBudget {
                 slots_from(now, &slots)
             }),
         )
+    }
+
+    async fn pause(&self, key: &str, wait: Duration) -> Result<(), StoreError> {
+        let now = self.base.elapsed().as_micros() as i64;
+        let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = paused(tats.get(key).copied(), now, wait) {
+            tats.insert(key.to_string(), until);
+        }
+        Ok(())
     }
 }
 
@@ -155,6 +173,14 @@ mod tests {
         assert!(claim(Some(1_200_000), now, 30, Lane::Transactional, 1).is_err());
         // At one message a second a bulk claim may be one interval ahead.
         assert!(claim(Some(1_000_000), now, 1, Lane::Bulk, 1).is_ok());
+    }
+
+    #[test]
+    fn a_pause_moves_the_next_slot_past_it_and_never_back() {
+        let wait = Duration::from_secs(7);
+        assert_eq!(paused(None, 1_000, wait), Some(7_001_000));
+        assert_eq!(paused(Some(500), 1_000, wait), Some(7_001_000));
+        assert_eq!(paused(Some(9_000_000), 1_000, wait), None);
     }
 
     #[tokio::test(start_paused = true)]

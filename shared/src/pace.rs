@@ -151,12 +151,22 @@ impl Pacer {
     }
 
     /// The platform said to wait `wait` (a 429's `retry_after`): no turn on `key` is
-    /// taken before then.
+    /// taken before then — with a shared budget, by any process.
     pub fn pause(&self, key: &PaceKey, wait: Duration) {
         let schedule = self.schedule(key);
         let until = Instant::now() + wait;
-        let mut state = lock(&schedule);
-        state.paused_until = Some(state.paused_until.map_or(until, |p| p.max(until)));
+        {
+            let mut state = lock(&schedule);
+            state.paused_until = Some(state.paused_until.map_or(until, |p| p.max(until)));
+        }
+        if let Some(budget) = self.budget.clone() {
+            let name = budget_key(key);
+            tokio::spawn(async move {
+                if let Err(e) = budget.pause(&name, wait).await {
+                    tracing::warn!(error = %e, "a 429's pause could not be shared with the other instances");
+                }
+            });
+        }
     }
 
     /// Claim `want` slots of the shared budget for `key`'s schedule, in `lane`'s name,
@@ -170,7 +180,7 @@ impl Pacer {
         want: u32,
     ) {
         let Some(budget) = &self.budget else { return };
-        let name = format!("{}#{}", key.bot, key.channel);
+        let name = budget_key(key);
         let claimed = budget.claim(&name, pace.per_second, lane, want).await;
         if let Err(e) = &claimed {
             tracing::warn!(error = %e, "the shared send budget could not be claimed; the bot waits");
@@ -187,6 +197,11 @@ impl Pacer {
             .or_default()
             .clone()
     }
+}
+
+/// The name of `key`'s shared budget.
+fn budget_key(key: &PaceKey) -> String {
+    format!("{}#{}", key.bot, key.channel)
 }
 
 fn lock(schedule: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -881,6 +896,31 @@ mod tests {
             most_in_a_window(&times, window) <= 10,
             "{} turns in one window",
             most_in_a_window(&times, window)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_met_by_one_pacer_holds_the_others_on_its_budget() {
+        let pacers = shared_pacers(2);
+        let grants = Grants::default();
+        let started = Instant::now();
+        pacers[0].pause(&key(), Duration::from_secs(5));
+        // The pause reaches the budget from a task of its own.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let elsewhere = send(
+            &pacers[1],
+            &grants,
+            pace(10, Duration::ZERO),
+            Lane::Transactional,
+            "t",
+            "t",
+        );
+        assert!(elsewhere.await.unwrap());
+        let at = grants.lock().unwrap()[0].1;
+        assert!(
+            at >= started + Duration::from_secs(5),
+            "sent {:?} after the 429",
+            at - started
         );
     }
 

@@ -579,3 +579,72 @@ async fn a_scheduled_job_come_up_early_goes_back_to_sqs_for_at_most_fifteen_minu
         Value::Null
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_met_by_one_instance_pauses_the_bot_on_every_instance() {
+    // A broadcast on the job queue's instance meets a 429 (retry_after 2 s) at its first
+    // message; orders keep coming on the transactional instance meanwhile.
+    let telegram = FakeTelegram::start(TelegramScript {
+        limit_per_second: 30,
+        limited_once: std::collections::HashMap::from([("9000".to_string(), 2)]),
+        ..TelegramScript::default()
+    })
+    .await;
+    let delivery = DeliveryConfig {
+        telegram_rate: 30,
+        ..DeliveryConfig::default()
+    }
+    .with_api("telegram", telegram.url.clone());
+    let stack = Stack::with_lanes(delivery, 2).await;
+    let template = "Hello {{ user.platform_id }}".to_string();
+    stack
+        .event_with("shop", herald_core::domain::Action::Message { template })
+        .await;
+    stack.telegram_bot("shop").await;
+    let broadcast: Vec<String> = (9000..9040).map(|i| i.to_string()).collect();
+    let orders: Vec<String> = (7000..7030).map(|i| i.to_string()).collect();
+    stack
+        .users(
+            "shop",
+            broadcast
+                .iter()
+                .chain(&orders)
+                .map(|id| ("tg".to_string(), id.clone(), format!("u{id}"))),
+        )
+        .await;
+    let (status, _) = stack
+        .api_body(json!({"platform": "tg", "users": broadcast, "lane": "bulk"}))
+        .await;
+    assert_eq!(status, 202);
+    let keep_ordering = async {
+        for order in &orders {
+            let (status, _) = stack
+                .api_body(json!({"platform": "tg", "users": [order]}))
+                .await;
+            assert_eq!(status, 202);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::join!(stack.drain_lanes(), keep_ordering);
+    stack.drain_lanes().await;
+    let log = telegram.log.lock().unwrap();
+    assert_eq!(log.limited.len(), 1, "{:?}", log.limited);
+    assert_eq!(
+        log.delivered.len(),
+        70,
+        "everyone once, 9000 after the pause"
+    );
+    let (_, limited_at) = log.limited[0].clone();
+    // Sends already on their way may still land; nothing else of the bot, on either
+    // instance, until the retry_after has passed.
+    let during_pause: Vec<&String> = log
+        .arrivals
+        .iter()
+        .filter(|(_, _, at)| *at > limited_at && *at - limited_at < Duration::from_secs(2))
+        .map(|(chat, _, _)| chat)
+        .collect();
+    assert!(
+        during_pause.len() <= 3,
+        "sent during the pause: {during_pause:?}"
+    );
+}

@@ -20,4 +20,8 @@ pub trait SendBudget: Send + Sync {
         lane: Lane,
         want: u32,
     ) -> Result<Result<Vec<Duration>, Duration>, StoreError>;
+
+    /// The platform said to wait `wait` on `key` (a 429's `retry_after`): no slot is
+    /// granted to anyone before then.
+    async fn pause(&self, key: &str, wait: Duration) -> Result<(), StoreError>;
 }
