@@ -380,6 +380,14 @@ pub use crate::ids::new_id;
 pub const ACCEPTING_TIMEOUT_MS: i64 = 120_000;
 
 /// Milliseconds since the Unix epoch.
+/// Whether `text` is blank: empty or ASCII white space only. The one rule for event names
+/// and templates, as openapi.yaml's patterns (`[^ \t\n\r\f\v]`) state it the same way in
+/// every regex dialect that checks them (Unicode spaces such as U+0085 are text here).
+pub fn is_blank(text: &str) -> bool {
+    text.chars()
+        .all(|c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

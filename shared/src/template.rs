@@ -40,7 +40,7 @@ fn environment() -> Environment<'static> {
 
 /// Whether `template` compiles; the error says where it does not.
 pub fn check(template: &str) -> Result<(), String> {
-    if template.trim().is_empty() {
+    if crate::domain::is_blank(template) {
         return Err("the template is empty".into());
     }
     if template.chars().count() > MAX_TEMPLATE_CHARS {

@@ -112,12 +112,7 @@ fn yes() -> bool {
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
-    // Blank means ASCII white space only, the set openapi.yaml's pattern names the same way
-    // in every regex dialect that checks it.
-    let blank = name
-        .chars()
-        .all(|c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
-    if blank || name.chars().count() > 200 {
+    if crate::domain::is_blank(name) || name.chars().count() > 200 {
         return Err(ApiError::invalid(vec![(
             "name".into(),
             "must be 1 to 200 characters, not only spaces".into(),
