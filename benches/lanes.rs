@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{env_or, machine, quantile};
+use support::{env_or, machine};
 use test_support::{bots, herald_json, Server};
 
 const LIMIT: usize = 30;
@@ -148,50 +148,11 @@ async fn during_a_broadcast(users: usize) {
     report(&telegram, users, &accepted_at);
 }
 
-/// The figures of [`during_a_broadcast`], from the fake's record.
+/// The figures of [`during_a_broadcast`], from the fake's record (orders by their text:
+/// their users are the broadcast's too).
 fn report(telegram: &FakeTelegram, users: usize, accepted_at: &HashMap<String, Instant>) {
     let log = telegram.log.lock().unwrap();
-    let mut latencies: Vec<Duration> = log
-        .arrivals
-        .iter()
-        .filter_map(|(_, text, at)| {
-            accepted_at
-                .get(text)
-                .map(|a| at.saturating_duration_since(*a))
-        })
-        .collect();
-    assert_eq!(latencies.len(), accepted_at.len(), "every order arrived");
-    let promos: Vec<Instant> = log
-        .arrivals
-        .iter()
-        .filter(|(_, text, _)| text.starts_with("Promotion"))
-        .map(|(_, _, at)| *at)
-        .collect();
-    assert_eq!(promos.len(), users, "every broadcast message arrived once");
-    let span = promos[promos.len() - 1]
-        .duration_since(promos[0])
-        .as_secs_f64();
-    let broadcast_rate = (promos.len() - 1) as f64 / span;
-    let orders_rate = accepted_at.len() as f64 / span;
-    let pace = LIMIT as f64 / 1.05;
-    println!(
-        "lanes: {users}-user broadcast, {} one-user orders (every 0.5 s), {span:.1} s",
-        accepted_at.len()
-    );
-    println!(
-        "lanes: order latency accept -> arrival: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (goal p99 < 1000 ms)",
-        quantile(&mut latencies, 0.5).as_secs_f64() * 1000.0,
-        quantile(&mut latencies, 0.99).as_secs_f64() * 1000.0,
-        quantile(&mut latencies, 1.0).as_secs_f64() * 1000.0
-    );
-    println!(
-        "lanes: broadcast {broadcast_rate:.2} msg/s: ratio {:.3} of the limit less the orders ({:.2}/s; goal >= 0.95), {:.3} of Herald's pace less the orders ({:.2}/s)",
-        broadcast_rate / (LIMIT as f64 - orders_rate),
-        LIMIT as f64 - orders_rate,
-        broadcast_rate / (pace - orders_rate),
-        pace - orders_rate
-    );
-    println!("lanes: 429 answers: {} (goal 0)", log.rate_limited);
+    herald_fakes::lanes_report::print("lanes", &log, (users, LIMIT), accepted_at, |_, text| text);
 }
 
 async fn paid_broadcast(users: usize) {

@@ -33,15 +33,10 @@ pub fn today() -> String {
     herald_core::status::rfc3339(herald_core::domain::now_ms())[..10].to_string()
 }
 
-/// The `q`-quantile (0..=1) of `samples`, sorted in place.
-pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
-    samples.sort();
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((samples.len() - 1) as f64 * q).round() as usize;
-    samples[index]
-}
+/// The `q`-quantile of samples, sorted in place (one definition, beside the lanes figures).
+// Not every benchmark that includes this module uses it.
+#[allow(unused_imports)]
+pub use herald_fakes::lanes_report::quantile;
 
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)

@@ -135,7 +135,10 @@ impl Pacer {
                     continue;
                 }
                 Decision::SleepUntil(at) => Some(at),
-                Decision::Wait => None,
+                Decision::Wait(head) => {
+                    wake_up(head);
+                    None
+                }
             };
             tokio::select! {
                 biased;
@@ -242,8 +245,9 @@ enum Decision {
     Taken(Option<Arc<Notify>>),
     /// Its turn (or its chat) is not due before this.
     SleepUntil(Instant),
-    /// Others go first: it is woken when its turn may have come.
-    Wait,
+    /// Others go first: it is woken when its turn may have come; the head to wake (it may
+    /// be asleep without a timer), if another.
+    Wait(Option<Arc<Notify>>),
     /// Its turn needs a slot of the shared budget, and it is to claim this many in this
     /// lane's name.
     Claim(Lane, u32),
@@ -339,8 +343,10 @@ impl State {
         if let Some(at) = self.chats.get(&self.waiting[lane][index].chat) {
             return Decision::SleepUntil(*at + gap);
         }
-        if self.head() != Some((lane, index)) {
-            return Decision::Wait;
+        if let Some((head_lane, head_index)) = self.head().filter(|h| *h != (lane, index)) {
+            // The head may be a waiter that went to sleep while it was not the head (its
+            // chat taken meanwhile): wake it, or nobody may take a turn again.
+            return Decision::Wait(Some(self.waiting[head_lane][head_index].wake.clone()));
         }
         let mut due = self.due();
         if self.shared {
@@ -373,7 +379,7 @@ impl State {
             return Ok(*slot);
         }
         if self.claiming {
-            return Err(Decision::Wait);
+            return Err(Decision::Wait(None));
         }
         let head_lane = match self.head() {
             Some((0, _)) => Lane::Transactional,
@@ -802,7 +808,7 @@ mod tests {
             Decision::Taken(Some(_))
         ));
         assert!(
-            matches!(state.decide(ids[2], start), Decision::Wait),
+            matches!(state.decide(ids[2], start), Decision::Wait(_)),
             "not its turn"
         );
         // Taken 2 ms late: on time for the rate, the next turn keeps its place.
@@ -1031,5 +1037,34 @@ mod tests {
         for s in sends {
             assert!(s.await.unwrap());
         }
+    }
+
+    #[test]
+    fn a_waiter_that_finds_another_head_wakes_it() {
+        // P waits behind an order to its own chat; the order takes the chat, so P sleeps
+        // without a timer of its own. When the chat is free again P is the head, and the
+        // waiter that finds so must wake it: otherwise nobody takes a turn again (the
+        // lanes benchmark's 100-user broadcast stalled 20 s on this).
+        let mut state = State {
+            pace: pace(30, Duration::from_secs(1)),
+            ..State::default()
+        };
+        let join = |state: &mut State, lane, chat: &str| {
+            let wake = Arc::new(Notify::new());
+            (state.join(TurnRequest { lane, chat }, wake.clone()), wake)
+        };
+        let (p, p_wake) = join(&mut state, Lane::Bulk, "c0");
+        let (h, _) = join(&mut state, Lane::Bulk, "c1");
+        let (order, _) = join(&mut state, Lane::Transactional, "c0");
+        let start = Instant::now();
+        assert!(matches!(state.decide(p, start), Decision::Wait(Some(_))));
+        assert!(matches!(state.decide(order, start), Decision::Taken(_)));
+        assert!(matches!(state.decide(h, start), Decision::SleepUntil(_)));
+        let later = start + Duration::from_millis(1_200);
+        let Decision::Wait(Some(head)) = state.decide(h, later) else {
+            panic!("h is not the head once c0 is free")
+        };
+        assert!(Arc::ptr_eq(&head, &p_wake), "the head to wake is p");
+        assert!(matches!(state.decide(p, later), Decision::Taken(_)));
     }
 }

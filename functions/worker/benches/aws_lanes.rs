@@ -5,11 +5,11 @@
 //! transactional queue's, each invoking its instance on a batch as soon as the last
 //! invocation ended), both spending the bot's one send budget in DynamoDB. A fake Telegram
 //! enforces 30 messages/s per token and one per second per chat. A BROADCAST-user request
-//! (default 3,000; bulk) is accepted through the `api` handler; while it runs, a one-user
-//! order (transactional) to a user outside the broadcast is accepted every 0.5 s. Figures:
-//! order latency from accept to arrival at the fake (p50, p99, max), and the broadcast's
-//! rate as a ratio of what the orders leave of the limit and of Herald's pace (the limit
-//! less 5%). Needs the emulators:
+//! (default 3,000; it says `"lane": "bulk"`, so that a smoke run of 100 is bulk too) is
+//! accepted through the `api` handler; while it runs, a one-user order (transactional) to a
+//! user outside the broadcast is accepted every 0.5 s. Figures: order latency from accept to
+//! arrival at the fake (p50, p99, max), and the broadcast's rate as a ratio of what the
+//! orders leave of the limit and of Herald's pace (the limit less 5%). Needs the emulators:
 //!
 //!     infra/emulators start && . .cache/run/env && cargo bench -p herald-worker --bench aws_lanes
 
@@ -27,14 +27,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn quantile(samples: &mut [Duration], q: f64) -> Duration {
-    samples.sort();
-    samples
-        .get(((samples.len().max(1) - 1) as f64 * q).round() as usize)
-        .copied()
-        .unwrap_or_default()
 }
 
 /// Accept a one-user order every 0.5 s until the broadcast `broadcast_id` has fewer than
@@ -91,7 +83,7 @@ async fn main() {
         )
         .await;
     let (code, accepted) = stack
-        .api_body(json!({"platform": "tg", "users": broadcast}))
+        .api_body(json!({"platform": "tg", "users": broadcast, "lane": "bulk"}))
         .await;
     assert_eq!(code, 202, "{accepted}");
     let broadcast_id = accepted["request_id"].as_str().unwrap().to_string();
@@ -103,51 +95,11 @@ async fn main() {
     report(&telegram, users, &accepted_at);
 }
 
+/// The figures, from the fake's record (orders by their chat: their users are outside the
+/// broadcast).
 fn report(telegram: &FakeTelegram, users: usize, accepted_at: &HashMap<String, Instant>) {
     let log = telegram.log.lock().unwrap();
-    let mut latencies: Vec<Duration> = log
-        .arrivals
-        .iter()
-        .filter_map(|(chat, _, at)| {
-            accepted_at
-                .get(chat)
-                .map(|a| at.saturating_duration_since(*a))
-        })
-        .collect();
-    assert_eq!(
-        latencies.len(),
-        accepted_at.len(),
-        "every order arrived once"
-    );
-    let promos: Vec<Instant> = log
-        .arrivals
-        .iter()
-        .filter(|(chat, _, _)| !accepted_at.contains_key(chat))
-        .map(|(_, _, at)| *at)
-        .collect();
-    assert_eq!(promos.len(), users, "every broadcast message arrived once");
-    let span = promos[promos.len() - 1]
-        .duration_since(promos[0])
-        .as_secs_f64();
-    let broadcast_rate = (promos.len() - 1) as f64 / span;
-    let orders_rate = accepted_at.len() as f64 / span;
-    let pace = LIMIT as f64 / 1.05;
-    println!(
-        "aws lanes: {users}-user broadcast, {} one-user orders (every 0.5 s), {span:.1} s, two instances on one budget",
-        accepted_at.len()
-    );
-    println!(
-        "aws lanes: order latency accept -> arrival: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        quantile(&mut latencies, 0.5).as_secs_f64() * 1000.0,
-        quantile(&mut latencies, 0.99).as_secs_f64() * 1000.0,
-        quantile(&mut latencies, 1.0).as_secs_f64() * 1000.0
-    );
-    println!(
-        "aws lanes: broadcast {broadcast_rate:.2} msg/s: ratio {:.3} of the limit less the orders ({:.2}/s), {:.3} of Herald's pace less the orders ({:.2}/s)",
-        broadcast_rate / (LIMIT as f64 - orders_rate),
-        LIMIT as f64 - orders_rate,
-        broadcast_rate / (pace - orders_rate),
-        pace - orders_rate
-    );
-    println!("aws lanes: 429 answers: {} (goal 0)", log.rate_limited);
+    herald_fakes::lanes_report::print("aws lanes", &log, (users, LIMIT), accepted_at, |chat, _| {
+        chat
+    });
 }

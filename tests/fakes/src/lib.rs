@@ -7,6 +7,7 @@
 
 pub mod deliverers;
 pub mod fault_proxy;
+pub mod lanes_report;
 pub use fault_proxy::{Fault, FaultProxy};
 
 use axum::body::Bytes;
