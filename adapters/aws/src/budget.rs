@@ -9,18 +9,15 @@
 //! A 429 met by any instance moves `tat` past its `retry_after` the same way. The item
 //! expires a day after its last write.
 
-use crate::{get_n, n, store_error, Aws, Item};
+use crate::tat::ATTEMPTS;
+use crate::Aws;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use herald_core::budget::{claim, interval_us, paused, slots_from};
 use herald_core::lane::Lane;
 use herald_core::ports::SendBudget;
 use herald_core::throttle::now_us;
 use herald_core::StoreError;
 use std::time::Duration;
-
-/// Attempts at the conditional write before the claim is answered with a short wait.
-const ATTEMPTS: u32 = 5;
 
 /// The budget item's sort key.
 const BUDGET_SK: &str = "budget";
@@ -38,14 +35,18 @@ impl SendBudget for Aws {
         want: u32,
     ) -> Result<Result<Vec<Duration>, Duration>, StoreError> {
         let item_key = self.request_key(&format!("pace#{key}"), BUDGET_SK);
+        let table = &self.settings.requests_table;
         for _ in 0..ATTEMPTS {
-            let old = self.budget_tat(&item_key).await?;
+            let old = self.read_tat(table, &item_key).await?;
             let now = now_us();
             let (tat, slots) = match claim(old, now, per_second, lane, want) {
                 Ok(claimed) => claimed,
                 Err(wait) => return Ok(Err(wait)),
             };
-            if self.put_budget(&item_key, old, tat, now).await? {
+            if self
+                .write_tat(table, &item_key, (old, tat), Some(kept_until(now)))
+                .await?
+            {
                 return Ok(Ok(slots_from(now, &slots)));
             }
         }
@@ -55,13 +56,17 @@ impl SendBudget for Aws {
 
     async fn pause(&self, key: &str, wait: Duration) -> Result<(), StoreError> {
         let item_key = self.request_key(&format!("pace#{key}"), BUDGET_SK);
+        let table = &self.settings.requests_table;
         for _ in 0..ATTEMPTS {
-            let old = self.budget_tat(&item_key).await?;
+            let old = self.read_tat(table, &item_key).await?;
             let now = now_us();
             let Some(until) = paused(old, now, wait) else {
                 return Ok(());
             };
-            if self.put_budget(&item_key, old, until, now).await? {
+            if self
+                .write_tat(table, &item_key, (old, until), Some(kept_until(now)))
+                .await?
+            {
                 return Ok(());
             }
         }
@@ -71,54 +76,7 @@ impl SendBudget for Aws {
     }
 }
 
-impl Aws {
-    /// The budget item's `tat`, read strongly consistent (None: never claimed).
-    async fn budget_tat(&self, item_key: &Item) -> Result<Option<i64>, StoreError> {
-        let found = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.settings.requests_table)
-            .set_key(Some(item_key.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(found.item.as_ref().map(|item| get_n(item, "tat")))
-    }
-
-    /// Write `tat` on condition that the item still holds `old`: false when another
-    /// claim came first.
-    async fn put_budget(
-        &self,
-        item_key: &Item,
-        old: Option<i64>,
-        tat: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let mut put = self
-            .dynamodb
-            .put_item()
-            .table_name(&self.settings.requests_table)
-            .set_item(Some(item_key.clone()))
-            .item("tat", n(tat))
-            .item("expires_at", n(now / 1_000_000 + KEEP_SECS));
-        put = match old {
-            Some(old) => put
-                .condition_expression("tat = :old")
-                .expression_attribute_values(":old", n(old)),
-            None => put.condition_expression("attribute_not_exists(pk)"),
-        };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
-    }
+/// The TTL of a budget item written at `now` (microseconds): a day on, in seconds.
+fn kept_until(now: i64) -> i64 {
+    now / 1_000_000 + KEEP_SECS
 }

@@ -28,6 +28,7 @@ pub mod local;
 pub mod requests;
 pub mod settings;
 pub mod sqs;
+mod tat;
 pub mod throttle;
 pub mod users;
 

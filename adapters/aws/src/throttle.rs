@@ -8,17 +8,15 @@
 //! never touch it.
 
 use crate::events::RATE_PREFIX;
-use crate::{get_n, n, s, store_error, Aws};
+use crate::tat::ATTEMPTS;
+use crate::{s, Aws};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use herald_core::domain::RateLimit;
 use herald_core::ports::Throttle;
 use herald_core::throttle::{gcra, now_us};
 use herald_core::StoreError;
+use std::collections::HashMap;
 use std::time::Duration;
-
-/// Attempts at the conditional write before the request is refused as contended.
-const ATTEMPTS: u32 = 5;
 
 #[async_trait]
 impl Throttle for Aws {
@@ -27,45 +25,16 @@ impl Throttle for Aws {
         key: &str,
         limit: &RateLimit,
     ) -> Result<Result<(), Duration>, StoreError> {
-        let pk = format!("{RATE_PREFIX}{key}");
+        let item_key = HashMap::from([("pk".to_string(), s(format!("{RATE_PREFIX}{key}")))]);
+        let table = &self.settings.events_table;
         for _ in 0..ATTEMPTS {
-            let found = self
-                .dynamodb
-                .get_item()
-                .table_name(&self.settings.events_table)
-                .key("pk", s(&pk))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(store_error)?;
-            let old = found.item.as_ref().map(|item| get_n(item, "tat"));
+            let old = self.read_tat(table, &item_key).await?;
             let tat = match gcra(old, now_us(), limit) {
                 Ok(tat) => tat,
                 Err(wait) => return Ok(Err(wait)),
             };
-            let mut put = self
-                .dynamodb
-                .put_item()
-                .table_name(&self.settings.events_table)
-                .item("pk", s(&pk))
-                .item("tat", n(tat));
-            put = match old {
-                Some(old) => put
-                    .condition_expression("tat = :old")
-                    .expression_attribute_values(":old", n(old)),
-                None => put.condition_expression("attribute_not_exists(pk)"),
-            };
-            match put.send().await {
-                Ok(_) => return Ok(Ok(())),
-                Err(e)
-                    if matches!(
-                        e.as_service_error(),
-                        Some(PutItemError::ConditionalCheckFailedException(_))
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(store_error(e)),
+            if self.write_tat(table, &item_key, (old, tat), None).await? {
+                return Ok(Ok(()));
             }
         }
         // Contended this hard, the limit is surely used up: ask for a short wait.
