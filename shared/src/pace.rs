@@ -120,7 +120,6 @@ impl Pacer {
         let me = {
             let mut state = lock(&schedule);
             state.pace = pace;
-            state.shared = self.budget.is_some();
             state.join(request, wake.clone())
         };
         loop {
@@ -197,7 +196,12 @@ impl Pacer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(key.clone())
-            .or_default()
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(State {
+                    shared: self.budget.is_some(),
+                    ..State::default()
+                }))
+            })
             .clone()
     }
 }
@@ -267,7 +271,7 @@ struct State {
     chats: HashMap<String, Instant>,
     /// Turns given to transactional in a row while bulk waited.
     transactional_streak: u32,
-    /// Whether turns spend slots of a shared budget.
+    /// Whether turns spend slots of a shared budget (the pacer has one), set once.
     shared: bool,
     /// Slots of the shared budget claimed and not yet used, in order.
     slots: VecDeque<Instant>,
@@ -1066,5 +1070,62 @@ mod tests {
         };
         assert!(Arc::ptr_eq(&head, &p_wake), "the head to wake is p");
         assert!(matches!(state.decide(p, later), Decision::Taken(_)));
+    }
+
+    /// A budget that cannot be reached for its first `failures` claims.
+    struct Unreachable {
+        failures: Mutex<u32>,
+        then: crate::budget::LocalBudget,
+    }
+
+    #[async_trait::async_trait]
+    impl SendBudget for Unreachable {
+        async fn claim(
+            &self,
+            key: &str,
+            per_second: u32,
+            lane: Lane,
+            want: u32,
+        ) -> Result<Result<Vec<Duration>, Duration>, crate::StoreError> {
+            {
+                let mut left = self.failures.lock().unwrap();
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(crate::StoreError::new("DynamoDB is down"));
+                }
+            }
+            self.then.claim(key, per_second, lane, want).await
+        }
+
+        async fn pause(&self, key: &str, wait: Duration) -> Result<(), crate::StoreError> {
+            self.then.pause(key, wait).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_sent_without_a_slot_while_the_budget_cannot_be_reached() {
+        let budget = Arc::new(Unreachable {
+            failures: Mutex::new(2),
+            then: crate::budget::LocalBudget::default(),
+        });
+        let pacer = Arc::new(Pacer::with_budget(budget));
+        let grants = Grants::default();
+        let started = Instant::now();
+        let order = send(
+            &pacer,
+            &grants,
+            pace(10, Duration::ZERO),
+            Lane::Transactional,
+            "t",
+            "t",
+        );
+        assert!(order.await.unwrap());
+        let at = grants.lock().unwrap()[0].1;
+        // Two failed claims, a second apart each: the send waited for the third.
+        assert!(
+            at >= started + 2 * UNREACHABLE_BUDGET_WAIT,
+            "sent {:?} in",
+            at - started
+        );
     }
 }

@@ -210,6 +210,10 @@ mod tests {
         running.record.created_at = now_ms() - 4_000;
         let s = RequestStatus::from(running);
         assert!(s.eta.is_some(), "{s:?}");
+        // While everyone is still being read the pending users are not all known yet.
+        let mut reading = progress(everyone(), 500, 1, 200);
+        reading.record.created_at = now_ms() - 4_000;
+        assert_eq!(RequestStatus::from(reading).eta, None);
         for final_or_new in [
             progress(explicit(), 10, 0, 10),
             progress(explicit(), 10, 0, 0),
