@@ -59,29 +59,11 @@ async fn main() {
         ..TelegramScript::default()
     })
     .await;
-    let delivery = DeliveryConfig {
-        telegram_rate: LIMIT as u32,
-        ..DeliveryConfig::default()
-    }
-    .with_api("telegram", telegram.url.clone());
-    let stack = Stack::with_lanes(delivery, 2).await;
-    let template = "Hello {{ user.platform_id }}".to_string();
-    stack
-        .event_with("bench", herald_core::domain::Action::Message { template })
-        .await;
-    stack.telegram_bot("bench").await;
     let broadcast: Vec<String> = (0..users).map(|i| (1_000_000 + i).to_string()).collect();
     let orders = (0..users / 10 + 100).map(|n| (7_000_000 + n).to_string());
-    stack
-        .users(
-            "bench",
-            broadcast
-                .iter()
-                .cloned()
-                .chain(orders)
-                .map(|id| ("tg".to_string(), id.clone(), format!("u{id}"))),
-        )
-        .await;
+    let everybody: Vec<String> = broadcast.iter().cloned().chain(orders).collect();
+    // Stack::on_lanes paces at 30/s: the fake's LIMIT.
+    let stack = Stack::on_lanes(&telegram, "bench", &everybody).await;
     let (code, accepted) = stack
         .api_body(json!({"platform": "tg", "users": broadcast, "lane": "bulk"}))
         .await;

@@ -456,27 +456,13 @@ async fn a_transactional_job_has_its_own_queue_and_overtakes_a_queued_broadcast(
         ..TelegramScript::default()
     })
     .await;
-    let delivery = DeliveryConfig {
-        telegram_rate: 30,
-        ..DeliveryConfig::default()
-    }
-    .with_api("telegram", telegram.url.clone());
-    let stack = Stack::with_lanes(delivery, 2).await;
-    let template = "Hello {{ user.platform_id }}".to_string();
-    stack
-        .event_with("shop", herald_core::domain::Action::Message { template })
-        .await;
-    stack.telegram_bot("shop").await;
     let broadcast: Vec<String> = (0..300).map(|i| (9000 + i).to_string()).collect();
-    stack
-        .users(
-            "shop",
-            broadcast
-                .iter()
-                .chain(std::iter::once(&"777".to_string()))
-                .map(|id| ("tg".to_string(), id.clone(), format!("u{id}"))),
-        )
-        .await;
+    let everybody: Vec<String> = broadcast
+        .iter()
+        .cloned()
+        .chain(["777".to_string()])
+        .collect();
+    let stack = Stack::on_lanes(&telegram, "shop", &everybody).await;
     // 300 explicit users: bulk, 30 messages on the job queue.
     let (status, bulk) = stack
         .api_body(json!({"platform": "tg", "users": broadcast}))
@@ -590,28 +576,10 @@ async fn a_429_met_by_one_instance_pauses_the_bot_on_every_instance() {
         ..TelegramScript::default()
     })
     .await;
-    let delivery = DeliveryConfig {
-        telegram_rate: 30,
-        ..DeliveryConfig::default()
-    }
-    .with_api("telegram", telegram.url.clone());
-    let stack = Stack::with_lanes(delivery, 2).await;
-    let template = "Hello {{ user.platform_id }}".to_string();
-    stack
-        .event_with("shop", herald_core::domain::Action::Message { template })
-        .await;
-    stack.telegram_bot("shop").await;
     let broadcast: Vec<String> = (9000..9040).map(|i| i.to_string()).collect();
     let orders: Vec<String> = (7000..7030).map(|i| i.to_string()).collect();
-    stack
-        .users(
-            "shop",
-            broadcast
-                .iter()
-                .chain(&orders)
-                .map(|id| ("tg".to_string(), id.clone(), format!("u{id}"))),
-        )
-        .await;
+    let everybody: Vec<String> = broadcast.iter().chain(&orders).cloned().collect();
+    let stack = Stack::on_lanes(&telegram, "shop", &everybody).await;
     let (status, _) = stack
         .api_body(json!({"platform": "tg", "users": broadcast, "lane": "bulk"}))
         .await;

@@ -147,6 +147,31 @@ impl Stack {
         Stack::delivering(delivery, instances, true).await
     }
 
+    /// As template.yaml deploys it, against `telegram` at 30 messages/s per bot: two
+    /// instances, one per queue, on one send budget; a bot `bot` connected to the fake with
+    /// the users `ids` on `tg` and a message event saying hello to each.
+    pub async fn on_lanes(telegram: &FakeTelegram, bot: &str, ids: &[String]) -> Stack {
+        let delivery = DeliveryConfig {
+            telegram_rate: 30,
+            ..DeliveryConfig::default()
+        }
+        .with_api("telegram", telegram.url.clone());
+        let stack = Stack::with_lanes(delivery, 2).await;
+        let template = "Hello {{ user.platform_id }}".to_string();
+        stack
+            .event_with(bot, herald_core::domain::Action::Message { template })
+            .await;
+        stack.telegram_bot(bot).await;
+        stack
+            .users(
+                bot,
+                ids.iter()
+                    .map(|id| ("tg".to_string(), id.clone(), format!("u{id}"))),
+            )
+            .await;
+        stack
+    }
+
     async fn delivering(delivery: DeliveryConfig, instances: usize, lanes: bool) -> Stack {
         let mut config = Config {
             base_backoff: Duration::ZERO,
