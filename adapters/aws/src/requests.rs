@@ -215,9 +215,11 @@ impl Aws {
                     if codes.iter().any(|c| c == "ConditionalCheckFailed") {
                         return Ok(false);
                     }
-                    if codes.iter().any(|c| c == "TransactionConflict")
-                        && started.elapsed() < CONFLICT_PATIENCE
-                    {
+                    // Any other failure is tried again too, for as long: the write is
+                    // idempotent (a batch that did commit, its answer lost to a timeout,
+                    // comes back ConditionalCheckFailed and is settled one by one), and
+                    // failing the job would send its users again.
+                    if started.elapsed() < CONFLICT_PATIENCE {
                         tokio::time::sleep(conflict_wait(attempt)).await;
                         continue;
                     }
