@@ -19,10 +19,11 @@ use herald_core::StoreError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-/// How long an outcome batch that keeps losing transaction conflicts on its request item
-/// is tried again. Its sends have happened: failing the job would send them again, so it
-/// is given far longer than a conflict lasts (many jobs of one request finishing batches
-/// together on a loaded database), and well inside the worker's timeout.
+/// How long a transaction on a request's items (an outcome batch, an expansion's cursor)
+/// that keeps losing conflicts on its request item is tried again. An outcome batch's
+/// sends have happened: failing the job would send them again, so it is given far longer
+/// than a conflict lasts (many jobs of one request finishing batches together on a loaded
+/// database), and well inside the worker's timeout.
 const CONFLICT_PATIENCE: Duration = Duration::from_secs(20);
 /// The longest wait between two tries after a conflict.
 const CONFLICT_WAIT_AT_MOST: Duration = Duration::from_millis(400);
@@ -186,20 +187,24 @@ impl Aws {
                 .update(self.counters_update(request_id, &counts)?)
                 .build(),
         );
-        let reasons =
-            |e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>| -> Vec<String> {
-                match e.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                        .cancellation_reasons()
-                        .iter()
-                        .filter_map(|r| r.code().map(String::from))
-                        .collect(),
-                    _ => Vec::new(),
-                }
-            };
         // Jobs of one request record their batches on its one item at the same time: a
         // transaction that lost to another (TransactionConflict) is tried again, since
         // failing the job would send its users again.
+        self.transact_patiently(request_id, items, "an outcome batch")
+            .await
+    }
+
+    /// Run a transaction on a request's items until it commits (true) or a condition of it
+    /// fails (false), trying again for [`CONFLICT_PATIENCE`] on any other failure: every
+    /// job of a request writes its one counters item, so transactions on it lose to each
+    /// other (TransactionConflict), and the callers' writes are idempotent (one that did
+    /// commit, its answer lost to a timeout, comes back as a failed condition).
+    async fn transact_patiently(
+        &self,
+        request_id: &str,
+        items: Vec<TransactWriteItem>,
+        what: &'static str,
+    ) -> Result<bool, StoreError> {
         let started = std::time::Instant::now();
         for attempt in 0u32.. {
             match self
@@ -211,14 +216,12 @@ impl Aws {
             {
                 Ok(_) => return Ok(true),
                 Err(e) => {
-                    let codes = reasons(&e);
-                    if codes.iter().any(|c| c == "ConditionalCheckFailed") {
+                    if cancellation_codes(&e)
+                        .iter()
+                        .any(|c| c == "ConditionalCheckFailed")
+                    {
                         return Ok(false);
                     }
-                    // Any other failure is tried again too, for as long: the write is
-                    // idempotent (a batch that did commit, its answer lost to a timeout,
-                    // comes back ConditionalCheckFailed and is settled one by one), and
-                    // failing the job would send its users again.
                     if started.elapsed() < CONFLICT_PATIENCE {
                         tokio::time::sleep(conflict_wait(attempt)).await;
                         continue;
@@ -226,7 +229,7 @@ impl Aws {
                     tracing::warn!(
                         request_id,
                         attempts = attempt + 1,
-                        "an outcome batch could not be recorded; its job will run again"
+                        "{what} could not be written; its job will run again"
                     );
                     return Err(store_error(e));
                 }
@@ -590,29 +593,37 @@ impl RequestLog for Aws {
             .expression_attribute_values(":minus", n(if done { -1 } else { 0 }))
             .build()
             .map_err(StoreError::new)?;
-        let result = self
-            .dynamodb
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(cursor).build())
-            .transact_items(TransactWriteItem::builder().update(counters).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(TransactWriteItemsError::TransactionCanceledException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        // Refused (false) only when the cursor is no longer at `from`; a conflict with the
+        // outcome batches writing the same counters is tried again, not taken for that (the
+        // shard's next page would wait for a cursor that never moves).
+        self.transact_patiently(
+            request_id,
+            vec![
+                TransactWriteItem::builder().update(cursor).build(),
+                TransactWriteItem::builder().update(counters).build(),
+            ],
+            "an expansion's cursor",
+        )
+        .await
     }
 }
 
-/// The wait before try `attempt + 2` of a batch that lost a conflict: doubling from 20 ms
+/// The reasons DynamoDB gave for cancelling a transaction, item by item ("None" for an
+/// item that was not the cause); empty for any other failure.
+fn cancellation_codes(
+    e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>,
+) -> Vec<String> {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .filter_map(|r| r.code().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The wait before try `attempt + 2` of a transaction that lost a conflict: doubling from 20 ms
 /// up to [`CONFLICT_WAIT_AT_MOST`], half of it random, so that the jobs that collided do
 /// not collide again.
 fn conflict_wait(attempt: u32) -> Duration {

@@ -243,6 +243,19 @@ async fn a_broadcast_through_two_worker_instances_stays_under_the_rate_limit() {
         "two instances together kept under the limit"
     );
     assert_eq!(log.delivered.len(), 1000);
+    for (chat, texts) in log.delivered.iter().filter(|(_, t)| t.len() > 1) {
+        let t0 = log.arrivals[0].2;
+        let at: Vec<_> = log
+            .arrivals
+            .iter()
+            .filter(|a| &a.0 == chat)
+            .map(|a| a.2 - t0)
+            .collect();
+        eprintln!(
+            "DUPLICATE chat {chat}: {texts:?} at {at:?} calls {:?}",
+            log.calls.get(chat)
+        );
+    }
     assert!(log
         .delivered
         .iter()
@@ -615,4 +628,81 @@ async fn a_429_met_by_one_instance_pauses_the_bot_on_every_instance() {
         during_pause.len() <= 3,
         "sent during the pause: {during_pause:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expansions_advance_while_outcome_batches_write_the_same_counters() {
+    // Every page of an `everyone` request moves its counters item, as every outcome batch
+    // does: on DynamoDB their transactions lose to each other (TransactionConflict; the
+    // relay makes every other one lose), and an advance that took such a loss for "the
+    // cursor moved" left its shard unfinished for good, an outcome batch failed its job.
+    use herald_core::ports::RequestLog;
+    let stack = Stack::new().await;
+    let relay =
+        herald_fakes::ConflictRelay::start(&endpoint("HERALD_TEST_DYNAMODB_ENDPOINT"), 2).await;
+    let conflicted = herald_aws::Aws::connect(herald_aws::AwsSettings {
+        dynamodb_endpoint: Some(relay.url.clone()),
+        ..stack.aws.settings.clone()
+    })
+    .await
+    .unwrap();
+    stack.fixture_event("demo").await;
+    stack.demo_users("demo").await;
+    let (status, body) = stack.api_fixture("apigw-v2-everyone.json").await;
+    assert_eq!(status, 202, "{body}");
+    let request_id: herald_core::ids::RequestId =
+        body["request_id"].as_str().unwrap().parse().unwrap();
+    let Some((record, _)) = stack.aws.record(&request_id).await.unwrap() else {
+        panic!("the request is recorded")
+    };
+    let herald_core::domain::Audience::Everyone { shards, .. } = record.audience else {
+        panic!("an everyone request")
+    };
+    const PAGES: usize = 6;
+    let pages = |shard: u32| {
+        let aws = conflicted.clone();
+        let request_id = request_id.clone();
+        async move {
+            let mut from: Option<String> = None;
+            for page in 0..PAGES {
+                let to = (page + 1 < PAGES).then(|| format!("page-{page}"));
+                let advanced = aws
+                    .advance_expansion(&request_id, shard, from.as_deref(), to.as_deref(), 2)
+                    .await
+                    .unwrap();
+                assert!(
+                    advanced,
+                    "shard {shard}, page {page}: its cursor was at `from`"
+                );
+                from = to;
+            }
+        }
+    };
+    let outcomes = |writer: usize| {
+        let aws = conflicted.clone();
+        let request_id = request_id.clone();
+        async move {
+            for user in 0..15 {
+                let key = format!("tg:w{writer}-{user}");
+                aws.record_outcomes(
+                    &request_id,
+                    &[(key, herald_core::domain::Outcome::NotFound)],
+                )
+                .await
+                .unwrap();
+            }
+        }
+    };
+    futures::future::join(
+        futures::future::join_all((0..shards).map(pages)),
+        futures::future::join_all((0..6).map(outcomes)),
+    )
+    .await;
+    let s = stack.status(request_id.as_str()).await;
+    assert_eq!(
+        (s["targeted"].as_u64(), s["not_found"].as_u64()),
+        (Some(u64::from(shards) * PAGES as u64 * 2), Some(90)),
+        "targeted is shown once every shard has finished: {s}"
+    );
+    assert!(relay.conflicts() >= 45, "{} conflicts", relay.conflicts());
 }

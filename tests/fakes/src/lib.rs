@@ -3,11 +3,14 @@
 //! and, on demand, one message per chat per interval, both with 429 and `retry_after`;
 //! answers 403 blocked / 400 chat not found for chosen chats, fails with 502 or answers
 //! slowly on demand, and records every accepted message in arrival order; the engine checks HMAC signatures and
-//! timestamps. [`fault_proxy`] takes an emulator away from the SDK clients on demand.
+//! timestamps. [`fault_proxy`] takes an emulator away from the SDK clients on demand;
+//! [`conflict_relay`] makes DynamoDB Local's transactions lose conflicts as DynamoDB's do.
 
+pub mod conflict_relay;
 pub mod deliverers;
 pub mod fault_proxy;
 pub mod lanes_report;
+pub use conflict_relay::ConflictRelay;
 pub use fault_proxy::{Fault, FaultProxy};
 
 use axum::body::Bytes;
