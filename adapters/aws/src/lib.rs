@@ -16,6 +16,7 @@
 //!   emulators);
 //! - one module per port: [`events`], [`users`], [`requests`], [`intake`], [`sqs`],
 //!   [`throttle`], [`budget`], [`admin`];
+//! - [`job_runs`]: one run of a job at a time, though SQS may deliver it twice at once;
 //! - [`emf`]: metrics as CloudWatch EMF lines.
 
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod budget;
 pub mod emf;
 pub mod events;
 pub mod intake;
+pub mod job_runs;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod requests;

@@ -3,7 +3,8 @@
 //! One partition per request (`pk` = request id) in the requests table; the sort key says
 //! what an item is: `request` (the record with `data` as a native map, the state, the
 //! counters and samples), `x#{shard}` (an expansion cursor), `u#{user key}` (a user's
-//! final outcome, the redelivery marker) or `j#{job id}` (a claim-checked job). Outcomes
+//! final outcome, the redelivery marker), `j#{job id}` (a claim-checked job) or
+//! `run#{job id}` (a run's lease: [`crate::job_runs`]). Outcomes
 //! and the counters they move are written in one transaction, so a redelivered job neither
 //! repeats nor double-counts a user; counters only ever move by atomic `ADD`.
 

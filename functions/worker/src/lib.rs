@@ -6,6 +6,8 @@
 //! those alone and, after `maxReceiveCount`, moves them to the dead-letter queue. Users a
 //! job could not reach yet are not a message failure: the processor re-enqueues them alone
 //! with a delay. Within one invocation each request's record is read once ([`records`]).
+//! A job runs while holding its lease ([`herald_aws::job_runs`]): a message SQS delivers
+//! twice at once runs once, its second copy put back for when the first run's lease ends.
 //!
 //! A message that can never succeed (a body that is not a job, or a job meeting a corrupt
 //! record) is sent to the dead-letter queue at once, with its reason, and is not a failure.
@@ -20,6 +22,7 @@ pub mod records;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use futures::FutureExt;
+use herald_aws::job_runs::RunClaim;
 use herald_aws::Aws;
 use herald_core::cutoff::Stop;
 use herald_core::processor;
@@ -66,6 +69,12 @@ pub fn delivery_config(settings: &Settings) -> DeliveryConfig {
 pub fn pacer(aws: &Aws) -> Arc<herald_core::pace::Pacer> {
     Arc::new(herald_core::pace::Pacer::with_budget(Arc::new(aws.clone())))
 }
+
+/// How long a run holds its job's lease ([`herald_aws::job_runs`]): longer than any
+/// invocation lasts (the function's 60 s timeout, `template.yaml`), so that a second copy
+/// of the job never runs beside it, and short enough that a copy of a job whose run died
+/// comes up within two minutes.
+pub const RUN_LEASE: Duration = Duration::from_secs(90);
 
 /// Time kept between the last delivery a worker may start and its invocation's deadline,
 /// besides that delivery's own timeout: for the outcome writes and the answer to SQS.
@@ -162,7 +171,25 @@ async fn run_job(
     stop: &Stop,
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let report = match processor::process_until(app, job, stop).await {
+    let run = match aws.start_run(job, RUN_LEASE).await {
+        Ok(RunClaim::Held(run)) => run,
+        Ok(RunClaim::Busy(left)) => {
+            // The same message, delivered twice at once: the other run has it. Back for
+            // when its lease ends, in case that run dies.
+            tracing::info!(
+                wait_ms = left.as_millis() as u64,
+                "job already running elsewhere; put back"
+            );
+            return put_back(app, job, left).await;
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let report = processor::process_until(app, job, stop).await;
+    // Given back before the job is put back, so that its next run finds it free.
+    if let Err(e) = aws.end_run(run).await {
+        tracing::warn!(error = %e, "a job's lease was not given back; it ends by itself");
+    }
+    let report = match report {
         Ok(report) => report,
         Err(e) if e.is_corrupt() => return bury_corrupt(aws, body, Some(job), &e).await,
         Err(e) => return Err(e.to_string()),
@@ -170,14 +197,23 @@ async fn run_job(
     if let Some(after) = report.run_again_after {
         // Not its turn yet (its request is still being accepted, its bot's slots are taken,
         // or the page before it has not recorded its cursor): put it back for later.
-        app.ports
-            .queue
-            .enqueue(vec![job.clone()], after)
-            .await
-            .map_err(|e| e.to_string())?;
+        put_back(app, job, after).await?;
     }
     report.log(job, started.elapsed());
     Ok(())
+}
+
+/// Enqueue `job` again, to run after `after`.
+async fn put_back(
+    app: &App,
+    job: &herald_core::domain::Job,
+    after: Duration,
+) -> Result<(), String> {
+    app.ports
+        .queue
+        .enqueue(vec![job.clone()], after)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A message that can never succeed (its body or a record it needs is corrupt) goes to the

@@ -321,6 +321,65 @@ async fn a_redelivered_message_does_not_send_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_delivered_twice_at_once_runs_once() {
+    // SQS (and its emulator) now and then hands one message to two receivers at the same
+    // moment: two instances then run the same job side by side, both find its users not
+    // yet final, and without the job's lease both message every one of them.
+    let telegram = FakeTelegram::start(TelegramScript::default()).await;
+    let delivery = DeliveryConfig::default().with_api("telegram", telegram.url.clone());
+    let stack = Stack::with_delivery(delivery, 2).await;
+    stack
+        .event_with(
+            "demo",
+            herald_core::domain::Action::Message {
+                template: "Hi {{ user.platform_id }}".into(),
+            },
+        )
+        .await;
+    stack.telegram_bot("demo").await;
+    let chats: Vec<String> = (0..8).map(|i| (4100 + i).to_string()).collect();
+    stack
+        .users(
+            "demo",
+            chats
+                .iter()
+                .enumerate()
+                .map(|(i, chat)| ("tg".to_string(), chat.clone(), format!("d{i}"))),
+        )
+        .await;
+    let (status, body) = stack
+        .api_body(json!({"platform": "tg", "users": chats}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let messages = stack.receive(&stack.aws.settings.queue_url).await;
+    assert_eq!(messages.len(), 1, "one job");
+    // Both runs settle the message as the event source does (done: deleted).
+    let (first, second) = tokio::join!(
+        stack.invoke_instance(&stack.instances[0], messages.clone()),
+        stack.invoke_instance(&stack.instances[1], messages),
+    );
+    assert!(first.is_empty() && second.is_empty(), "no message failed");
+    {
+        let log = telegram.log.lock().unwrap();
+        let calls: u32 = log.calls.values().sum();
+        assert_eq!(calls, 8, "each user messaged once: {:?}", log.calls);
+    }
+    // The copy that found the job running was put back for when that run's lease ends;
+    // it finds everyone final then, and messages nobody.
+    assert_eq!(
+        stack.queue_count(&stack.aws.settings.queue_url).await,
+        1,
+        "the copy, put back"
+    );
+    let s = stack.status(body["request_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (s["state"].as_str(), s["delivered"].as_u64()),
+        (Some("done"), Some(8)),
+        "{s}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_out_of_time_hands_its_users_on_through_the_queue() {
     // Paced at 4 messages a second, 8 users take 2 s; a job may start deliveries for
     // 300 ms. An invocation must not wait out the pace (on Lambda, past its timeout, after
