@@ -44,6 +44,7 @@ const ECHO: ChannelSpec = ChannelSpec {
             needs: None,
         },
     ],
+    pace: None,
 };
 
 struct Echo {

@@ -75,9 +75,36 @@ pub struct ChannelSpec {
     /// The user platforms it reaches; empty: every platform (a bot engine's webhook).
     pub platforms: &'static [&'static str],
     pub fields: &'static [FieldSpec],
+    /// How fast the channel sends for one bot, if it is paced (a messenger's rate limit);
+    /// None: it is not (a bot engine's webhook).
+    pub pace: Option<PaceRule>,
+}
+
+/// Where a paced channel's rate for one bot comes from: the bot's own setting, else a
+/// raised rate while a switch of the bot is on, else the process's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaceRule {
+    /// The setting (a [`FieldKind::Number`]) that holds the bot's own rate.
+    pub rate_field: &'static str,
+    /// A switch and the rate it raises the default to (Telegram's paid broadcasts).
+    pub boost: Option<(&'static str, u32)>,
 }
 
 impl ChannelSpec {
+    /// Sends per second for a bot with these connections: its rate setting, else the
+    /// boosted rate with the switch on, else `default`. None when the channel is not paced.
+    pub fn rate_of(&self, connections: &Connections, default: u32) -> Option<u32> {
+        let rule = self.pace?;
+        let own = connections
+            .get(self.name, rule.rate_field)
+            .and_then(|rate| rate.parse::<u32>().ok());
+        let boosted = rule
+            .boost
+            .filter(|(switch, _)| connections.get(self.name, switch) == Some("true"))
+            .map(|(_, rate)| rate);
+        Some(own.or(boosted).unwrap_or(default).max(1))
+    }
+
     pub fn field(&self, name: &str) -> Option<&'static FieldSpec> {
         self.fields.iter().find(|f| f.name == name)
     }
@@ -541,6 +568,7 @@ mod tests {
                 needs: None,
             },
         ],
+        pace: None,
     };
     const CHANNELS: Channels = &[&ENGINE];
 
@@ -654,7 +682,30 @@ mod tests {
                 needs: None,
             },
         ],
+        pace: Some(PaceRule {
+            rate_field: "rate",
+            boost: Some(("paid", 1000)),
+        }),
     };
+
+    #[test]
+    fn a_bots_rate_is_its_setting_else_the_boost_else_the_default() {
+        let bot = |fields: &[(&str, &str)]| {
+            fields
+                .iter()
+                .fold(Connections::default(), |c, (f, v)| c.with("paced", f, v))
+        };
+        assert_eq!(PACED.rate_of(&bot(&[]), 30), Some(30));
+        assert_eq!(PACED.rate_of(&bot(&[("paid", "true")]), 30), Some(1000));
+        assert_eq!(PACED.rate_of(&bot(&[("paid", "false")]), 30), Some(30));
+        let own = bot(&[("paid", "true"), ("rate", "250")]);
+        assert_eq!(PACED.rate_of(&own, 30), Some(250), "its own rate first");
+        assert_eq!(
+            ENGINE.rate_of(&bot(&[("rate", "5")]), 30),
+            None,
+            "not paced"
+        );
+    }
 
     #[test]
     fn settings_are_optional_typed_and_checked_against_their_kind() {

@@ -64,6 +64,10 @@ pub struct Config {
     pub public_base_url: Option<String>,
     /// SHA-256 of the admin token; the admin API answers 401 to everyone when absent.
     pub admin_token_hash: Option<[u8; 32]>,
+    /// Sends per second of a paced channel for a bot that sets no rate of its own
+    /// (`HERALD_TELEGRAM_RATE`): what the status document's ETA counts with before a
+    /// request has a pace of its own.
+    pub default_rate: u32,
 }
 
 impl Config {
@@ -100,6 +104,7 @@ impl Default for Config {
             max_backlog_jobs: Config::DEFAULT_MAX_BACKLOG_JOBS,
             public_base_url: None,
             admin_token_hash: None,
+            default_rate: 30,
         }
         .with_settings(&Settings::defaults(Runtime::Serve))
     }
@@ -115,6 +120,7 @@ impl Config {
         self.max_attempts = settings.max_attempts;
         self.base_backoff = settings.retry_base;
         self.job_time_budget = settings.job_time_budget;
+        self.default_rate = settings.telegram_rate;
         self
     }
 }

@@ -1072,6 +1072,43 @@ mod tests {
         assert!(matches!(state.decide(p, later), Decision::Taken(_)));
     }
 
+    #[test]
+    fn claimed_slots_not_used_within_an_interval_are_dropped_not_sent_late() {
+        // Five bulk slots claimed, 35 ms apart at 30/s; nobody wants a turn until 200 ms
+        // later (the job that claimed them ended). Sent then, they would go out together,
+        // on top of the slots other processes claimed after them: they are dropped, and the
+        // next send claims afresh.
+        let mut state = State {
+            pace: pace(30, Duration::ZERO),
+            shared: true,
+            ..State::default()
+        };
+        let start = Instant::now();
+        let interval = state.interval();
+        let waits: Vec<Duration> = (0..5).map(|i| interval * i).collect();
+        state.claimed(Lane::Bulk, Some(Ok(waits)), start);
+        assert_eq!(state.slots.len(), 5);
+        let wake = Arc::new(Notify::new());
+        let late = state.join(
+            TurnRequest {
+                lane: Lane::Bulk,
+                chat: "c",
+            },
+            wake,
+        );
+        // The last slot was due at 140 ms; at 200 ms every one is over an interval old.
+        let now = start + Duration::from_millis(200);
+        assert!(
+            matches!(state.decide(late, now), Decision::Claim(Lane::Bulk, _)),
+            "stale slots are not used: a fresh claim"
+        );
+        assert!(state.slots.is_empty());
+        // A slot within an interval of its time is still used.
+        state.claimed(Lane::Bulk, Some(Ok(vec![Duration::ZERO])), now);
+        let in_time = now + interval / 2;
+        assert!(matches!(state.decide(late, in_time), Decision::Taken(_)));
+    }
+
     /// A budget that cannot be reached for its first `failures` claims.
     struct Unreachable {
         failures: Mutex<u32>,

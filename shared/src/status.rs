@@ -4,10 +4,12 @@
 //! Adapters store raw progress ([`RequestProgress`]); this module derives the state and
 //! `pending` from it in one place, so every runtime answers the same document.
 
-use crate::domain::{now_ms, Audience, RequestState};
+use crate::channels::{Channels, Serves};
+use crate::domain::{now_ms, Action, Audience, Bot, PlatformFilter, RequestRecord, RequestState};
+use crate::error::StoreError;
 use crate::ids::{EventId, RequestId};
 use crate::lane::Lane;
-use crate::ports::{ErrorSample, RequestProgress};
+use crate::ports::{App, ErrorSample, RequestProgress};
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -32,10 +34,13 @@ pub struct RequestStatus {
     pub failed_by_reason: std::collections::BTreeMap<String, u64>,
     /// Users known and not yet final.
     pub pending: u64,
-    /// When a running request is expected to be done (RFC 3339): its pending users at the
-    /// pace its outcomes have come at since it started, which is the bot's rate less what
-    /// the bot's other work (the lane ahead of it, other requests) takes. Null until its
-    /// first outcome and its whole audience are known, and once it is final.
+    /// When the request is expected to be done (RFC 3339). Running: its pending users at
+    /// the pace its outcomes have come at since it started, which is the bot's rate less
+    /// what the bot's other work (the lane ahead of it, other requests) takes. Scheduled or
+    /// not started yet: from its start (`send_at`, or now) its users at the bot's rate on
+    /// the channel that sends them. Null while its audience is not all known (`everyone`
+    /// before it has been read), for a channel that is not paced (screens) before the
+    /// first outcome, and once it is final.
     pub eta: Option<String>,
     pub created_at: String,
     /// When a scheduled request is (or was) to be sent; null for one sent at once.
@@ -47,8 +52,11 @@ pub struct RequestStatus {
     pub deliveries: Vec<serde_json::Value>,
 }
 
-impl From<RequestProgress> for RequestStatus {
-    fn from(p: RequestProgress) -> Self {
+impl RequestStatus {
+    /// The document of `p`, with `rate` (the bot's sends per second for it: [`send_rate`])
+    /// for the ETA of a request that has no pace of its own yet.
+    pub fn with_rate(p: RequestProgress, rate: Option<u32>) -> RequestStatus {
+        let now = now_ms();
         let finished = p.delivered + p.not_found + p.failed + p.cancelled;
         let pending = p.targeted.saturating_sub(finished);
         let enumerated = p.expansions_pending == 0;
@@ -56,7 +64,7 @@ impl From<RequestProgress> for RequestStatus {
             RequestState::Aborted => "aborted",
             RequestState::Cancelled => "cancelled",
             RequestState::Accepting => "accepted",
-            RequestState::Accepted if finished == 0 && !p.record.due_in(now_ms()).is_zero() => {
+            RequestState::Accepted if finished == 0 && !p.record.due_in(now).is_zero() => {
                 "scheduled"
             }
             RequestState::Accepted if enumerated && pending == 0 => "done",
@@ -80,16 +88,26 @@ impl From<RequestProgress> for RequestStatus {
             cancelled: p.cancelled,
             failed_by_reason: p.failed_by_reason,
             pending,
-            eta: (state == "running" && enumerated)
-                .then(|| estimate(started, now_ms(), finished, pending))
-                .flatten()
-                .map(rfc3339),
+            eta: match state {
+                _ if !enumerated => None,
+                "running" => estimate(started, now, finished, pending),
+                "scheduled" | "accepted" => rate.map(|r| at_rate(started.max(now), pending, r)),
+                _ => None,
+            }
+            .map(rfc3339),
             created_at: rfc3339(p.record.created_at),
             send_at: p.record.send_at.map(rfc3339),
             updated_at: p.updated_at.map(rfc3339),
             errors: p.error_samples,
             deliveries: p.delivery_samples,
         }
+    }
+}
+
+impl From<RequestProgress> for RequestStatus {
+    /// The document without the bot's rate: no ETA before a pace is seen.
+    fn from(p: RequestProgress) -> Self {
+        RequestStatus::with_rate(p, None)
     }
 }
 
@@ -102,6 +120,55 @@ pub fn estimate(started: i64, now: i64, finished: u64, pending: u64) -> Option<i
     let elapsed = (now - started).max(1) as f64;
     let per_user = elapsed / finished as f64;
     Some(now.saturating_add((per_user * pending as f64).ceil() as i64))
+}
+
+/// When `pending` users starting at `start` (milliseconds since the Unix epoch) are done
+/// at `per_second` sends in the pacer's window (a second and [`crate::pace::JITTER_MARGIN`]).
+pub fn at_rate(start: i64, pending: u64, per_second: u32) -> i64 {
+    let window_ms = 1_000 + crate::pace::JITTER_MARGIN.as_millis() as u64;
+    let ms = (pending.saturating_mul(window_ms)).div_ceil(u64::from(per_second.max(1)));
+    start.saturating_add(ms.min(i64::MAX as u64) as i64)
+}
+
+/// The bot's sends per second for `record`'s deliveries: for a message, the slowest paced
+/// channel among those that would carry it (each registered channel serving messages
+/// that reaches the request's platform and that the bot has connected), at `default`
+/// where the bot sets no rate; None for a screen, or when no such channel is paced.
+pub fn send_rate(
+    record: &RequestRecord,
+    bot: &Bot,
+    channels: Channels,
+    default: u32,
+) -> Option<u32> {
+    if !matches!(record.action, Action::Message { .. }) {
+        return None;
+    }
+    let platform = match &record.audience {
+        Audience::Platform { platform, .. } => Some(platform.as_str()),
+        Audience::Everyone {
+            platform: PlatformFilter::Only(platform),
+            ..
+        } => Some(platform.as_str()),
+        Audience::Bm { .. } | Audience::Everyone { .. } => None,
+    };
+    channels
+        .iter()
+        .filter(|c| c.serves == Serves::Messages && c.is_complete(&bot.connections))
+        .filter(|c| platform.is_none_or(|p| c.reaches(p)))
+        .filter_map(|c| c.rate_of(&bot.connections, default))
+        .min()
+}
+
+/// The status document of `p` as `app` answers it: with the bot's rate read when the ETA
+/// needs it (a request not started, or scheduled), never otherwise.
+pub async fn document(app: &App, p: RequestProgress) -> Result<RequestStatus, StoreError> {
+    let status = RequestStatus::from(p.clone());
+    if !matches!(status.state, "scheduled" | "accepted") || status.targeted.is_none() {
+        return Ok(status);
+    }
+    let bot = app.ports.events.bot(&p.record.bot_id).await?;
+    let rate = send_rate(&p.record, &bot, app.channels, app.config.default_rate);
+    Ok(RequestStatus::with_rate(p, rate))
 }
 
 /// Milliseconds since the epoch as an RFC 3339 UTC timestamp.
@@ -220,6 +287,107 @@ mod tests {
         ] {
             assert_eq!(RequestStatus::from(final_or_new).eta, None);
         }
+    }
+
+    #[test]
+    fn before_its_first_outcome_the_eta_is_its_users_at_the_bots_rate_from_its_start() {
+        // 10 users at 30 a second in windows of 1.05 s: 350 ms.
+        assert_eq!(at_rate(1_000, 10, 30), 1_350);
+        assert_eq!(at_rate(1_000, 0, 30), 1_000);
+        let not_started = progress(explicit(), 10, 0, 0);
+        let s = RequestStatus::with_rate(not_started.clone(), Some(30));
+        let eta = s.eta.expect("an ETA from the rate");
+        let before = rfc3339(now_ms() + 350 - 5_000);
+        let after = rfc3339(now_ms() + 350);
+        assert!(before <= eta && eta <= after, "{eta}");
+        assert_eq!(
+            RequestStatus::with_rate(not_started, None).eta,
+            None,
+            "no rate"
+        );
+        // Scheduled: from its send_at, not from now.
+        let at = now_ms() + 3_600_000;
+        let mut waiting = progress(explicit(), 10, 0, 0);
+        waiting.record.send_at = Some(at);
+        let s = RequestStatus::with_rate(waiting, Some(30));
+        assert_eq!((s.state, s.eta), ("scheduled", Some(rfc3339(at + 350))));
+        // `everyone` not read yet: how many it will reach is not known.
+        let mut broadcast = progress(everyone(), 0, 4, 0);
+        broadcast.record.send_at = Some(at);
+        assert_eq!(RequestStatus::with_rate(broadcast, Some(30)).eta, None);
+        // Final: none, rate or not.
+        let done = progress(explicit(), 10, 0, 10);
+        assert_eq!(RequestStatus::with_rate(done, Some(30)).eta, None);
+    }
+
+    #[test]
+    fn the_send_rate_is_the_slowest_paced_channel_the_bot_has_for_the_platform() {
+        use crate::channels::{ChannelSpec, FieldKind, FieldSpec, PaceRule};
+        const TOKEN: &[FieldSpec] = &[FieldSpec {
+            name: "token",
+            kind: FieldKind::Secret,
+            about: "",
+            needs: None,
+        }];
+        const FAST: ChannelSpec = ChannelSpec {
+            name: "fast",
+            title: "",
+            serves: Serves::Messages,
+            platforms: &["f"],
+            fields: TOKEN,
+            pace: Some(PaceRule {
+                rate_field: "rate",
+                boost: None,
+            }),
+        };
+        const SLOW: ChannelSpec = ChannelSpec {
+            name: "slow",
+            platforms: &["s"],
+            ..FAST
+        };
+        const ENGINE: ChannelSpec = ChannelSpec {
+            name: "engine",
+            serves: Serves::Screens,
+            platforms: &[],
+            pace: None,
+            ..FAST
+        };
+        let channels: Channels = &[&FAST, &SLOW, &ENGINE];
+        let bot = Bot {
+            id: "b".parse().unwrap(),
+            connections: crate::channels::Connections::default()
+                .with("fast", "token", "t")
+                .with("fast", "rate", "100")
+                .with("slow", "token", "t")
+                .with("engine", "token", "t"),
+        };
+        let mut record = progress(explicit(), 1, 0, 0).record;
+        record.action = Action::Message {
+            template: "hi".into(),
+        };
+        record.audience = Audience::Platform {
+            platform: "f".into(),
+            count: 1,
+        };
+        assert_eq!(send_rate(&record, &bot, channels, 30), Some(100));
+        record.audience = Audience::Everyone {
+            platform: PlatformFilter::Any,
+            shards: 1,
+        };
+        assert_eq!(
+            send_rate(&record, &bot, channels, 30),
+            Some(30),
+            "the slowest"
+        );
+        let unconnected = Bot {
+            id: "b".parse().unwrap(),
+            connections: Default::default(),
+        };
+        assert_eq!(send_rate(&record, &unconnected, channels, 30), None);
+        record.action = Action::Screen {
+            screen_id: "s".into(),
+        };
+        assert_eq!(send_rate(&record, &bot, channels, 30), None, "screens");
     }
 
     #[test]

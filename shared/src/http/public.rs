@@ -312,5 +312,5 @@ async fn status(
         .progress(request_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(progress.into()))
+    Ok(Json(crate::status::document(app, progress).await?))
 }

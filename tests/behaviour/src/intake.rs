@@ -419,6 +419,94 @@ async fn refuses_a_bad_send_at<R: Runtime>(h: &Client<R>, event: &Event, now: i6
     }
 }
 
+/// A request that has not started gives an ETA from its start (`send_at`, or now) and its
+/// users at the bot's rate on the channel that sends them; a screen, with no pace of its
+/// own, gives none before its first outcome.
+pub async fn a_request_not_started_yet_has_an_eta_from_its_start_and_the_bots_rate<R: Runtime>() {
+    use herald_core::status::rfc3339;
+    let h = runtime::<R>().await;
+    h.runtime
+        .engine_users("news", &users_on("tg", [11, 12, 13, 14, 15]))
+        .await;
+    // The embedded store made the bot with its users; DynamoDB keeps bots apart.
+    let telegram = json!({"telegram": {"token": "1:T", "rate": 10}});
+    let (mut status, mut bot) = h
+        .admin(
+            "POST",
+            "/v1/admin/bots",
+            Some(json!({"id": "news", "connections": telegram})),
+        )
+        .await;
+    if status == 409 {
+        (status, bot) = h
+            .admin(
+                "PATCH",
+                "/v1/admin/bots/news",
+                Some(json!({"connections": telegram})),
+            )
+            .await;
+    }
+    assert!(status == 200 || status == 201, "{bot}");
+    let message = h
+        .event(
+            "news",
+            json!({"name": "digest", "action": {"type": "message", "template": "Hi"}}),
+        )
+        .await;
+    let send_at_ms = (herald_core::domain::now_ms() / 1000 + 3_600) * 1000;
+    let send_at = rfc3339(send_at_ms);
+    let users = json!(["11", "12", "13", "14", "15"]);
+    let scheduled = h
+        .accept(
+            &message,
+            json!({"platform": "tg", "users": users, "send_at": send_at}),
+        )
+        .await;
+    let s = h.status(&scheduled).await;
+    // Five users at 10 a second in windows of 1.05 s: 525 ms after its send_at.
+    assert_eq!(
+        (&s["state"], &s["eta"]),
+        (&json!("scheduled"), &json!(rfc3339(send_at_ms + 525))),
+        "{s}"
+    );
+    let (_, shown) = h
+        .admin("GET", &format!("/v1/admin/requests/{scheduled}"), None)
+        .await;
+    assert_eq!(shown["eta"], s["eta"], "the admin API answers the same");
+    // The bot's paid broadcasts raise its rate, and the ETA with it, unless it sets its own.
+    let (status, _) = h
+        .admin(
+            "PATCH",
+            "/v1/admin/bots/news",
+            Some(json!({"connections": {"telegram": {"rate": "", "paid_broadcast": true}}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let s = h.status(&scheduled).await;
+    assert_eq!(
+        s["eta"],
+        json!(rfc3339(send_at_ms + 6)),
+        "5 users at 1,000 a second: {s}"
+    );
+    // `everyone`, not read until its send_at: how many it reaches is not known yet.
+    let broadcast = h
+        .accept(
+            &message,
+            json!({"platform": "tg", "users": "everyone", "send_at": send_at}),
+        )
+        .await;
+    assert_eq!(h.status(&broadcast).await["eta"], Value::Null);
+    // A screen is not paced: no ETA before its first outcome.
+    let screen = h.event("news", json!({"name": "screen"})).await;
+    let shown = h
+        .accept(
+            &screen,
+            json!({"platform": "tg", "users": users, "send_at": send_at}),
+        )
+        .await;
+    assert_eq!(h.status(&shown).await["eta"], Value::Null);
+}
+
 /// A request with `send_at` is accepted at once and sent then: until then it is
 /// `scheduled`, no job of it can be taken and no user is written; `everyone` is read at
 /// `send_at` (users added meanwhile get it); it can be cancelled until then; a dry run

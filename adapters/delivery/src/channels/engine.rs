@@ -55,6 +55,7 @@ pub const SPEC: ChannelSpec = ChannelSpec {
             needs: None,
         },
     ],
+    pace: None,
 };
 
 pub const TIMESTAMP_HEADER: &str = "x-herald-timestamp";

@@ -16,7 +16,7 @@
 use super::{Channel, Content};
 use crate::DeliveryConfig;
 use async_trait::async_trait;
-use herald_core::channels::{ChannelSpec, FieldKind, FieldSpec, Serves};
+use herald_core::channels::{ChannelSpec, FieldKind, FieldSpec, PaceRule, Serves};
 use herald_core::domain::{Bot, DeliveryResult, BLOCKED};
 use herald_core::pace::{Pace, PaceKey, Pacer, TurnRequest};
 use herald_core::ports::Delivery;
@@ -53,6 +53,10 @@ pub const SPEC: ChannelSpec = ChannelSpec {
             needs: None,
         },
     ],
+    pace: Some(PaceRule {
+        rate_field: "rate",
+        boost: Some(("paid_broadcast", PAID_RATE)),
+    }),
 };
 
 /// The most messages per second Telegram takes from one bot with paid broadcasts.
@@ -106,7 +110,7 @@ impl Channel for Telegram {
         };
         let paid = bot.connections.get(SPEC.name, "paid_broadcast") == Some("true");
         let pace = Pace {
-            per_second: self.rate_of(bot, paid),
+            per_second: self.rate_of(bot),
             chat_gap: CHAT_GAP,
         };
         let chat = &delivery.user.platform_id;
@@ -144,17 +148,11 @@ impl Telegram {
     }
 
     /// Messages per second for `bot`: its `rate` setting, else the paid or the default
-    /// rate (where several processes send for it, they share one budget: [`Pacer`]).
-    fn rate_of(&self, bot: &Bot, paid: bool) -> u32 {
-        let set = bot
-            .connections
-            .get(SPEC.name, "rate")
-            .and_then(|rate| rate.parse::<u32>().ok());
-        match (set, paid) {
-            (Some(rate), _) => rate.max(1),
-            (None, true) => PAID_RATE,
-            (None, false) => self.per_second,
-        }
+    /// rate ([`SPEC`]'s pace rule; where several processes send for it, they share one
+    /// budget: [`Pacer`]).
+    fn rate_of(&self, bot: &Bot) -> u32 {
+        SPEC.rate_of(&bot.connections, self.per_second)
+            .unwrap_or(self.per_second)
     }
 
     /// Send `text` to `chat_id` as the bot whose token is `token` (as a paid broadcast

@@ -57,7 +57,10 @@ async fn list_requests(
     let next = (found.len() == limit)
         .then(|| found.last().map(|p| p.record.id.clone()))
         .flatten();
-    let requests: Vec<RequestStatus> = found.into_iter().map(RequestStatus::from).collect();
+    let mut requests: Vec<RequestStatus> = Vec::with_capacity(found.len());
+    for progress in found {
+        requests.push(crate::status::document(&app, progress).await?);
+    }
     Ok(Json(serde_json::json!({ "requests": requests, "next_before": next })).into_response())
 }
 
@@ -71,7 +74,7 @@ async fn show_request(
         .progress(&request_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(RequestStatus::from(progress)).into_response())
+    Ok(Json(crate::status::document(&app, progress).await?).into_response())
 }
 
 async fn cancel_request(
