@@ -9,7 +9,7 @@ use crate::domain::{now_ms, Action, Audience, Bot, PlatformFilter, RequestRecord
 use crate::error::StoreError;
 use crate::ids::{EventId, RequestId};
 use crate::lane::Lane;
-use crate::ports::{App, ErrorSample, RequestProgress};
+use crate::ports::{App, ErrorSample, OpenRequest, RequestProgress};
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -38,7 +38,8 @@ pub struct RequestStatus {
     /// the pace its outcomes have come at since it started, which is the bot's rate less
     /// what the bot's other work (the lane ahead of it, other requests) takes. Scheduled or
     /// not started yet: from its start (`send_at`, or now) its users at the bot's rate on
-    /// the channel that sends them. Null while its audience is not all known (`everyone`
+    /// the channel that sends them, a bulk one after the work ahead of it in its lane
+    /// ([`document`]). Null while its audience is not all known (`everyone`
     /// before it has been read), for a channel that is not paced (screens) before the
     /// first outcome, and once it is final.
     pub eta: Option<String>,
@@ -53,9 +54,10 @@ pub struct RequestStatus {
 }
 
 impl RequestStatus {
-    /// The document of `p`, with `rate` (the bot's sends per second for it: [`send_rate`])
-    /// for the ETA of a request that has no pace of its own yet.
-    pub fn with_rate(p: RequestProgress, rate: Option<u32>) -> RequestStatus {
+    /// The document of `p`, with `load` (the bot's sends per second for it, [`send_rate`],
+    /// and the users ahead of it in its lane) for the ETA of a request that has no pace of
+    /// its own yet.
+    pub fn with_load(p: RequestProgress, load: Option<SendLoad>) -> RequestStatus {
         let now = now_ms();
         let finished = p.delivered + p.not_found + p.failed + p.cancelled;
         let pending = p.targeted.saturating_sub(finished);
@@ -91,7 +93,7 @@ impl RequestStatus {
             eta: match state {
                 _ if !enumerated => None,
                 "running" => estimate(started, now, finished, pending),
-                "scheduled" | "accepted" => rate.map(|r| at_rate(started.max(now), pending, r)),
+                "scheduled" | "accepted" => load.map(|load| load.done_at(now, started, pending)),
                 _ => None,
             }
             .map(rfc3339),
@@ -107,7 +109,7 @@ impl RequestStatus {
 impl From<RequestProgress> for RequestStatus {
     /// The document without the bot's rate: no ETA before a pace is seen.
     fn from(p: RequestProgress) -> Self {
-        RequestStatus::with_rate(p, None)
+        RequestStatus::with_load(p, None)
     }
 }
 
@@ -159,16 +161,69 @@ pub fn send_rate(
         .min()
 }
 
-/// The status document of `p` as `app` answers it: with the bot's rate read when the ETA
-/// needs it (a request not started, or scheduled), never otherwise.
+/// What a request not started yet is sent at: the bot's rate for it, and the users ahead
+/// of it in its lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLoad {
+    pub per_second: u32,
+    pub ahead: u64,
+}
+
+impl SendLoad {
+    /// When `pending` users starting no sooner than `start` are done at `now`: after the
+    /// users ahead, at the rate.
+    pub fn done_at(&self, now: i64, start: i64, pending: u64) -> i64 {
+        let lane_free = at_rate(now, self.ahead, self.per_second);
+        at_rate(start.max(lane_free), pending, self.per_second)
+    }
+}
+
+/// How many of a bot's open bulk requests ahead of one its ETA counts, oldest first.
+pub const AHEAD_COUNTED: usize = 50;
+
+/// The status document of `p` as `app` answers it: with the bot's rate and the work ahead
+/// read when the ETA needs them (a request not started, or scheduled), never otherwise.
 pub async fn document(app: &App, p: RequestProgress) -> Result<RequestStatus, StoreError> {
     let status = RequestStatus::from(p.clone());
     if !matches!(status.state, "scheduled" | "accepted") || status.targeted.is_none() {
         return Ok(status);
     }
     let bot = app.ports.events.bot(&p.record.bot_id).await?;
-    let rate = send_rate(&p.record, &bot, app.channels, app.config.default_rate);
-    Ok(RequestStatus::with_rate(p, rate))
+    let Some(per_second) = send_rate(&p.record, &bot, app.channels, app.config.default_rate) else {
+        return Ok(status);
+    };
+    let ahead = match p.record.lane {
+        Lane::Bulk => work_ahead(app, &p.record).await?,
+        // Transactional requests take the bot's next turns; those ahead of one are the
+        // few orders accepted just before it.
+        Lane::Transactional => 0,
+    };
+    Ok(RequestStatus::with_load(
+        p,
+        Some(SendLoad { per_second, ahead }),
+    ))
+}
+
+/// Users pending in the bot's open bulk requests accepted before `record` and due by its
+/// start ([`AHEAD_COUNTED`] of them at most); those found final are taken off the list.
+async fn work_ahead(app: &App, record: &RequestRecord) -> Result<u64, StoreError> {
+    let listed = app
+        .ports
+        .open
+        .open_before(&record.bot_id, &record.id, AHEAD_COUNTED)
+        .await?;
+    let (done, open): (Vec<OpenRequest>, Vec<OpenRequest>) =
+        listed.into_iter().partition(OpenRequest::is_final);
+    if !done.is_empty() {
+        let ids: Vec<RequestId> = done.into_iter().map(|o| o.request_id).collect();
+        app.ports.open.close(&record.bot_id, &ids).await?;
+    }
+    let starts = record.starts_at().max(now_ms());
+    Ok(open
+        .iter()
+        .filter(|o| o.send_at.is_none_or(|at| at <= starts))
+        .map(OpenRequest::pending)
+        .sum())
 }
 
 /// Milliseconds since the epoch as an RFC 3339 UTC timestamp.
@@ -289,19 +344,55 @@ mod tests {
         }
     }
 
+    fn at_30() -> SendLoad {
+        SendLoad {
+            per_second: 30,
+            ahead: 0,
+        }
+    }
+
+    #[test]
+    fn the_work_ahead_comes_first_unless_the_request_starts_after_it_is_done() {
+        let load = SendLoad {
+            per_second: 10,
+            ahead: 100,
+        };
+        // 100 users ahead at 10/s (10.5 s), then 20 more (2.1 s).
+        assert_eq!(load.done_at(0, 0, 20), 10_500 + 2_100);
+        // Scheduled for after the lane is free: from its send_at.
+        assert_eq!(load.done_at(0, 60_000, 20), 62_100);
+        let open = |state, targeted, finished, expansions_pending| OpenRequest {
+            request_id: "01m8yhng3wg4fg4twksych6mw5".parse().unwrap(),
+            state,
+            targeted,
+            finished,
+            expansions_pending,
+            send_at: None,
+        };
+        assert!(!open(Some(RequestState::Accepted), 10, 4, 0).is_final());
+        assert!(
+            !open(Some(RequestState::Accepted), 10, 10, 1).is_final(),
+            "still reading"
+        );
+        assert!(open(Some(RequestState::Accepted), 10, 10, 0).is_final());
+        assert!(open(Some(RequestState::Cancelled), 10, 4, 0).is_final());
+        assert!(open(None, 0, 0, 0).is_final(), "gone");
+        assert_eq!(open(Some(RequestState::Accepted), 10, 4, 0).pending(), 6);
+    }
+
     #[test]
     fn before_its_first_outcome_the_eta_is_its_users_at_the_bots_rate_from_its_start() {
         // 10 users at 30 a second in windows of 1.05 s: 350 ms.
         assert_eq!(at_rate(1_000, 10, 30), 1_350);
         assert_eq!(at_rate(1_000, 0, 30), 1_000);
         let not_started = progress(explicit(), 10, 0, 0);
-        let s = RequestStatus::with_rate(not_started.clone(), Some(30));
+        let s = RequestStatus::with_load(not_started.clone(), Some(at_30()));
         let eta = s.eta.expect("an ETA from the rate");
         let before = rfc3339(now_ms() + 350 - 5_000);
         let after = rfc3339(now_ms() + 350);
         assert!(before <= eta && eta <= after, "{eta}");
         assert_eq!(
-            RequestStatus::with_rate(not_started, None).eta,
+            RequestStatus::with_load(not_started, None).eta,
             None,
             "no rate"
         );
@@ -309,15 +400,15 @@ mod tests {
         let at = now_ms() + 3_600_000;
         let mut waiting = progress(explicit(), 10, 0, 0);
         waiting.record.send_at = Some(at);
-        let s = RequestStatus::with_rate(waiting, Some(30));
+        let s = RequestStatus::with_load(waiting, Some(at_30()));
         assert_eq!((s.state, s.eta), ("scheduled", Some(rfc3339(at + 350))));
         // `everyone` not read yet: how many it will reach is not known.
         let mut broadcast = progress(everyone(), 0, 4, 0);
         broadcast.record.send_at = Some(at);
-        assert_eq!(RequestStatus::with_rate(broadcast, Some(30)).eta, None);
+        assert_eq!(RequestStatus::with_load(broadcast, Some(at_30())).eta, None);
         // Final: none, rate or not.
         let done = progress(explicit(), 10, 0, 10);
-        assert_eq!(RequestStatus::with_rate(done, Some(30)).eta, None);
+        assert_eq!(RequestStatus::with_load(done, Some(at_30())).eta, None);
     }
 
     #[test]

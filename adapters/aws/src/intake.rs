@@ -13,13 +13,14 @@
 //! reads the winner's answer. An aborted accept deletes its key again.
 
 use crate::requests::{expires_at, REQUEST_SK};
-use crate::{get_n, get_s, n, s, store_error, Aws};
+use crate::{get_n, get_s, n, s, store_error, Aws, Item};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem, WriteRequest};
 use herald_core::domain::{now_ms, Audience, Job, RequestRecord, RequestState};
 use herald_core::ids::{BotId, EventId, RequestId};
+use herald_core::lane::Lane;
 use herald_core::ports::{Intake, JobQueue, Recorded, Remember, Remembered, IDEMPOTENCY_WINDOW_MS};
 use herald_core::StoreError;
 use std::time::Duration;
@@ -73,7 +74,7 @@ impl Aws {
                 }
             }
         }
-        self.write_cursors(&record.id, shards, expires_at(record.starts_at()))
+        self.write_companions(record, shards, expires_at(record.starts_at()))
             .await?;
         Ok(Recorded::New)
     }
@@ -137,19 +138,31 @@ impl Aws {
             .map_err(StoreError::new)
     }
 
-    /// One expansion cursor per shard of an `everyone`, in batches of 25, retrying
-    /// unprocessed items.
-    async fn write_cursors(
+    /// The items a new request has besides its own, in batches of 25, retrying
+    /// unprocessed items: one expansion cursor per shard of an `everyone`, and a bulk
+    /// request's place on its bot's list of open bulk requests ([`crate::open_requests`]).
+    async fn write_companions(
         &self,
-        request_id: &str,
+        record: &RequestRecord,
         shards: u32,
         expires: AttributeValue,
     ) -> Result<(), StoreError> {
-        let cursors: Vec<WriteRequest> = (0..shards)
+        let mut items: Vec<Item> = (0..shards)
             .map(|shard| {
-                let mut item = self.request_key(request_id, &format!("x#{shard}"));
+                let mut item = self.request_key(&record.id, &format!("x#{shard}"));
                 item.insert("done".into(), AttributeValue::Bool(false));
                 item.insert("expires_at".into(), expires.clone());
+                item
+            })
+            .collect();
+        if record.lane == Lane::Bulk {
+            let mut open = self.open_key(&record.bot_id, &record.id);
+            open.insert("expires_at".into(), expires.clone());
+            items.push(open);
+        }
+        let cursors: Vec<WriteRequest> = items
+            .into_iter()
+            .map(|item| {
                 PutRequest::builder()
                     .set_item(Some(item))
                     .build()
@@ -176,7 +189,7 @@ impl Aws {
                         tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                     }
                     Some(rest) if !rest.is_empty() => {
-                        return Err(StoreError::new("expansion cursors not written"))
+                        return Err(StoreError::new("a request's cursors not written"))
                     }
                     _ => break,
                 }

@@ -17,6 +17,7 @@
 //! - one module per port: [`events`], [`users`], [`requests`], [`intake`], [`sqs`],
 //!   [`throttle`], [`budget`], [`admin`];
 //! - [`job_runs`]: one run of a job at a time, though SQS may deliver it twice at once;
+//! - [`open_requests`]: each bot's open bulk requests, the work ahead an ETA counts;
 //! - [`emf`]: metrics as CloudWatch EMF lines.
 
 pub mod admin;
@@ -27,6 +28,7 @@ pub mod intake;
 pub mod job_runs;
 #[cfg(feature = "local")]
 pub mod local;
+pub mod open_requests;
 pub mod requests;
 pub mod settings;
 pub mod sqs;
@@ -136,14 +138,28 @@ impl Aws {
         keys: Vec<Item>,
         projection: &str,
     ) -> Result<Vec<Item>, StoreError> {
+        self.batch_get_named(table, keys, projection, &[]).await
+    }
+
+    /// [`Aws::batch_get`] with a projection that names attributes by placeholders
+    /// (`#state`: reserved words), `names` giving them.
+    pub(crate) async fn batch_get_named(
+        &self,
+        table: &str,
+        keys: Vec<Item>,
+        projection: &str,
+        names: &[(&str, &str)],
+    ) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(100) {
-            let mut request = KeysAndAttributes::builder()
+            let mut builder = KeysAndAttributes::builder()
                 .set_keys(Some(chunk.to_vec()))
                 .projection_expression(projection)
-                .consistent_read(true)
-                .build()
-                .map_err(StoreError::new)?;
+                .consistent_read(true);
+            for (placeholder, name) in names {
+                builder = builder.expression_attribute_names(*placeholder, *name);
+            }
+            let mut request = builder.build().map_err(StoreError::new)?;
             loop {
                 let out = self
                     .dynamodb

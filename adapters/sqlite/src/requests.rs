@@ -1,4 +1,4 @@
-//! Requests in SQLite: the [`Intake`] and [`RequestLog`] ports.
+//! Requests in SQLite: the [`Intake`], [`RequestLog`] and [`OpenRequests`] ports.
 //!
 //! Accepting a request is one transaction: the request row, its expansion rows and its
 //! first jobs commit together or not at all. Outcomes are one row per (request, user key);
@@ -11,9 +11,10 @@ use crate::{from_json, now_ms, to_json, typed, Sqlite};
 use async_trait::async_trait;
 use herald_core::domain::{Audience, Job, Outcome, RequestRecord, RequestState};
 use herald_core::ids::{BotId, EventId, RequestId};
+use herald_core::lane::Lane;
 use herald_core::ports::{
-    ErrorSample, Expansion, Intake, Recorded, Remember, Remembered, RequestLog, RequestProgress,
-    IDEMPOTENCY_WINDOW_MS,
+    ErrorSample, Expansion, Intake, OpenRequest, OpenRequests, Recorded, Remember, Remembered,
+    RequestLog, RequestProgress, IDEMPOTENCY_WINDOW_MS,
 };
 use herald_core::samples;
 use herald_core::StoreError;
@@ -158,6 +159,10 @@ pub(crate) fn record_accept(tx: &Transaction, accept: &Accept) -> rusqlite::Resu
     for shard in 0..shards {
         tx.prepare_cached("INSERT INTO expansions (request_id, shard) VALUES (?1, ?2)")?
             .execute(params![record.id.as_str(), shard])?;
+    }
+    if record.lane == Lane::Bulk {
+        tx.prepare_cached("INSERT INTO open_bulk (bot_id, request_id) VALUES (?1, ?2)")?
+            .execute(params![record.bot_id.as_str(), record.id.as_str()])?;
     }
     // A scheduled request's jobs become visible at its `send_at`.
     insert_jobs(tx, &accept.jobs, record.due_in(now_ms()))?;
@@ -460,6 +465,72 @@ impl Sqlite {
                 params![request_id, state.as_str()],
             )
             .map(|_| ())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl OpenRequests for Sqlite {
+    async fn open_before(
+        &self,
+        bot: &BotId,
+        before: &RequestId,
+        limit: usize,
+    ) -> Result<Vec<OpenRequest>, StoreError> {
+        let (bot, before) = (bot.to_string(), before.to_string());
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT o.request_id, r.state, r.targeted,
+                        r.delivered + r.not_found + r.failed + r.cancelled, r.expansions_pending,
+                        json_extract(r.record, '$.send_at')
+                   FROM open_bulk o LEFT JOIN requests r ON r.id = o.request_id
+                  WHERE o.bot_id = ?1 AND o.request_id < ?2
+                  ORDER BY o.request_id LIMIT ?3",
+            )?;
+            let rows = statement.query_map(params![bot, before, limit as i64], |r| {
+                let state: Option<String> = r.get(1)?;
+                Ok((
+                    typed(r, 0, RequestId::parse)?,
+                    state,
+                    r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            })?;
+            let mut open = Vec::new();
+            for row in rows {
+                let (id, state, targeted, finished, expansions, send_at) = row?;
+                open.push(OpenRequest {
+                    request_id: id,
+                    state: state.as_deref().map(RequestState::from_name),
+                    targeted: targeted.max(0) as u64,
+                    finished: finished.max(0) as u64,
+                    expansions_pending: expansions.max(0) as u32,
+                    send_at,
+                });
+            }
+            Ok(open)
+        })
+        .await
+    }
+
+    async fn close(&self, bot: &BotId, requests: &[RequestId]) -> Result<(), StoreError> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let bot = bot.to_string();
+        let ids =
+            serde_json::to_string(&requests.iter().map(RequestId::as_str).collect::<Vec<_>>())
+                .map_err(StoreError::new)?;
+        self.transaction(move |tx| {
+            tx.prepare_cached(
+                "DELETE FROM open_bulk WHERE bot_id = ?1
+                    AND request_id IN (SELECT value FROM json_each(?2))",
+            )?
+            .execute(params![bot, ids])?;
+            Ok(())
         })
         .await
     }

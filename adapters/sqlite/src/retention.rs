@@ -100,6 +100,10 @@ impl Sqlite {
                         "DELETE FROM expansions WHERE request_id IN (SELECT value FROM json_each(?1))",
                         [&ids],
                     )?;
+                    tx.execute(
+                        "DELETE FROM open_bulk WHERE request_id IN (SELECT value FROM json_each(?1))",
+                        [&ids],
+                    )?;
                     let requests = tx.execute(
                         "DELETE FROM requests WHERE id IN (SELECT value FROM json_each(?1))",
                         [&ids],

@@ -215,6 +215,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_by_priority ON jobs (state, priority, visible_at);
     ALTER TABLE events ADD COLUMN lane TEXT;
     "#,
+    // 9: each bot's bulk requests not yet seen final, in the order they were accepted: the
+    // work ahead of a bulk request, which its ETA counts. Requests accepted before this
+    // migration are not listed (their ETAs do not count each other).
+    r#"
+    CREATE TABLE open_bulk (
+        bot_id TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        PRIMARY KEY (bot_id, request_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Bring `conn`'s schema up to date.

@@ -289,18 +289,7 @@ async fn screens_from_the_worker_reach_the_engine_signed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_message_does_not_send_twice() {
-    let telegram = FakeTelegram::start(TelegramScript::default()).await;
-    let delivery = DeliveryConfig::default().with_api("telegram", telegram.url.clone());
-    let stack = Stack::with_delivery(delivery, 1).await;
-    stack
-        .event_with(
-            "demo",
-            herald_core::domain::Action::Message {
-                template: "Hi {{ user.platform_id }}".into(),
-            },
-        )
-        .await;
-    stack.telegram_bot("demo").await;
+    let (telegram, stack) = Stack::greeting(1).await;
     stack.demo_users("demo").await;
     stack
         .api_body(json!({"platform": "tg", "users": ["123456", "234567"]}))
@@ -325,18 +314,7 @@ async fn a_message_delivered_twice_at_once_runs_once() {
     // SQS (and its emulator) now and then hands one message to two receivers at the same
     // moment: two instances then run the same job side by side, both find its users not
     // yet final, and without the job's lease both message every one of them.
-    let telegram = FakeTelegram::start(TelegramScript::default()).await;
-    let delivery = DeliveryConfig::default().with_api("telegram", telegram.url.clone());
-    let stack = Stack::with_delivery(delivery, 2).await;
-    stack
-        .event_with(
-            "demo",
-            herald_core::domain::Action::Message {
-                template: "Hi {{ user.platform_id }}".into(),
-            },
-        )
-        .await;
-    stack.telegram_bot("demo").await;
+    let (telegram, stack) = Stack::greeting(2).await;
     let chats: Vec<String> = (0..8).map(|i| (4100 + i).to_string()).collect();
     stack
         .users(

@@ -12,6 +12,7 @@ mod budget;
 mod deliverer;
 mod directory;
 mod intake;
+mod open_requests;
 mod queue;
 mod requests;
 mod throttle;
@@ -22,6 +23,7 @@ pub use budget::SendBudget;
 pub use deliverer::{Deliverer, Delivery};
 pub use directory::EventDirectory;
 pub use intake::{Intake, Recorded, Remember, Remembered, IDEMPOTENCY_WINDOW_MS};
+pub use open_requests::{OpenRequest, OpenRequests};
 pub use queue::{JobQueue, LeaseFilter, LeaseQueue, Leased};
 pub use requests::{Expansion, RequestLog};
 pub use throttle::Throttle;
@@ -42,6 +44,8 @@ pub struct Ports {
     pub requests: Arc<dyn RequestLog>,
     pub intake: Arc<dyn Intake>,
     pub queue: Arc<dyn JobQueue>,
+    /// The bots' open bulk requests, for the work ahead an ETA counts.
+    pub open: Arc<dyn OpenRequests>,
     pub admin: AdminPorts,
     pub throttle: Arc<dyn Throttle>,
 }
@@ -55,6 +59,7 @@ impl Ports {
             + RequestLog
             + Intake
             + JobQueue
+            + OpenRequests
             + admin::BotAdmin
             + admin::EventAdmin
             + admin::UserAdmin
@@ -68,6 +73,7 @@ impl Ports {
             requests: store.clone(),
             intake: store.clone(),
             queue: store.clone(),
+            open: store.clone(),
             admin: AdminPorts::all(store),
             throttle,
         }

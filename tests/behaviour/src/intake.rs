@@ -419,11 +419,9 @@ async fn refuses_a_bad_send_at<R: Runtime>(h: &Client<R>, event: &Event, now: i6
     }
 }
 
-/// A request that has not started gives an ETA from its start (`send_at`, or now) and its
-/// users at the bot's rate on the channel that sends them; a screen, with no pace of its
-/// own, gives none before its first outcome.
-pub async fn a_request_not_started_yet_has_an_eta_from_its_start_and_the_bots_rate<R: Runtime>() {
-    use herald_core::status::rfc3339;
+/// A bot `news` on Telegram at 10 messages a second, with a `message` event, and users
+/// 11 to 15.
+async fn news_bot<R: Runtime>() -> (Client<R>, Event) {
     let h = runtime::<R>().await;
     h.runtime
         .engine_users("news", &users_on("tg", [11, 12, 13, 14, 15]))
@@ -453,6 +451,15 @@ pub async fn a_request_not_started_yet_has_an_eta_from_its_start_and_the_bots_ra
             json!({"name": "digest", "action": {"type": "message", "template": "Hi"}}),
         )
         .await;
+    (h, message)
+}
+
+/// A request that has not started gives an ETA from its start (`send_at`, or now) and its
+/// users at the bot's rate on the channel that sends them; a screen, with no pace of its
+/// own, gives none before its first outcome.
+pub async fn a_request_not_started_yet_has_an_eta_from_its_start_and_the_bots_rate<R: Runtime>() {
+    use herald_core::status::rfc3339;
+    let (h, message) = news_bot::<R>().await;
     let send_at_ms = (herald_core::domain::now_ms() / 1000 + 3_600) * 1000;
     let send_at = rfc3339(send_at_ms);
     let users = json!(["11", "12", "13", "14", "15"]);
@@ -505,6 +512,55 @@ pub async fn a_request_not_started_yet_has_an_eta_from_its_start_and_the_bots_ra
         )
         .await;
     assert_eq!(h.status(&shown).await["eta"], Value::Null);
+}
+
+/// A bulk request's ETA starts after the users still pending in the bot's bulk requests
+/// accepted before it (not behind a transactional one), until they are final.
+pub async fn a_broadcasts_eta_counts_the_bulk_work_ahead_of_it<R: Runtime>() {
+    use herald_core::status::rfc3339;
+    let (h, message) = news_bot::<R>().await;
+    let ids =
+        |from: u32, n: u32| json!((from..from + n).map(|i| i.to_string()).collect::<Vec<_>>());
+    let first = h
+        .accept(
+            &message,
+            json!({"platform": "tg", "users": ids(1_000, 150)}),
+        )
+        .await;
+    let order = h
+        .accept(&message, json!({"platform": "tg", "users": ["11"]}))
+        .await;
+    let second = h
+        .accept(
+            &message,
+            json!({"platform": "tg", "users": ids(2_000, 120)}),
+        )
+        .await;
+    let eta_within = |s: &Value, from_ms: i64, to_ms: i64| {
+        let eta = s["eta"].as_str().unwrap_or_default().to_string();
+        assert!(
+            rfc3339(from_ms) <= eta && eta <= rfc3339(to_ms),
+            "eta {eta} not within {} and {}: {s}",
+            rfc3339(from_ms),
+            rfc3339(to_ms)
+        );
+    };
+    let asked = herald_core::domain::now_ms();
+    let s = h.status(&second).await;
+    let answered = herald_core::domain::now_ms();
+    assert_eq!(s["lane"], "bulk");
+    // 150 users ahead and its own 120, at 10 a second in windows of 1.05 s: 28.35 s.
+    eta_within(&s, asked + 28_350, answered + 28_350);
+    let asked = herald_core::domain::now_ms();
+    let s = h.status(&order).await;
+    eta_within(&s, asked + 105, herald_core::domain::now_ms() + 105);
+    let (status, _) = h
+        .admin("POST", &format!("/v1/admin/requests/{first}/cancel"), None)
+        .await;
+    assert_eq!(status, 200);
+    let asked = herald_core::domain::now_ms();
+    let s = h.status(&second).await;
+    eta_within(&s, asked + 12_600, herald_core::domain::now_ms() + 12_600);
 }
 
 /// A request with `send_at` is accepted at once and sent then: until then it is

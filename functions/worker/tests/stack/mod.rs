@@ -142,6 +142,24 @@ impl Stack {
         Stack::delivering(delivery, instances, false).await
     }
 
+    /// `instances` instances delivering to a fake Telegram that answers every message,
+    /// and bot `demo` on it with a `message` event greeting each user by id.
+    pub async fn greeting(instances: usize) -> (FakeTelegram, Stack) {
+        let telegram = FakeTelegram::start(TelegramScript::default()).await;
+        let delivery = DeliveryConfig::default().with_api("telegram", telegram.url.clone());
+        let stack = Stack::with_delivery(delivery, instances).await;
+        stack
+            .event_with(
+                "demo",
+                herald_core::domain::Action::Message {
+                    template: "Hi {{ user.platform_id }}".into(),
+                },
+            )
+            .await;
+        stack.telegram_bot("demo").await;
+        (telegram, stack)
+    }
+
     /// [`Stack::with_delivery`] with transactional jobs on a queue of their own.
     pub async fn with_lanes(delivery: DeliveryConfig, instances: usize) -> Stack {
         Stack::delivering(delivery, instances, true).await
