@@ -59,23 +59,10 @@ impl RequestStatus {
     /// its own yet.
     pub fn with_load(p: RequestProgress, load: Option<SendLoad>) -> RequestStatus {
         let now = now_ms();
+        let state = state_of(&p, now);
         let finished = p.delivered + p.not_found + p.failed + p.cancelled;
         let pending = p.targeted.saturating_sub(finished);
         let enumerated = p.expansions_pending == 0;
-        let state = match p.state {
-            RequestState::Aborted => "aborted",
-            RequestState::Cancelled => "cancelled",
-            RequestState::Accepting => "accepted",
-            RequestState::Accepted if finished == 0 && !p.record.due_in(now).is_zero() => {
-                "scheduled"
-            }
-            RequestState::Accepted if enumerated && pending == 0 => "done",
-            // Nothing final yet, and no expansion page read either.
-            RequestState::Accepted if finished == 0 && (enumerated || p.targeted == 0) => {
-                "accepted"
-            }
-            RequestState::Accepted => "running",
-        };
         let started = p.record.starts_at();
         RequestStatus {
             request_id: p.record.id,
@@ -103,6 +90,22 @@ impl RequestStatus {
             errors: p.error_samples,
             deliveries: p.delivery_samples,
         }
+    }
+}
+
+/// The state the status document names for `p` at `now`.
+fn state_of(p: &RequestProgress, now: i64) -> &'static str {
+    let finished = p.delivered + p.not_found + p.failed + p.cancelled;
+    let enumerated = p.expansions_pending == 0;
+    match p.state {
+        RequestState::Aborted => "aborted",
+        RequestState::Cancelled => "cancelled",
+        RequestState::Accepting => "accepted",
+        RequestState::Accepted if finished == 0 && !p.record.due_in(now).is_zero() => "scheduled",
+        RequestState::Accepted if enumerated && p.targeted <= finished => "done",
+        // Nothing final yet, and no expansion page read either.
+        RequestState::Accepted if finished == 0 && (enumerated || p.targeted == 0) => "accepted",
+        RequestState::Accepted => "running",
     }
 }
 
