@@ -208,26 +208,39 @@ pub async fn document(app: &App, p: RequestProgress) -> Result<RequestStatus, St
 }
 
 /// Users pending in the bot's open bulk requests accepted before `record` and due by its
-/// start ([`AHEAD_COUNTED`] of them at most); those found final are taken off the list.
+/// start ([`AHEAD_COUNTED`] of them at most); those found final are taken off the list,
+/// and the list read again (up to [`AHEAD_READS`] times) while it was full of them.
 async fn work_ahead(app: &App, record: &RequestRecord) -> Result<u64, StoreError> {
-    let listed = app
-        .ports
-        .open
-        .open_before(&record.bot_id, &record.id, AHEAD_COUNTED)
-        .await?;
-    let (done, open): (Vec<OpenRequest>, Vec<OpenRequest>) =
-        listed.into_iter().partition(OpenRequest::is_final);
-    if !done.is_empty() {
+    let starts = record.starts_at().max(now_ms());
+    let mut ahead = 0;
+    for _ in 0..AHEAD_READS {
+        let listed = app
+            .ports
+            .open
+            .open_before(&record.bot_id, &record.id, AHEAD_COUNTED)
+            .await?;
+        let full = listed.len() == AHEAD_COUNTED;
+        let (done, open): (Vec<OpenRequest>, Vec<OpenRequest>) =
+            listed.into_iter().partition(OpenRequest::is_final);
+        ahead = open
+            .iter()
+            .filter(|o| o.send_at.is_none_or(|at| at <= starts))
+            .map(OpenRequest::pending)
+            .sum();
+        if done.is_empty() {
+            break;
+        }
         let ids: Vec<RequestId> = done.into_iter().map(|o| o.request_id).collect();
         app.ports.open.close(&record.bot_id, &ids).await?;
+        if !full {
+            break;
+        }
     }
-    let starts = record.starts_at().max(now_ms());
-    Ok(open
-        .iter()
-        .filter(|o| o.send_at.is_none_or(|at| at <= starts))
-        .map(OpenRequest::pending)
-        .sum())
+    Ok(ahead)
 }
+
+/// How many times [`work_ahead`] reads a list it finds full of final requests.
+const AHEAD_READS: usize = 3;
 
 /// Milliseconds since the epoch as an RFC 3339 UTC timestamp.
 pub fn rfc3339(ms: i64) -> String {

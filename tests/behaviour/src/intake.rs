@@ -536,31 +536,64 @@ pub async fn a_broadcasts_eta_counts_the_bulk_work_ahead_of_it<R: Runtime>() {
             json!({"platform": "tg", "users": ids(2_000, 120)}),
         )
         .await;
-    let eta_within = |s: &Value, from_ms: i64, to_ms: i64| {
-        let eta = s["eta"].as_str().unwrap_or_default().to_string();
-        assert!(
-            rfc3339(from_ms) <= eta && eta <= rfc3339(to_ms),
-            "eta {eta} not within {} and {}: {s}",
-            rfc3339(from_ms),
-            rfc3339(to_ms)
-        );
-    };
     let asked = herald_core::domain::now_ms();
     let s = h.status(&second).await;
     let answered = herald_core::domain::now_ms();
     assert_eq!(s["lane"], "bulk");
     // 150 users ahead and its own 120, at 10 a second in windows of 1.05 s: 28.35 s.
-    eta_within(&s, asked + 28_350, answered + 28_350);
+    assert_eta_within(&s, asked + 28_350, answered + 28_350);
     let asked = herald_core::domain::now_ms();
     let s = h.status(&order).await;
-    eta_within(&s, asked + 105, herald_core::domain::now_ms() + 105);
+    assert_eta_within(&s, asked + 105, herald_core::domain::now_ms() + 105);
     let (status, _) = h
         .admin("POST", &format!("/v1/admin/requests/{first}/cancel"), None)
         .await;
     assert_eq!(status, 200);
     let asked = herald_core::domain::now_ms();
     let s = h.status(&second).await;
-    eta_within(&s, asked + 12_600, herald_core::domain::now_ms() + 12_600);
+    assert_eta_within(&s, asked + 12_600, herald_core::domain::now_ms() + 12_600);
+}
+
+/// The status document `s` gives an ETA from `from_ms` to `to_ms`.
+fn assert_eta_within(s: &Value, from_ms: i64, to_ms: i64) {
+    use herald_core::status::rfc3339;
+    let eta = s["eta"].as_str().unwrap_or_default().to_string();
+    assert!(
+        rfc3339(from_ms) <= eta && eta <= rfc3339(to_ms),
+        "eta {eta} not within {} and {}: {s}",
+        rfc3339(from_ms),
+        rfc3339(to_ms)
+    );
+}
+
+/// The bulk requests ahead of a broadcast that are final are taken off its bot's list as
+/// its ETA reads it, however many there are: an open one behind 60 cancelled ones counts.
+pub async fn a_broadcasts_eta_reads_past_bulk_requests_already_final<R: Runtime>() {
+    let (h, message) = news_bot::<R>().await;
+    let one = |i: u32| json!({"platform": "tg", "users": [i.to_string()], "lane": "bulk"});
+    let mut cancelled = Vec::new();
+    for i in 0..60 {
+        cancelled.push(h.accept(&message, one(3_000 + i)).await);
+    }
+    let open = h
+        .accept(&message, json!({"platform": "tg", "users": (4_000..4_200).map(|i| i.to_string()).collect::<Vec<_>>()}))
+        .await;
+    let broadcast = h.accept(&message, one(5_000)).await;
+    for request in &cancelled {
+        let (status, _) = h
+            .admin(
+                "POST",
+                &format!("/v1/admin/requests/{request}/cancel"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    // 200 users ahead and its own one at 10 a second: 21.105 s.
+    let asked = herald_core::domain::now_ms();
+    let s = h.status(&broadcast).await;
+    assert_eta_within(&s, asked + 21_105, herald_core::domain::now_ms() + 21_105);
+    assert_eq!(h.status(&open).await["lane"], "bulk");
 }
 
 /// A request with `send_at` is accepted at once and sent then: until then it is

@@ -149,6 +149,7 @@ macro_rules! behaviour_suite {
             a_scheduled_request_is_sent_at_its_time_and_can_be_cancelled_before,
             a_request_not_started_yet_has_an_eta_from_its_start_and_the_bots_rate,
             a_broadcasts_eta_counts_the_bulk_work_ahead_of_it,
+            a_broadcasts_eta_reads_past_bulk_requests_already_final,
             the_status_document_needs_the_events_secret_by_bearer_or_path,
             // the processor
             an_older_request_never_overwrites_a_newer_one,
