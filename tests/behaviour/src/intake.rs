@@ -517,7 +517,6 @@ pub async fn a_request_not_started_yet_has_an_eta_from_its_start_and_the_bots_ra
 /// A bulk request's ETA starts after the users still pending in the bot's bulk requests
 /// accepted before it (not behind a transactional one), until they are final.
 pub async fn a_broadcasts_eta_counts_the_bulk_work_ahead_of_it<R: Runtime>() {
-    use herald_core::status::rfc3339;
     let (h, message) = news_bot::<R>().await;
     let ids =
         |from: u32, n: u32| json!((from..from + n).map(|i| i.to_string()).collect::<Vec<_>>());
