@@ -252,13 +252,7 @@ pub async fn a_cancelled_request_counts_its_users_cancelled_and_writes_nobody<R:
     let request_id = h
         .accept(&event, json!({"platform": "tg", "users": "everyone"}))
         .await;
-    let (status, cancelled) = h
-        .admin(
-            "POST",
-            &format!("/v1/admin/requests/{request_id}/cancel"),
-            None,
-        )
-        .await;
+    let (status, cancelled) = h.cancel(&request_id).await;
     assert_eq!(status, 200, "{cancelled}");
     assert_eq!(cancelled["state"], "cancelled");
     h.runtime.drain().await;
@@ -270,12 +264,6 @@ pub async fn a_cancelled_request_counts_its_users_cancelled_and_writes_nobody<R:
     );
     assert_eq!(h.user("shop", "bm-tg-7").await["last_request"], Value::Null);
     // Cancelling again is refused: the request is final.
-    let (again, _) = h
-        .admin(
-            "POST",
-            &format!("/v1/admin/requests/{request_id}/cancel"),
-            None,
-        )
-        .await;
+    let (again, _) = h.cancel(&request_id).await;
     assert_eq!(again, 409);
 }

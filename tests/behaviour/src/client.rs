@@ -135,6 +135,16 @@ impl<R: Runtime> Client<R> {
         status
     }
 
+    /// Cancel a request through the admin API: the answer's status and document.
+    pub async fn cancel(&self, request_id: &str) -> (u16, Value) {
+        self.admin(
+            "POST",
+            &format!("/v1/admin/requests/{request_id}/cancel"),
+            None,
+        )
+        .await
+    }
+
     /// One user's stored state through the admin API, by state id.
     pub async fn user(&self, bot: &str, bm_id: &str) -> Value {
         let (code, user) = self

@@ -544,9 +544,7 @@ pub async fn a_broadcasts_eta_counts_the_bulk_work_ahead_of_it<R: Runtime>() {
     let asked = herald_core::domain::now_ms();
     let s = h.status(&order).await;
     assert_eta_within(&s, asked + 105, herald_core::domain::now_ms() + 105);
-    let (status, _) = h
-        .admin("POST", &format!("/v1/admin/requests/{first}/cancel"), None)
-        .await;
+    let (status, _) = h.cancel(&first).await;
     assert_eq!(status, 200);
     let asked = herald_core::domain::now_ms();
     let s = h.status(&second).await;
@@ -579,13 +577,7 @@ pub async fn a_broadcasts_eta_reads_past_bulk_requests_already_final<R: Runtime>
         .await;
     let broadcast = h.accept(&message, one(5_000)).await;
     for request in &cancelled {
-        let (status, _) = h
-            .admin(
-                "POST",
-                &format!("/v1/admin/requests/{request}/cancel"),
-                None,
-            )
-            .await;
+        let (status, _) = h.cancel(request).await;
         assert_eq!(status, 200);
     }
     // 200 users ahead and its own one at 10 a second: 21.105 s.
@@ -645,13 +637,7 @@ pub async fn a_scheduled_request_is_sent_at_its_time_and_can_be_cancelled_before
     h.runtime
         .engine_users("shop", &users_on("tg", [7, 8]))
         .await;
-    let (status, _) = h
-        .admin(
-            "POST",
-            &format!("/v1/admin/requests/{cancelled}/cancel"),
-            None,
-        )
-        .await;
+    let (status, _) = h.cancel(&cancelled).await;
     assert_eq!(status, 200);
     h.runtime.drain().await;
     let sent = h.status(&everyone).await;

@@ -179,13 +179,7 @@ pub async fn bots_events_and_users_are_managed_through_the_admin_api<R: Runtime>
             .await;
         assert_eq!(status, 404, "{impossible}");
     }
-    let (status, _) = h
-        .admin(
-            "POST",
-            &format!("/v1/admin/requests/{request_id}/cancel"),
-            None,
-        )
-        .await;
+    let (status, _) = h.cancel(request_id).await;
     assert_eq!(status, 409, "a finished request is not cancelled");
 
     // Disable, enable, delete.
