@@ -7,10 +7,11 @@
 use crate::channels::{Channels, Serves};
 use crate::domain::{now_ms, Action, Audience, Bot, PlatformFilter, RequestRecord, RequestState};
 use crate::error::StoreError;
-use crate::ids::{EventId, RequestId};
+use crate::ids::{BotId, EventId, RequestId};
 use crate::lane::Lane;
 use crate::ports::{App, ErrorSample, OpenRequest, RequestProgress};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,9 +40,9 @@ pub struct RequestStatus {
     /// what the bot's other work (the lane ahead of it, other requests) takes. Scheduled or
     /// not started yet: from its start (`send_at`, or now) its users at the bot's rate on
     /// the channel that sends them, a bulk one after the work ahead of it in its lane
-    /// ([`document`]). Null while its audience is not all known (`everyone`
-    /// before it has been read), for a channel that is not paced (screens) before the
-    /// first outcome, and once it is final.
+    /// ([`document`]); a scheduled `everyone` counts the bot's users as they are now. Null
+    /// while a running `everyone` is still being read, for a channel that is not paced
+    /// (screens) before the first outcome, and once it is final.
     pub eta: Option<String>,
     pub created_at: String,
     /// When a scheduled request is (or was) to be sent; null for one sent at once.
@@ -78,9 +79,15 @@ impl RequestStatus {
             failed_by_reason: p.failed_by_reason,
             pending,
             eta: match state {
-                _ if !enumerated => None,
-                "running" => estimate(started, now, finished, pending),
-                "scheduled" | "accepted" => load.map(|load| load.done_at(now, started, pending)),
+                "running" if enumerated => estimate(started, now, finished, pending),
+                "scheduled" | "accepted" => load.and_then(|load| {
+                    let users = if enumerated {
+                        Some(pending)
+                    } else {
+                        load.audience
+                    };
+                    users.map(|users| load.done_at(now, started, users))
+                }),
                 _ => None,
             }
             .map(rfc3339),
@@ -170,6 +177,8 @@ pub fn send_rate(
 pub struct SendLoad {
     pub per_second: u32,
     pub ahead: u64,
+    /// The users `everyone` means now, for a request that has not read them yet.
+    pub audience: Option<u64>,
 }
 
 impl SendLoad {
@@ -187,13 +196,13 @@ pub const AHEAD_COUNTED: usize = 50;
 /// The status document of `p` as `app` answers it: with the bot's rate and the work ahead
 /// read when the ETA needs them (a request not started, or scheduled), never otherwise.
 pub async fn document(app: &App, p: RequestProgress) -> Result<RequestStatus, StoreError> {
-    let status = RequestStatus::from(p.clone());
-    if !matches!(status.state, "scheduled" | "accepted") || status.targeted.is_none() {
-        return Ok(status);
+    if !matches!(state_of(&p, now_ms()), "scheduled" | "accepted") {
+        return Ok(RequestStatus::from(p));
     }
     let bot = app.ports.events.bot(&p.record.bot_id).await?;
-    let Some(per_second) = send_rate(&p.record, &bot, app.channels, app.config.default_rate) else {
-        return Ok(status);
+    let rate = send_rate(&p.record, &bot, app.channels, app.config.default_rate);
+    let Some(per_second) = rate else {
+        return Ok(RequestStatus::from(p));
     };
     let ahead = match p.record.lane {
         Lane::Bulk => work_ahead(app, &p.record).await?,
@@ -201,10 +210,64 @@ pub async fn document(app: &App, p: RequestProgress) -> Result<RequestStatus, St
         // few orders accepted just before it.
         Lane::Transactional => 0,
     };
-    Ok(RequestStatus::with_load(
-        p,
-        Some(SendLoad { per_second, ahead }),
-    ))
+    // `everyone` not read yet (scheduled, or just due): as many as it means now.
+    let audience = match &p.record.audience {
+        Audience::Everyone { platform, .. } if p.expansions_pending > 0 => {
+            Some(app.audiences.count(app, &p.record.bot_id, platform).await?)
+        }
+        _ => None,
+    };
+    let load = SendLoad {
+        per_second,
+        ahead,
+        audience,
+    };
+    Ok(RequestStatus::with_load(p, Some(load)))
+}
+
+/// How long a count of a bot's users is used for ETAs before it is counted again: a
+/// count reads every user of the bot (on DynamoDB, a `COUNT` query per shard).
+pub const AUDIENCE_COUNTED_FOR: Duration = Duration::from_secs(60);
+
+/// Counts of `everyone` per bot and platform, each kept for [`AUDIENCE_COUNTED_FOR`].
+#[derive(Default)]
+pub struct AudienceCounts {
+    counted: std::sync::Mutex<HashMap<(BotId, String), (std::time::Instant, u64)>>,
+}
+
+impl AudienceCounts {
+    /// How many users `everyone` on `platform` means for `bot`: counted at most once per
+    /// [`AUDIENCE_COUNTED_FOR`].
+    pub async fn count(
+        &self,
+        app: &App,
+        bot: &BotId,
+        platform: &PlatformFilter,
+    ) -> Result<u64, StoreError> {
+        let key = (bot.clone(), platform_name(platform).to_string());
+        let kept = self
+            .counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < AUDIENCE_COUNTED_FOR)
+            .map(|(_, n)| *n);
+        if let Some(n) = kept {
+            return Ok(n);
+        }
+        let n = app.ports.users.count(bot, platform).await?;
+        let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+        counted.retain(|_, (at, _)| at.elapsed() < AUDIENCE_COUNTED_FOR);
+        counted.insert(key, (std::time::Instant::now(), n));
+        Ok(n)
+    }
+}
+
+fn platform_name(platform: &PlatformFilter) -> &str {
+    match platform {
+        PlatformFilter::Any => "any",
+        PlatformFilter::Only(platform) => platform,
+    }
 }
 
 /// Users pending in the bot's open bulk requests accepted before `record` and due by its
@@ -364,6 +427,7 @@ mod tests {
         SendLoad {
             per_second: 30,
             ahead: 0,
+            audience: None,
         }
     }
 
@@ -372,6 +436,7 @@ mod tests {
         let load = SendLoad {
             per_second: 10,
             ahead: 100,
+            audience: None,
         };
         // 100 users ahead at 10/s (10.5 s), then 20 more (2.1 s).
         assert_eq!(load.done_at(0, 0, 20), 10_500 + 2_100);
@@ -418,10 +483,19 @@ mod tests {
         waiting.record.send_at = Some(at);
         let s = RequestStatus::with_load(waiting, Some(at_30()));
         assert_eq!((s.state, s.eta), ("scheduled", Some(rfc3339(at + 350))));
-        // `everyone` not read yet: how many it will reach is not known.
+        // `everyone` not read yet: as many as it means now, when that was counted.
         let mut broadcast = progress(everyone(), 0, 4, 0);
         broadcast.record.send_at = Some(at);
-        assert_eq!(RequestStatus::with_load(broadcast, Some(at_30())).eta, None);
+        assert_eq!(
+            RequestStatus::with_load(broadcast.clone(), Some(at_30())).eta,
+            None
+        );
+        let counted = SendLoad {
+            audience: Some(20),
+            ..at_30()
+        };
+        let s = RequestStatus::with_load(broadcast, Some(counted));
+        assert_eq!((s.targeted, s.eta), (None, Some(rfc3339(at + 700))));
         // Final: none, rate or not.
         let done = progress(explicit(), 10, 0, 10);
         assert_eq!(RequestStatus::with_load(done, Some(at_30())).eta, None);

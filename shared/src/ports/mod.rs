@@ -90,6 +90,9 @@ pub struct App {
     pub channels: Channels,
     /// Deliver jobs in flight per bot in this process (`config.jobs_per_bot`).
     pub slots: Arc<crate::slots::BotSlots>,
+    /// How many users `everyone` of a bot means, counted for the ETAs of requests not read
+    /// yet, for a while.
+    pub audiences: Arc<crate::status::AudienceCounts>,
 }
 
 impl App {
@@ -103,6 +106,7 @@ impl App {
         App {
             channels,
             slots: Arc::new(crate::slots::BotSlots::new(config.jobs_per_bot)),
+            audiences: Arc::default(),
             config,
             ports,
             deliverer,

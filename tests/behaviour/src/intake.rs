@@ -455,8 +455,9 @@ async fn news_bot<R: Runtime>() -> (Client<R>, Event) {
 }
 
 /// A request that has not started gives an ETA from its start (`send_at`, or now) and its
-/// users at the bot's rate on the channel that sends them; a screen, with no pace of its
-/// own, gives none before its first outcome.
+/// users at the bot's rate on the channel that sends them (a scheduled `everyone`: the
+/// bot's users as they are now); a screen, with no pace of its own, gives none before its
+/// first outcome.
 pub async fn a_request_not_started_yet_has_an_eta_from_its_start_and_the_bots_rate<R: Runtime>() {
     use herald_core::status::rfc3339;
     let (h, message) = news_bot::<R>().await;
@@ -495,14 +496,20 @@ pub async fn a_request_not_started_yet_has_an_eta_from_its_start_and_the_bots_ra
         json!(rfc3339(send_at_ms + 6)),
         "5 users at 1,000 a second: {s}"
     );
-    // `everyone`, not read until its send_at: how many it reaches is not known yet.
+    // `everyone` is read only at its send_at: until then its ETA counts the bot's users as
+    // they are now, the five of them (at 1,000 a second).
     let broadcast = h
         .accept(
             &message,
             json!({"platform": "tg", "users": "everyone", "send_at": send_at}),
         )
         .await;
-    assert_eq!(h.status(&broadcast).await["eta"], Value::Null);
+    let s = h.status(&broadcast).await;
+    assert_eq!(
+        (&s["targeted"], &s["eta"]),
+        (&Value::Null, &json!(rfc3339(send_at_ms + 6))),
+        "{s}"
+    );
     // A screen is not paced: no ETA before its first outcome.
     let screen = h.event("news", json!({"name": "screen"})).await;
     let shown = h
