@@ -19,12 +19,14 @@
 //! - **ports**: [`ports`], one file per trait the adapters implement, and the [`App`] that
 //!   holds them.
 //! - **services**: [`intake`] (the accept path), [`processor`] (deliver and expand jobs),
-//!   [`worker_pool`] (a pull queue's workers), [`status`], [`import`], [`metrics`].
+//!   [`worker_pool`] (a pull queue's workers), [`status`] and [`audience_counts`], [`import`],
+//!   [`metrics`].
 //! - **HTTP**: [`http`] — the route table with each route's [`http::Auth`], the public
 //!   routes, the admin routes per resource, the extractors — and [`problem`], the one
 //!   mapping of errors to problem+json.
 
 pub mod admin;
+pub mod audience_counts;
 pub mod budget;
 pub mod channels;
 pub mod config;

@@ -7,11 +7,10 @@
 use crate::channels::{Channels, Serves};
 use crate::domain::{now_ms, Action, Audience, Bot, PlatformFilter, RequestRecord, RequestState};
 use crate::error::StoreError;
-use crate::ids::{BotId, EventId, RequestId};
+use crate::ids::{EventId, RequestId};
 use crate::lane::Lane;
 use crate::ports::{App, ErrorSample, OpenRequest, RequestProgress};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,7 +212,12 @@ pub async fn document(app: &App, p: RequestProgress) -> Result<RequestStatus, St
     // `everyone` not read yet (scheduled, or just due): as many as it means now.
     let audience = match &p.record.audience {
         Audience::Everyone { platform, .. } if p.expansions_pending > 0 => {
-            Some(app.audiences.count(app, &p.record.bot_id, platform).await?)
+            let counting = app.ports.users.count(&p.record.bot_id, platform);
+            Some(
+                app.audiences
+                    .count(&p.record.bot_id, platform, counting)
+                    .await?,
+            )
         }
         _ => None,
     };
@@ -223,51 +227,6 @@ pub async fn document(app: &App, p: RequestProgress) -> Result<RequestStatus, St
         audience,
     };
     Ok(RequestStatus::with_load(p, Some(load)))
-}
-
-/// How long a count of a bot's users is used for ETAs before it is counted again: a
-/// count reads every user of the bot (on DynamoDB, a `COUNT` query per shard).
-pub const AUDIENCE_COUNTED_FOR: Duration = Duration::from_secs(60);
-
-/// Counts of `everyone` per bot and platform, each kept for [`AUDIENCE_COUNTED_FOR`].
-#[derive(Default)]
-pub struct AudienceCounts {
-    counted: std::sync::Mutex<HashMap<(BotId, String), (std::time::Instant, u64)>>,
-}
-
-impl AudienceCounts {
-    /// How many users `everyone` on `platform` means for `bot`: counted at most once per
-    /// [`AUDIENCE_COUNTED_FOR`].
-    pub async fn count(
-        &self,
-        app: &App,
-        bot: &BotId,
-        platform: &PlatformFilter,
-    ) -> Result<u64, StoreError> {
-        let key = (bot.clone(), platform_name(platform).to_string());
-        let kept = self
-            .counted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .filter(|(at, _)| at.elapsed() < AUDIENCE_COUNTED_FOR)
-            .map(|(_, n)| *n);
-        if let Some(n) = kept {
-            return Ok(n);
-        }
-        let n = app.ports.users.count(bot, platform).await?;
-        let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
-        counted.retain(|_, (at, _)| at.elapsed() < AUDIENCE_COUNTED_FOR);
-        counted.insert(key, (std::time::Instant::now(), n));
-        Ok(n)
-    }
-}
-
-fn platform_name(platform: &PlatformFilter) -> &str {
-    match platform {
-        PlatformFilter::Any => "any",
-        PlatformFilter::Only(platform) => platform,
-    }
 }
 
 /// Users pending in the bot's open bulk requests accepted before `record` and due by its

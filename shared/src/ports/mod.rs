@@ -92,7 +92,7 @@ pub struct App {
     pub slots: Arc<crate::slots::BotSlots>,
     /// How many users `everyone` of a bot means, counted for the ETAs of requests not read
     /// yet, for a while.
-    pub audiences: Arc<crate::status::AudienceCounts>,
+    pub audiences: Arc<crate::audience_counts::AudienceCounts>,
 }
 
 impl App {
