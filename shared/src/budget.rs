@@ -10,7 +10,7 @@
 //! slot is free (its theoretical arrival time). A claim of `n` slots takes the `n` next
 //! slots, spaced `window / rate` apart, from that time or from now if it is past — no burst
 //! after an idle spell, and the same 5% margin as a process's own pace
-//! ([`crate::pace::JITTER_MARGIN`]). The transactional lane claims first: a transactional
+//! ([`JITTER_MARGIN`]). The transactional lane claims first: a transactional
 //! send may claim a slot up to [`TRANSACTIONAL_AHEAD`] ahead, one at a time; a bulk send
 //! claims up to [`BULK_CHUNK`] at once, but only slots within [`BULK_AHEAD`] of now, so an
 //! order confirmation on any instance waits behind at most that much of a broadcast's
@@ -29,8 +29,18 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The window of `rate` sends, in microseconds: a second and the jitter margin.
-const WINDOW_US: i64 = 1_050_000;
+/// How much longer than a second the window of `rate` sends is: 5%, so that a send
+/// delayed by up to 50 ms on its way (a busy host, a slow connection) does not land in the
+/// same second as the one `rate` turns later. A process's own pace keeps the same margin
+/// (`pace` takes it from here), and so does the chat gap.
+pub const JITTER_MARGIN: Duration = Duration::from_millis(50);
+
+/// The window of `rate` sends: a second and the jitter margin. Every pace and budget of
+/// Herald's spaces sends by it, and the status document's ETA counts with it.
+pub const WINDOW: Duration = Duration::from_secs(1).saturating_add(JITTER_MARGIN);
+
+/// [`WINDOW`] in microseconds, the budget's unit.
+const WINDOW_US: i64 = WINDOW.as_micros() as i64;
 
 /// How far ahead a transactional send may claim its slot.
 pub const TRANSACTIONAL_AHEAD: Duration = Duration::from_secs(1);

@@ -41,10 +41,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// How much longer than a second the window of `rate` sends is: 5%, so that a send
-/// delayed by up to 50 ms on its way (a busy host, a slow connection) does not land in the
-/// same second as the one `rate` turns later.
-pub const JITTER_MARGIN: Duration = Duration::from_millis(50);
+pub use crate::budget::JITTER_MARGIN;
 
 /// How late a turn may be granted and the next still come on time: a granter woken a
 /// little late (the timer's resolution) keeps the rate, one woken much later (a busy host)
@@ -309,7 +306,7 @@ impl Default for State {
 
 impl State {
     fn window(&self) -> Duration {
-        Duration::from_secs(1) + JITTER_MARGIN
+        crate::budget::WINDOW
     }
 
     /// The chat gap with the margin for jitter (zero stays zero).

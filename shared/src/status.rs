@@ -134,9 +134,9 @@ pub fn estimate(started: i64, now: i64, finished: u64, pending: u64) -> Option<i
 }
 
 /// When `pending` users starting at `start` (milliseconds since the Unix epoch) are done
-/// at `per_second` sends in the pacer's window (a second and [`crate::pace::JITTER_MARGIN`]).
+/// at `per_second` sends in every pace's window ([`crate::budget::WINDOW`]).
 pub fn at_rate(start: i64, pending: u64, per_second: u32) -> i64 {
-    let window_ms = 1_000 + crate::pace::JITTER_MARGIN.as_millis() as u64;
+    let window_ms = crate::budget::WINDOW.as_millis() as u64;
     let ms = (pending.saturating_mul(window_ms)).div_ceil(u64::from(per_second.max(1)));
     start.saturating_add(ms.min(i64::MAX as u64) as i64)
 }
@@ -195,7 +195,9 @@ pub const AHEAD_COUNTED: usize = 50;
 /// The status document of `p` as `app` answers it: with the bot's rate and the work ahead
 /// read when the ETA needs them (a request not started, or scheduled), never otherwise.
 pub async fn document(app: &App, p: RequestProgress) -> Result<RequestStatus, StoreError> {
-    if !matches!(state_of(&p, now_ms()), "scheduled" | "accepted") {
+    // Only messages are paced: a screen has no rate to count with, and nothing is read.
+    let not_started = matches!(state_of(&p, now_ms()), "scheduled" | "accepted");
+    if !not_started || !matches!(p.record.action, Action::Message { .. }) {
         return Ok(RequestStatus::from(p));
     }
     let bot = app.ports.events.bot(&p.record.bot_id).await?;
