@@ -743,3 +743,37 @@ async fn expansions_advance_while_outcome_batches_write_the_same_counters() {
     );
     assert!(relay.conflicts() >= 45, "{} conflicts", relay.conflicts());
 }
+
+#[tokio::test]
+async fn a_jobs_run_lease_ends_by_itself_and_only_its_owner_gives_it_back() {
+    // A run that died never gives its lease back: the next copy must still run once the
+    // lease has ended, and the dead run's late give-back must not free a lease it lost.
+    use herald_aws::job_runs::RunClaim;
+    let stack = Stack::new().await;
+    let job = Job::deliver(
+        &herald_core::domain::new_id().parse().unwrap(),
+        herald_core::lane::Lane::Transactional,
+        0,
+        vec![],
+    );
+    let lease = Duration::from_millis(300);
+    let RunClaim::Held(died) = stack.aws.start_run(&job, lease).await.unwrap() else {
+        panic!("a free job's lease is taken")
+    };
+    let RunClaim::Busy(left) = stack.aws.start_run(&job, lease).await.unwrap() else {
+        panic!("a held lease is not taken twice")
+    };
+    assert!(left <= lease, "{left:?}");
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let RunClaim::Held(_next) = stack.aws.start_run(&job, lease).await.unwrap() else {
+        panic!("an ended lease is taken again")
+    };
+    stack.aws.end_run(died).await.unwrap();
+    assert!(
+        matches!(
+            stack.aws.start_run(&job, lease).await.unwrap(),
+            RunClaim::Busy(_)
+        ),
+        "the dead run's give-back left the next run's lease alone"
+    );
+}

@@ -571,7 +571,8 @@ fn assert_eta_within(s: &Value, from_ms: i64, to_ms: i64) {
 }
 
 /// The bulk requests ahead of a broadcast that are final are taken off its bot's list as
-/// its ETA reads it, however many there are: an open one behind 60 cancelled ones counts.
+/// its ETA reads it, however many there are: an open one behind 60 cancelled ones counts;
+/// one scheduled after the broadcast's start does not.
 pub async fn a_broadcasts_eta_reads_past_bulk_requests_already_final<R: Runtime>() {
     let (h, message) = news_bot::<R>().await;
     let one = |i: u32| json!({"platform": "tg", "users": [i.to_string()], "lane": "bulk"});
@@ -582,6 +583,13 @@ pub async fn a_broadcasts_eta_reads_past_bulk_requests_already_final<R: Runtime>
     let open = h
         .accept(&message, json!({"platform": "tg", "users": (4_000..4_200).map(|i| i.to_string()).collect::<Vec<_>>()}))
         .await;
+    // Scheduled for tomorrow: not ahead of a broadcast sent now.
+    let tomorrow = herald_core::status::rfc3339(herald_core::domain::now_ms() + 86_400_000);
+    let later = json!({"platform": "tg", "users": (6_000..6_300).map(|i| i.to_string()).collect::<Vec<_>>(), "send_at": tomorrow});
+    assert_eq!(
+        h.status(&h.accept(&message, later).await).await["lane"],
+        "bulk"
+    );
     let broadcast = h.accept(&message, one(5_000)).await;
     for request in &cancelled {
         let (status, _) = h.cancel(request).await;
