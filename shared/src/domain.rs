@@ -351,6 +351,12 @@ pub enum DeliveryResult {
     /// it waited for the bot's pace or a free connection to its engine. The user goes on
     /// in a new job, this attempt unspent.
     NotStarted,
+    /// Not sent: the runtime's step at the send's turn ([`AtTurn`]) said not to, and it
+    /// keeps the user's outcome itself (the user was deleted meanwhile, or the store
+    /// failed).
+    ///
+    /// [`AtTurn`]: crate::ports::AtTurn
+    Withheld,
 }
 
 /// The `last_request` write for one user.

@@ -19,7 +19,8 @@
 //! - **ports**: [`ports`], one file per trait the adapters implement, and the [`App`] that
 //!   holds them.
 //! - **services**: [`intake`] (the accept path), [`processor`] (deliver and expand jobs),
-//!   [`worker_pool`] (a pull queue's workers), [`status`] and [`audience_counts`], [`import`],
+//!   [`turn_write`] (a message's user written at its turn), [`worker_pool`] (a pull queue's
+//!   workers), [`status`] and [`audience_counts`], [`import`],
 //!   [`metrics`].
 //! - **HTTP**: [`http`] — the route table with each route's [`http::Auth`], the public
 //!   routes, the admin routes per resource, the extractors — and [`problem`], the one
@@ -55,6 +56,7 @@ pub mod slots;
 pub mod status;
 pub mod template;
 pub mod throttle;
+pub mod turn_write;
 pub mod worker_pool;
 
 pub use config::{Config, Limits};

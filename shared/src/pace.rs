@@ -23,8 +23,11 @@
 //! Each send takes its own turn when it runs: the waiter whose turn is next sleeps until
 //! its turn is due, takes it at the time it actually wakes (so a send held up by a busy
 //! host does not make the next ones bunch behind it) and wakes the next. A waiter gives up
-//! at its job's [`Cutoff`] (its user goes on in a new job) and its place passes on. Per-chat times live in this process: the embedded runtime is one process,
-//! and a restart takes longer than a chat gap.
+//! at its job's [`Cutoff`] (its user goes on in a new job) and its place passes on.
+//! Per-chat times live in this process: the embedded runtime is one process, and a
+//! restart takes longer than a chat gap. Where several processes message one bot's users
+//! (AWS), each send's chat is also claimed on the user item at its turn
+//! ([`crate::turn_write`]), and a chat another process took meanwhile is waited for.
 //!
 //! Where several processes send for one bot (AWS), a [`Pacer::with_budget`] also spends a
 //! slot of the bot's budget shared by all of them before each turn ([`crate::budget`]):
@@ -70,6 +73,17 @@ pub struct Pace {
     pub per_second: u32,
     /// The least time between two sends to one chat (zero: none).
     pub chat_gap: Duration,
+}
+
+impl Pace {
+    /// The chat gap with the margin for jitter (zero stays zero): what two sends to one
+    /// chat are kept apart by.
+    pub fn spaced_chat_gap(&self) -> Duration {
+        match self.chat_gap {
+            Duration::ZERO => Duration::ZERO,
+            gap => gap + JITTER_MARGIN,
+        }
+    }
 }
 
 /// One send asking for its turn.
@@ -309,12 +323,8 @@ impl State {
         crate::budget::WINDOW
     }
 
-    /// The chat gap with the margin for jitter (zero stays zero).
     fn chat_gap(&self) -> Duration {
-        match self.pace.chat_gap {
-            Duration::ZERO => Duration::ZERO,
-            gap => gap + JITTER_MARGIN,
-        }
+        self.pace.spaced_chat_gap()
     }
 
     fn interval(&self) -> Duration {

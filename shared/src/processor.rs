@@ -28,7 +28,8 @@ use crate::domain::{
 use crate::error::StoreError;
 use crate::ids::{BotId, RequestId};
 use crate::merge::merge_patch;
-use crate::ports::{App, Delivery, RequestStamp};
+use crate::ports::{App, AtTurn, Delivery};
+use crate::turn_write::{stamp_now, Ended, TurnWrite};
 use futures::stream::{self, StreamExt};
 use std::cmp::Ordering;
 use std::time::{Duration, Instant};
@@ -246,6 +247,17 @@ struct Live {
     entry: JobUser,
     state: UserState,
     data: Option<Object>,
+    /// Written at the send's turn ([`crate::turn_write`]), not in the job's batch.
+    at_turn: bool,
+}
+
+impl Live {
+    fn write(&self) -> LastRequestWrite {
+        LastRequestWrite {
+            bm_id: self.state.bm_id.clone(),
+            data: self.data.clone(),
+        }
+    }
 }
 
 /// A deliver job: the users not yet finished are looked up, their `last_request` written,
@@ -273,7 +285,9 @@ async fn deliver(
         });
     }
     let (mut outcomes, live) = resolve(app, record, todo).await?;
-    let acting = write_last_request(app, record, live, &mut outcomes).await?;
+    let (at_turn, batched) = split_at_turn(app, record, live).await;
+    let mut acting = write_last_request(app, record, batched, &mut outcomes).await?;
+    acting.extend(at_turn);
 
     // A delivery not started by the cutoff is not started at all: its user goes on in a
     // new job. One started runs to its end and its outcome is recorded, so nobody is
@@ -314,10 +328,34 @@ async fn resolve(
                 data: entry.patch.as_ref().map(|p| merge_patch(&record.data, p)),
                 entry: entry.clone(),
                 state,
+                at_turn: false,
             }),
         }
     }
     Ok((outcomes, live))
+}
+
+/// The users of `live` written at their send's turn (with their chat's time), and those
+/// written now in one batch: the first are a message's users on a paced channel, where the
+/// user store keeps chat times; a user who blocked the bot is written now and skipped.
+async fn split_at_turn(
+    app: &App,
+    record: &RequestRecord,
+    live: Vec<Live>,
+) -> (Vec<Live>, Vec<Live>) {
+    if app.ports.chat_claims.is_none() || !matches!(record.action, Action::Message { .. }) {
+        return (Vec::new(), live);
+    }
+    let (mut at_turn, mut batched) = (Vec::new(), Vec::new());
+    for mut l in live {
+        if !l.state.blocked && app.deliverer.paces(record, &l.state).await {
+            l.at_turn = true;
+            at_turn.push(l);
+        } else {
+            batched.push(l);
+        }
+    }
+    (at_turn, batched)
 }
 
 /// Write each live user's `last_request`; the users to act on. Those deleted meanwhile, or
@@ -328,18 +366,11 @@ async fn write_last_request(
     live: Vec<Live>,
     outcomes: &mut Vec<(String, Outcome)>,
 ) -> Result<Vec<Live>, StoreError> {
-    let stamp = RequestStamp {
-        request_id: record.id.clone(),
-        event_id: record.event_id.clone(),
-        at: now_ms(),
-    };
-    let writes: Vec<LastRequestWrite> = live
-        .iter()
-        .map(|l| LastRequestWrite {
-            bm_id: l.state.bm_id.clone(),
-            data: l.data.clone(),
-        })
-        .collect();
+    if live.is_empty() {
+        return Ok(live);
+    }
+    let stamp = stamp_now(record);
+    let writes: Vec<LastRequestWrite> = live.iter().map(Live::write).collect();
     let written = app
         .ports
         .users
@@ -382,14 +413,21 @@ async fn run_deliveries(
     let mut results = stream::iter(acting)
         .map(|l| async move {
             if cutoff.is_reached() {
-                return (l, DeliveryResult::NotStarted);
+                return (l, Ended::Answered(DeliveryResult::NotStarted));
             }
             let data = l.data.as_ref().unwrap_or(&record.data);
+            let turn_write = app
+                .ports
+                .chat_claims
+                .as_deref()
+                .filter(|_| l.at_turn)
+                .map(|claims| TurnWrite::new(claims, record, l.write()));
             let delivery = Delivery {
                 request: record,
                 user: &l.state,
                 data,
                 cutoff,
+                at_turn: turn_write.as_ref().map(|t| t as &dyn AtTurn),
             };
             let started = std::time::Instant::now();
             let result = app.deliverer.deliver(&delivery).await;
@@ -397,11 +435,22 @@ async fn run_deliveries(
                 metrics::histogram!(crate::metrics::DELIVERY_SECONDS)
                     .record(started.elapsed().as_secs_f64());
             }
-            (l, result)
+            let ended = match turn_write {
+                Some(turn_write) => turn_write.end(app.ports.users.as_ref(), result).await,
+                None => Ended::Answered(result),
+            };
+            (l, ended)
         })
         .buffer_unordered(app.config.delivery_concurrency.max(1));
     let mut unsettled = Vec::new();
-    while let Some((l, result)) = results.next().await {
+    while let Some((l, ended)) = results.next().await {
+        let result = match ended {
+            Ended::Answered(result) => result,
+            Ended::NotFound => {
+                let _ = finals.send(Final::plain(l.key, Outcome::NotFound));
+                continue;
+            }
+        };
         let done = match result {
             DeliveryResult::Delivered { detail } => {
                 Final::plain(l.key, Outcome::Delivered { detail })

@@ -93,16 +93,14 @@ impl Aws {
         })
     }
 
-    /// The core's [`App`] over these adapters (rate limits shared through DynamoDB), bots'
-    /// connections checked against `channels`.
+    /// The core's [`App`] over these adapters (rate limits and chat times shared through
+    /// DynamoDB), bots' connections checked against `channels`.
     pub fn app(&self, config: Config, deliverer: Arc<dyn Deliverer>, channels: Channels) -> App {
         let shared = Arc::new(self.clone());
-        App::new(
-            config,
-            Ports::all(shared.clone(), shared),
-            deliverer,
-            channels,
-        )
+        let mut ports = Ports::all(shared.clone(), shared.clone());
+        // Several instances message one bot's users: each chat's time is kept on the user.
+        ports.chat_claims = Some(shared);
+        App::new(config, ports, deliverer, channels)
     }
 }
 

@@ -3,7 +3,10 @@
 //! One item per user, `pk` = `{bot_id}#{bm_id}`, owned by the bot engine. Herald needs the
 //! key attributes below on it and writes only `last_request`, `last_request_at`,
 //! `last_request_id` and `last_event_id`, with one conditional `UpdateItem` per user that
-//! refuses to create a user or to replace a newer request:
+//! refuses to create a user or to replace a newer request. A message's user on a paced
+//! channel is written by that update at the send's turn, which also sets Herald's
+//! `herald_chat_at` unless another instance sent to the chat less than the chat gap ago
+//! ([`ChatClaims`]):
 //!
 //! | attribute | value | index |
 //! |---|---|---|
@@ -15,18 +18,24 @@
 //! `shard` = [`shard_of`]`(bm_id, user_shards)`: one bot's users spread over many
 //! partitions, and each `expand` job pages one of them.
 
-use crate::{get_s, s, store_error, Aws, Item};
+use crate::{get_n, get_s, n, s, store_error, Aws, Item};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Select};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use herald_core::domain::{
     shard_of, LastRequestWrite, Object, PlatformFilter, UserRef, UserState, WriteResult,
 };
 use herald_core::ids::BotId;
-use herald_core::ports::{RequestStamp, UserPage, UserStore};
+use herald_core::ports::{ChatClaim, ChatClaims, RequestStamp, UserPage, UserStore};
 use herald_core::StoreError;
 use std::collections::HashMap;
+use std::time::Duration;
+
+/// Herald's own attribute on a user item: when a message to the user's chat last began
+/// (Unix milliseconds), claimed by the update that writes their `last_request` at the
+/// send's turn ([`ChatClaims`]).
+pub const CHAT_AT: &str = "herald_chat_at";
 
 /// Requests in flight at once for per-user calls.
 const CONCURRENCY: usize = 32;
@@ -120,39 +129,78 @@ impl Aws {
         bm_id: &str,
         data: AttributeValue,
     ) -> Result<WriteResult, StoreError> {
-        let pk = Self::user_pk(bot_id, bm_id);
-        let result = self
+        match self
+            .update_user(bot_id, bm_id, Some((stamp, data)), None)
+            .await?
+        {
+            Ok(()) => Ok(WriteResult::Applied),
+            // Either no such user or a newer request.
+            Err(old) => match self.refused_item(bot_id, bm_id, old).await? {
+                Some(_) => Ok(WriteResult::Stale),
+                None => Ok(WriteResult::NotFound),
+            },
+        }
+    }
+
+    /// One conditional update of a user that exists: its `last_request` from `request`
+    /// unless it holds a newer one, and its chat claimed at `claim` = (now, the latest
+    /// earlier send that leaves the chat free) unless one came after. Refused: the item
+    /// as it was, when DynamoDB answers it.
+    async fn update_user(
+        &self,
+        bot_id: &str,
+        bm_id: &str,
+        request: Option<(&RequestStamp, AttributeValue)>,
+        claim: Option<(i64, i64)>,
+    ) -> Result<Result<(), Option<Item>>, StoreError> {
+        let mut update = self
             .dynamodb
             .update_item()
             .table_name(&self.settings.users_table)
-            .key("pk", s(&pk))
-            .update_expression(
-                "SET last_request = :data, last_request_at = :at, last_request_id = :rid, last_event_id = :eid",
-            )
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(last_request_id) OR last_request_id <= :rid)",
-            )
-            .expression_attribute_values(":data", data)
-            .expression_attribute_values(":at", AttributeValue::N(stamp.at.to_string()))
-            .expression_attribute_values(":rid", s(&stamp.request_id))
-            .expression_attribute_values(":eid", s(&stamp.event_id))
+            .key("pk", s(Self::user_pk(bot_id, bm_id)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let (mut sets, mut conditions) = (Vec::new(), vec!["attribute_exists(pk)"]);
+        if let Some((stamp, data)) = request {
+            sets.push("last_request = :data, last_request_at = :at, last_request_id = :rid, last_event_id = :eid");
+            conditions.push("(attribute_not_exists(last_request_id) OR last_request_id <= :rid)");
+            update = update
+                .expression_attribute_values(":data", data)
+                .expression_attribute_values(":at", n(stamp.at))
+                .expression_attribute_values(":rid", s(&stamp.request_id))
+                .expression_attribute_values(":eid", s(&stamp.event_id));
+        }
+        if let Some((now, free)) = claim {
+            sets.push("herald_chat_at = :chat_at");
+            conditions
+                .push("(attribute_not_exists(herald_chat_at) OR herald_chat_at <= :chat_free)");
+            update = update
+                .expression_attribute_values(":chat_at", n(now))
+                .expression_attribute_values(":chat_free", n(free));
+        }
+        let result = update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(conditions.join(" AND "))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(WriteResult::Applied),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                // Either no such user or a newer request: tell them apart.
-                match self.user(bot_id, bm_id).await? {
-                    Some(_) => Ok(WriteResult::Stale),
-                    None => Ok(WriteResult::NotFound),
-                }
-            }
-            Err(e) => Err(store_error(e)),
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(refused) => Ok(Err(refused.item)),
+                other => Err(store_error(other)),
+            },
+        }
+    }
+
+    /// The item of a user whose update was refused: as DynamoDB answered it, else read.
+    async fn refused_item(
+        &self,
+        bot_id: &str,
+        bm_id: &str,
+        answered: Option<Item>,
+    ) -> Result<Option<Item>, StoreError> {
+        match answered {
+            Some(item) => Ok(Some(item)),
+            None => self.user(bot_id, bm_id).await,
         }
     }
 
@@ -359,5 +407,56 @@ impl UserStore for Aws {
             .and_then(|v| v.as_s().ok())
             .cloned();
         Ok(UserPage { users, next })
+    }
+}
+
+#[async_trait]
+impl ChatClaims for Aws {
+    /// The `last_request` write of [`UserStore::write_last_request`] with `herald_chat_at`
+    /// set in the same update, on condition that it is at least `gap` old: one write per
+    /// user. Only a user who holds a newer request costs a second one (their chat alone).
+    async fn write_claiming_chat(
+        &self,
+        bot_id: &BotId,
+        stamp: &RequestStamp,
+        data: &Object,
+        write: &LastRequestWrite,
+        gap: Duration,
+    ) -> Result<ChatClaim, StoreError> {
+        let bot_id = bot_id.as_str();
+        let data = serde_dynamo::to_attribute_value(write.data.as_ref().unwrap_or(data))
+            .map_err(StoreError::new)?;
+        let gap_ms = i64::try_from(gap.as_millis()).unwrap_or(i64::MAX);
+        let claim = (stamp.at, stamp.at.saturating_sub(gap_ms));
+        let mut request = Some((stamp, data));
+        // At most: with the request, the chat alone, once more if the item changed between.
+        for _ in 0..3 {
+            let with_request = request.is_some();
+            let refused = match self
+                .update_user(bot_id, &write.bm_id, request.take(), Some(claim))
+                .await?
+            {
+                Ok(()) => return Ok(ChatClaim::Claimed),
+                Err(old) => self.refused_item(bot_id, &write.bm_id, old).await?,
+            };
+            let Some(old) = refused else {
+                return Ok(ChatClaim::NotFound);
+            };
+            let chat_at = get_n(&old, CHAT_AT);
+            if chat_at > claim.1 {
+                let wait = chat_at.saturating_add(gap_ms).saturating_sub(stamp.at);
+                return Ok(ChatClaim::Busy(Duration::from_millis(
+                    u64::try_from(wait).unwrap_or(0).max(1),
+                )));
+            }
+            if !with_request {
+                // The chat was free and the user there, yet refused: it changed between
+                // the update and the read; go round once more for the chat alone.
+                continue;
+            }
+            // A newer request holds the user: theirs stays, the chat is still claimed.
+        }
+        // An item changing under every try: no send now, a new turn later.
+        Ok(ChatClaim::Busy(gap))
     }
 }

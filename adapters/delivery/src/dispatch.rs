@@ -16,7 +16,7 @@ use crate::channels::{self, Channel, Content};
 use crate::DeliveryConfig;
 use async_trait::async_trait;
 use herald_core::channels::{display_name, Serves};
-use herald_core::domain::{Action, Bot, DeliveryResult};
+use herald_core::domain::{Action, Bot, DeliveryResult, RequestRecord, UserState};
 use herald_core::log_deliverer::LogDeliverer;
 use herald_core::ports::{Deliverer, Delivery, EventDirectory};
 use herald_core::template;
@@ -190,5 +190,20 @@ impl Deliverer for Dispatcher {
             Action::Message { template } => self.message(&bot, delivery, template).await,
             Action::Screen { screen_id } => self.screen(&bot, delivery, screen_id).await,
         }
+    }
+
+    /// A message routed to a channel with a pace (a bot whose connections cannot be read
+    /// now is taken as not paced: its delivery is retried before any turn).
+    async fn paces(&self, request: &RequestRecord, user: &UserState) -> bool {
+        if !matches!(request.action, Action::Message { .. }) {
+            return false;
+        }
+        let Ok(bot) = self.bot(&request.bot_id).await else {
+            return false;
+        };
+        !bot.connections.is_empty()
+            && self
+                .route(&bot, Serves::Messages, &user.platform)
+                .is_ok_and(|channel| channel.spec().pace.is_some())
     }
 }

@@ -777,3 +777,126 @@ async fn a_jobs_run_lease_ends_by_itself_and_only_its_owner_gives_it_back() {
         "the dead run's give-back left the next run's lease alone"
     );
 }
+
+#[tokio::test]
+async fn a_chat_claimed_on_the_user_item_refuses_another_send_within_the_gap() {
+    use herald_core::domain::LastRequestWrite;
+    use herald_core::ports::{ChatClaim, ChatClaims, RequestStamp};
+    let stack = Stack::new().await;
+    stack
+        .users(
+            "demo",
+            [("tg", "1", "bm-1")].map(|(p, i, b)| (p.into(), i.into(), b.into())),
+        )
+        .await;
+    let bot: herald_core::ids::BotId = "demo".parse().unwrap();
+    let gap = Duration::from_millis(1050);
+    let now = herald_core::domain::now_ms();
+    let stamp = |request: &str, at: i64| RequestStamp {
+        request_id: request.parse().unwrap(),
+        event_id: "ev".parse().unwrap(),
+        at,
+    };
+    let write = |bm: &str| LastRequestWrite {
+        bm_id: bm.into(),
+        data: None,
+    };
+    let data = |n: u64| json!({"n": n}).as_object().unwrap().clone();
+    let first = "01ja0000000000000000000001";
+    let second = "01ja0000000000000000000002";
+    let claim = |request: &'static str, at: i64, n: u64, bm: &'static str| {
+        let (aws, bot) = (stack.aws.clone(), bot.clone());
+        let (stamp, write, data) = (stamp(request, at), write(bm), data(n));
+        async move {
+            aws.write_claiming_chat(&bot, &stamp, &data, &write, gap)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(claim(first, now, 1, "bm-1").await, ChatClaim::Claimed);
+    let item = stack.user("demo", "bm-1").await;
+    assert_eq!(
+        item["herald_chat_at"].as_n().unwrap(),
+        &now.to_string(),
+        "the chat's time is on the user, from the same update"
+    );
+    assert_eq!(stack.last_request("demo", "bm-1").await, json!({"n": 1}));
+    assert_eq!(
+        item["engine_step"].as_s().unwrap(),
+        "cart",
+        "the engine's own stays"
+    );
+
+    // Another instance, 300 ms later: refused, nothing written, told how long to wait.
+    match claim(second, now + 300, 2, "bm-1").await {
+        ChatClaim::Busy(wait) => assert_eq!(wait, Duration::from_millis(750)),
+        other => panic!("the chat was sent to 300 ms ago: {other:?}"),
+    }
+    assert_eq!(stack.last_request("demo", "bm-1").await, json!({"n": 1}));
+
+    // Once the gap has passed: its write goes through.
+    assert_eq!(
+        claim(second, now + 1050, 2, "bm-1").await,
+        ChatClaim::Claimed
+    );
+    assert_eq!(stack.last_request("demo", "bm-1").await, json!({"n": 2}));
+
+    // An older request's message after the gap: the newer data stays, the chat is claimed.
+    assert_eq!(
+        claim(first, now + 2100, 1, "bm-1").await,
+        ChatClaim::Claimed
+    );
+    let item = stack.user("demo", "bm-1").await;
+    assert_eq!(stack.last_request("demo", "bm-1").await, json!({"n": 2}));
+    assert_eq!(
+        item["herald_chat_at"].as_n().unwrap(),
+        &(now + 2100).to_string()
+    );
+
+    // Nobody to write: never created.
+    assert_eq!(claim(first, now, 1, "bm-gone").await, ChatClaim::NotFound);
+    assert!(stack.aws.user("demo", "bm-gone").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_messaging_one_chat_space_their_sends_by_the_chat_gap() {
+    // Each of 8 users gets a broadcast's message on the job queue's instance and an order
+    // on the transactional queue's, at once. Each instance's pacer knows only its own
+    // sends; the chat's time on the user item spaces the two. The fake answers a second
+    // message to one chat within a second with 429, as Telegram does.
+    let telegram = FakeTelegram::start(TelegramScript {
+        limit_per_second: 30,
+        chat_gap: Duration::from_secs(1),
+        ..TelegramScript::default()
+    })
+    .await;
+    let ids: Vec<String> = (5000..5008).map(|i| i.to_string()).collect();
+    let stack = Stack::on_lanes(&telegram, "shop", &ids).await;
+    let (status, bulk) = stack
+        .api_body(json!({"platform": "tg", "users": ids, "lane": "bulk"}))
+        .await;
+    assert_eq!(status, 202, "{bulk}");
+    for id in &ids {
+        let (status, order) = stack
+            .api_body(json!({"platform": "tg", "users": [id]}))
+            .await;
+        assert_eq!(status, 202, "{order}");
+    }
+    stack.drain_lanes().await;
+    let log = telegram.log.lock().unwrap();
+    assert_eq!(log.rate_limited, 0, "{:?}", log.limited);
+    for id in &ids {
+        let at: Vec<Instant> = log
+            .arrivals
+            .iter()
+            .filter(|(chat, _, _)| chat == id)
+            .map(|(_, _, at)| *at)
+            .collect();
+        assert_eq!(at.len(), 2, "chat {id}: the broadcast's and the order's");
+        assert!(
+            at[1].duration_since(at[0]) >= Duration::from_secs(1),
+            "chat {id} got two messages {:?} apart",
+            at[1].duration_since(at[0])
+        );
+    }
+}

@@ -20,14 +20,14 @@ mod users;
 
 pub use admin::AdminPorts;
 pub use budget::SendBudget;
-pub use deliverer::{Deliverer, Delivery};
+pub use deliverer::{AtTurn, Deliverer, Delivery, Readiness};
 pub use directory::EventDirectory;
 pub use intake::{Intake, Recorded, Remember, Remembered, IDEMPOTENCY_WINDOW_MS};
 pub use open_requests::{OpenRequest, OpenRequests};
 pub use queue::{JobQueue, LeaseFilter, LeaseQueue, Leased};
 pub use requests::{Expansion, RequestLog};
 pub use throttle::Throttle;
-pub use users::{RequestStamp, UserPage, UserStore};
+pub use users::{ChatClaim, ChatClaims, RequestStamp, UserPage, UserStore};
 
 // Kept in `domain` (the admin ports read them too); named here where they were first.
 pub use crate::domain::{ErrorSample, RequestProgress};
@@ -48,6 +48,9 @@ pub struct Ports {
     pub open: Arc<dyn OpenRequests>,
     pub admin: AdminPorts,
     pub throttle: Arc<dyn Throttle>,
+    /// Chat times kept on the users, where several processes message one bot's users
+    /// (AWS); None where one process spaces its chats itself.
+    pub chat_claims: Option<Arc<dyn ChatClaims>>,
 }
 
 impl Ports {
@@ -76,6 +79,7 @@ impl Ports {
             open: store.clone(),
             admin: AdminPorts::all(store),
             throttle,
+            chat_claims: None,
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::domain::{LastRequestWrite, Object, PlatformFilter, UserRef, UserState
 use crate::error::StoreError;
 use crate::ids::{BotId, EventId, RequestId};
 use async_trait::async_trait;
+use std::time::Duration;
 
 /// Which request a `last_request` write comes from; newer means a greater `request_id`.
 #[derive(Debug, Clone)]
@@ -64,4 +65,36 @@ pub trait UserStore: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<UserPage, StoreError>;
+}
+
+/// A user store that keeps when each user's chat was last sent to, on the user itself, in
+/// the update that writes their `last_request`: no write of its own. Where several
+/// processes message one bot's users (AWS), this is what spaces two messages to one chat
+/// sent by two of them; one process (the embedded runtime) spaces its chats in its pacer
+/// and needs none.
+#[async_trait]
+pub trait ChatClaims: Send + Sync {
+    /// Store `write` (or `data` when it has none) as the user's `last_request`, as
+    /// [`UserStore::write_last_request`] does, right before a message is sent to them, and
+    /// claim their chat: refused while another send to it began less than `gap` ago. A user
+    /// who holds a newer request keeps it, and their chat is claimed all the same.
+    async fn write_claiming_chat(
+        &self,
+        bot_id: &BotId,
+        stamp: &RequestStamp,
+        data: &Object,
+        write: &LastRequestWrite,
+        gap: Duration,
+    ) -> Result<ChatClaim, StoreError>;
+}
+
+/// What a [`ChatClaims::write_claiming_chat`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatClaim {
+    /// Written (or left to a newer request) and the chat is this send's.
+    Claimed,
+    /// The chat had a send less than the gap ago: nothing was written; free after this.
+    Busy(Duration),
+    /// The user no longer exists.
+    NotFound,
 }

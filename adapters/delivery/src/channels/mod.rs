@@ -10,8 +10,8 @@ use crate::DeliveryConfig;
 use async_trait::async_trait;
 use herald_core::channels::{ChannelSpec, Channels};
 use herald_core::domain::{Bot, DeliveryResult};
-use herald_core::pace::Pacer;
-use herald_core::ports::Delivery;
+use herald_core::pace::{Pace, PaceKey, Pacer, TurnRequest};
+use herald_core::ports::{Delivery, Readiness};
 use std::sync::Arc;
 
 /// What a channel is asked to send.
@@ -46,6 +46,41 @@ pub(crate) fn misrouted(spec: &ChannelSpec) -> DeliveryResult {
     DeliveryResult::Permanent {
         reason: "no_connection".into(),
         message: format!("the {} channel cannot send this", spec.name),
+    }
+}
+
+/// Wait for `delivery`'s turn on `key`'s schedule at `pace`, then take the runtime's step
+/// at the turn ([`Delivery::at_turn`]: its user's `last_request` written, their chat
+/// claimed). None: send now. Some: answer this without sending — the cutoff came first
+/// ([`DeliveryResult::NotStarted`]) or the runtime withheld the send. A chat another
+/// process sent to less than the chat gap ago is waited for, and the send takes a new
+/// turn.
+pub(crate) async fn take_turn(
+    pacer: &Pacer,
+    key: &PaceKey,
+    pace: Pace,
+    delivery: &Delivery<'_>,
+) -> Option<DeliveryResult> {
+    let turn = TurnRequest {
+        lane: delivery.request.lane,
+        chat: &delivery.user.platform_id,
+    };
+    loop {
+        if !pacer.turn(key, pace, turn, delivery.cutoff).await {
+            return Some(DeliveryResult::NotStarted);
+        }
+        // Nothing to do at the turn: send.
+        let at_turn = delivery.at_turn?;
+        match at_turn.ready(pace.spaced_chat_gap()).await {
+            Readiness::Go => return None,
+            Readiness::Withheld => return Some(DeliveryResult::Withheld),
+            Readiness::ChatBusy(wait) => {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = delivery.cutoff.reached() => return Some(DeliveryResult::NotStarted),
+                }
+            }
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::DeliveryConfig;
 use async_trait::async_trait;
 use herald_core::channels::{ChannelSpec, FieldKind, FieldSpec, PaceRule, Serves};
 use herald_core::domain::{Bot, DeliveryResult, BLOCKED};
-use herald_core::pace::{Pace, PaceKey, Pacer, TurnRequest};
+use herald_core::pace::{Pace, PaceKey, Pacer};
 use herald_core::ports::Delivery;
 use serde::Deserialize;
 use serde_json::json;
@@ -113,14 +113,10 @@ impl Channel for Telegram {
             per_second: self.rate_of(bot),
             chat_gap: CHAT_GAP,
         };
-        let chat = &delivery.user.platform_id;
-        let turn = TurnRequest {
-            lane: delivery.request.lane,
-            chat,
-        };
-        if !self.pacer.turn(&key, pace, turn, delivery.cutoff).await {
-            return DeliveryResult::NotStarted;
+        if let Some(unsent) = super::take_turn(&self.pacer, &key, pace, delivery).await {
+            return unsent;
         }
+        let chat = &delivery.user.platform_id;
         let result = self.send_message(token, chat, text, paid).await;
         if let DeliveryResult::Retry {
             reason,
@@ -267,6 +263,7 @@ mod tests {
             DeliveryResult::Retry { reason, .. } => ("retry", reason),
             DeliveryResult::Permanent { reason, .. } => ("permanent", reason),
             DeliveryResult::NotStarted => ("not started", ""),
+            DeliveryResult::Withheld => ("withheld", ""),
         }
     }
 
