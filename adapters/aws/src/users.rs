@@ -170,10 +170,10 @@ impl Aws {
                 .expression_attribute_values(":eid", s(&stamp.event_id));
         }
         if let Some((now, free)) = claim {
-            sets.push("herald_chat_at = :chat_at");
-            conditions
-                .push("(attribute_not_exists(herald_chat_at) OR herald_chat_at <= :chat_free)");
+            sets.push("#chat_at = :chat_at");
+            conditions.push("(attribute_not_exists(#chat_at) OR #chat_at <= :chat_free)");
             update = update
+                .expression_attribute_names("#chat_at", CHAT_AT)
                 .expression_attribute_values(":chat_at", n(now))
                 .expression_attribute_values(":chat_free", n(free));
         }

@@ -106,3 +106,113 @@ macro_rules! register {
 }
 
 register![telegram::Telegram, engine::BotEngine,];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::cutoff::Stop;
+    use herald_core::domain::{Action, Audience, RequestRecord, UserState};
+    use herald_core::ports::AtTurn;
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    /// Answers its readiness in turn, recording when each was asked.
+    #[derive(Debug)]
+    struct Answers(Mutex<(Vec<Readiness>, Vec<Instant>)>);
+
+    #[async_trait]
+    impl AtTurn for Answers {
+        async fn ready(&self, _chat_gap: Duration) -> Readiness {
+            let mut state = self.0.lock().unwrap();
+            state.1.push(Instant::now());
+            state.0.remove(0)
+        }
+    }
+
+    fn record() -> RequestRecord {
+        RequestRecord {
+            id: "r".parse().unwrap(),
+            event_id: "e".parse().unwrap(),
+            event_name: "n".into(),
+            bot_id: "b".parse().unwrap(),
+            action: Action::Message {
+                template: "hi".into(),
+            },
+            data: Default::default(),
+            audience: Audience::Bm { count: 1 },
+            lane: Default::default(),
+            created_at: 0,
+            send_at: None,
+        }
+    }
+
+    fn user() -> UserState {
+        UserState {
+            platform: "tg".into(),
+            platform_id: "42".into(),
+            bm_id: "u".into(),
+            blocked: false,
+        }
+    }
+
+    async fn take(answers: &Answers, cutoff_in: Duration) -> Option<DeliveryResult> {
+        let (record, user, data) = (record(), user(), Default::default());
+        let cutoff = Stop::never().cutoff((Instant::now() + cutoff_in).into_std());
+        let delivery = Delivery {
+            request: &record,
+            user: &user,
+            data: &data,
+            cutoff: &cutoff,
+            at_turn: Some(answers),
+        };
+        let key = PaceKey {
+            bot: "b".parse().unwrap(),
+            channel: "test",
+        };
+        let pace = Pace {
+            per_second: 30,
+            chat_gap: Duration::from_secs(1),
+        };
+        take_turn(&Pacer::new(), &key, pace, &delivery).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chat_busy_in_another_process_is_waited_out_and_the_send_takes_a_new_turn() {
+        // Longer than this process's own chat gap, which spaces the two turns anyway.
+        let busy = Duration::from_secs(3);
+        let answers = Answers(Mutex::new((
+            vec![Readiness::ChatBusy(busy), Readiness::Go],
+            vec![],
+        )));
+        let started = Instant::now();
+        assert!(
+            take(&answers, Duration::from_secs(30)).await.is_none(),
+            "send"
+        );
+        let asked = answers.0.lock().unwrap().1.clone();
+        assert_eq!(asked.len(), 2, "asked again after the wait");
+        assert!(asked[1] - asked[0] >= busy, "{:?}", asked[1] - asked[0]);
+        assert!(asked[0] - started < busy);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cutoff_during_the_wait_for_a_busy_chat_leaves_the_user_unsent() {
+        let answers = Answers(Mutex::new((
+            vec![Readiness::ChatBusy(Duration::from_secs(5)), Readiness::Go],
+            vec![],
+        )));
+        let unsent = take(&answers, Duration::from_secs(1)).await;
+        assert!(
+            matches!(unsent, Some(DeliveryResult::NotStarted)),
+            "{unsent:?}"
+        );
+        assert_eq!(answers.0.lock().unwrap().1.len(), 1);
+        let withheld = Answers(Mutex::new((vec![Readiness::Withheld], vec![])));
+        let answer = take(&withheld, Duration::from_secs(1)).await;
+        assert!(
+            matches!(answer, Some(DeliveryResult::Withheld)),
+            "{answer:?}"
+        );
+    }
+}
