@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{header, Request};
 use herald_core::channels::{ChannelSpec, Channels, FieldKind, FieldSpec, Serves};
 use herald_core::domain::{Bot, DeliveryResult};
+use herald_core::message::MessageLimits;
 use herald_core::ports::admin::UserAdmin;
 use herald_core::ports::Delivery;
 use herald_core::worker_pool::{drain, PoolOptions};
@@ -45,6 +46,12 @@ const ECHO: ChannelSpec = ChannelSpec {
         },
     ],
     pace: None,
+    limits: Some(MessageLimits {
+        renders: &[],
+        text_chars: 4096,
+        buttons: 0,
+        button_text_chars: 0,
+    }),
 };
 
 struct Echo {
@@ -63,7 +70,7 @@ impl Channel for Echo {
         delivery: &Delivery<'_>,
         content: Content<'_>,
     ) -> DeliveryResult {
-        let (Some(url), Some(token), Content::Text(text)) = (
+        let (Some(url), Some(token), Content::Message(message)) = (
             bot.connections.get("echo", "url"),
             bot.connections.get("echo", "token"),
             content,
@@ -74,7 +81,7 @@ impl Channel for Echo {
             .http
             .post(url)
             .bearer_auth(token)
-            .json(&json!({"to": delivery.user.platform_id, "text": text}))
+            .json(&json!({"to": delivery.user.platform_id, "text": message.text}))
             .send()
             .await;
         match sent.map(|r| r.status().as_u16()) {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
 use support::bots::{
-    db_arg, import, message_event, screen_event, serve, set_telegram_token, TOKEN,
+    create_event, db_arg, import, message_event, screen_event, serve, set_telegram_token, TOKEN,
 };
 use support::{accept, herald, herald_json, metrics, wait_done, Server};
 
@@ -55,6 +55,79 @@ async fn a_broadcast_to_a_thousand_users_stays_under_the_platform_rate_limit() {
             "one message per user, rendered for them"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marked_up_messages_arrive_with_their_values_escaped_and_their_buttons() {
+    // The fake refuses markup Telegram cannot parse, as the Bot API does (400 "can't parse
+    // entities"): a value that reached it unescaped would fail its user.
+    let telegram = FakeTelegram::with_limit(100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let html = create_event(
+        &db,
+        "shop",
+        &[
+            "--action",
+            "message",
+            "--template",
+            "<b>Order</b> {{ last_request.item }} for {{ last_request.name }}",
+            "--markup",
+            "html",
+            "--button",
+            "Track {{ last_request.item }}=https://shop.example/t/{{ last_request.item }}",
+            "--no-link-preview",
+        ],
+    );
+    let markdown = create_event(
+        &db,
+        "shop",
+        &[
+            "--action",
+            "message",
+            "--template",
+            "*Order* {{ last_request.item }}, {{ last_request.name }}",
+            "--markup",
+            "markdown-v2",
+        ],
+    );
+    set_telegram_token(&db, "shop", TOKEN);
+    import(&db, "shop", &[("tg", "501".into()), ("tg", "502".into())]);
+    let server = serve(&db, &telegram, 95);
+    let data = json!({"item": "A<7>&_*", "name": "Tom & *Jerry_*."});
+    for (event, chat) in [(&html, "501"), (&markdown, "502")] {
+        let id = accept(
+            &server,
+            event,
+            json!({"platform": "tg", "users": [chat], "data": data}),
+        )
+        .await;
+        let status = wait_done(&server, event, &id).await;
+        assert_eq!(status["delivered"], 1, "{status}");
+    }
+    let log = telegram.log.lock().unwrap();
+    let body = |chat: &str| {
+        log.bodies
+            .iter()
+            .find(|b| b["chat_id"] == chat)
+            .cloned()
+            .unwrap()
+    };
+    let html = body("501");
+    assert_eq!(html["parse_mode"], "HTML");
+    assert_eq!(
+        html["text"],
+        "<b>Order</b> A&lt;7&gt;&amp;_* for Tom &amp; *Jerry_*."
+    );
+    assert_eq!(
+        html["reply_markup"],
+        json!({"inline_keyboard": [[{"text": "Track A<7>&_*", "url": "https://shop.example/t/A%3C7%3E%26_%2A"}]]})
+    );
+    assert_eq!(html["link_preview_options"], json!({"is_disabled": true}));
+    let markdown = body("502");
+    assert_eq!(markdown["parse_mode"], "MarkdownV2");
+    assert_eq!(markdown["text"], r"*Order* A<7\>&\_\*, Tom & \*Jerry\_\*\.");
+    assert!(markdown.get("reply_markup").is_none());
 }
 
 #[allow(clippy::too_many_lines)] // one scenario, read best whole
@@ -266,6 +339,57 @@ fn a_template_that_does_not_compile_is_refused_when_the_event_is_created() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("template"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_became_a_supergroup_is_sent_there_and_remembered() {
+    let telegram = FakeTelegram::start(TelegramScript {
+        migrated: [("-123".to_string(), -100_123)].into(),
+        ..TelegramScript::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let event = message_event(&db, "shop", "News {{ last_request.n }}");
+    set_telegram_token(&db, "shop", TOKEN);
+    import(&db, "shop", &[("tg", "-123".into())]);
+    let server = serve(&db, &telegram, 95);
+    for n in 1..=2 {
+        let id = accept(
+            &server,
+            &event,
+            json!({"platform": "tg", "users": ["-123"], "data": {"n": n}}),
+        )
+        .await;
+        let status = wait_done(&server, &event, &id).await;
+        assert_eq!(status["delivered"], 1, "{status}");
+    }
+    {
+        let log = telegram.log.lock().unwrap();
+        assert_eq!(
+            log.delivered.get("-100123"),
+            Some(&vec!["News 1".to_string(), "News 2".to_string()])
+        );
+        assert_eq!(
+            log.calls.get("-123"),
+            Some(&1),
+            "the second message went to the new chat first"
+        );
+    }
+    // Herald's own attribute; the engine's platform_id is not rewritten.
+    let user = herald_json(&[
+        "users",
+        "show",
+        "--db",
+        db_arg(&db),
+        "--bot",
+        "shop",
+        "--platform",
+        "tg",
+        "--platform-id=-123",
+    ]);
+    assert_eq!(user["platform_id"], "-123", "{user}");
+    assert_eq!(user["migrated_chat_id"], "-100123", "{user}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

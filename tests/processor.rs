@@ -601,9 +601,9 @@ async fn a_postponed_job_does_not_use_up_an_attempt() {
 #[tokio::test]
 async fn the_log_deliverer_records_the_rendered_message_and_fails_a_missing_value() {
     let h = Harness::new();
-    let action = herald_core::domain::Action::Message {
-        template: "Hi {{ last_request.name }}".into(),
-    };
+    let action = herald_core::domain::Action::Message(herald_core::message::Message::text(
+        "Hi {{ last_request.name }}",
+    ));
     let event = h.store.new_event("bot", "greet", action).await.unwrap();
     h.users("bot", "tg", ids(1..3)).await;
     let id = accept(

@@ -179,6 +179,59 @@ pub enum ActionKind {
     Message,
 }
 
+/// A message action's parts (docs/delivery.md, "Messages"); per-platform texts and
+/// Telegram's other link preview options are set through the admin API.
+#[derive(Args, Debug)]
+pub struct MessageFlags {
+    /// Message template (with --action message).
+    #[arg(long, required_if_eq("action", "message"))]
+    template: Option<String>,
+    /// The template's markup: values put into it are escaped for it; channels that do not
+    /// render it get plain text.
+    #[arg(long, value_enum)]
+    markup: Option<MarkupKind>,
+    /// A URL button, as TEXT=URL (both templates; the URL begins with http:// or https://).
+    /// Repeat for more buttons.
+    #[arg(long = "button", value_name = "TEXT=URL")]
+    buttons: Vec<String>,
+    /// No link preview under the message on Telegram.
+    #[arg(long)]
+    no_link_preview: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MarkupKind {
+    Html,
+    MarkdownV2,
+}
+
+impl MessageFlags {
+    /// The admin API's message action.
+    fn document(self, template: String) -> anyhow::Result<Value> {
+        let mut action = json!({"type": "message", "template": template});
+        if let Some(markup) = self.markup {
+            action["markup"] = json!(match markup {
+                MarkupKind::Html => "html",
+                MarkupKind::MarkdownV2 => "markdown_v2",
+            });
+        }
+        let mut buttons = Vec::new();
+        for button in &self.buttons {
+            let Some((text, url)) = button.split_once('=') else {
+                bail!("--button takes TEXT=URL, not {button:?}");
+            };
+            buttons.push(json!({"text": text, "url": url}));
+        }
+        if !buttons.is_empty() {
+            action["buttons"] = buttons.into();
+        }
+        if self.no_link_preview {
+            action["telegram"] = json!({"link_preview": {"is_disabled": true}});
+        }
+        Ok(action)
+    }
+}
+
 /// A delivery lane, as an event's default.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LaneKind {
@@ -238,9 +291,8 @@ pub enum EventsCommand {
         /// Screen to show (with --action screen).
         #[arg(long, required_if_eq("action", "screen"))]
         screen: Option<String>,
-        /// Message template (with --action message).
-        #[arg(long, required_if_eq("action", "message"))]
-        template: Option<String>,
+        #[command(flatten)]
+        message: MessageFlags,
         /// Create it switched off.
         #[arg(long)]
         disabled: bool,
@@ -304,13 +356,13 @@ impl EventsArgs {
                 name,
                 action,
                 screen,
-                template,
+                message,
                 disabled,
                 limit,
                 lane,
             } => {
                 let mut document =
-                    create_document(bot, name, action, screen, template, disabled, &limit)?;
+                    create_document(bot, name, action, screen, message, disabled, &limit)?;
                 set_lane(&mut document, lane, false);
                 client
                     .send_json(Method::POST, "/v1/admin/events", &document)
@@ -370,17 +422,15 @@ fn create_document(
     name: String,
     action: ActionKind,
     screen: Option<String>,
-    template: Option<String>,
+    mut message: MessageFlags,
     disabled: bool,
     limit: &Limit,
 ) -> anyhow::Result<Value> {
-    let action = match (action, screen, template) {
+    let action = match (action, screen, message.template.take()) {
         (ActionKind::Screen, Some(screen_id), _) => {
             json!({"type": "screen", "screen_id": screen_id})
         }
-        (ActionKind::Message, _, Some(template)) => {
-            json!({"type": "message", "template": template})
-        }
+        (ActionKind::Message, _, Some(template)) => message.document(template)?,
         _ => bail!("--action screen needs --screen; --action message needs --template"),
     };
     let mut document = json!({

@@ -21,6 +21,7 @@ fuzz_target!(|input: &[u8]| {
         platform: "tg".into(),
         platform_id: "1".into(),
         blocked: false,
+        migrated_chat_id: None,
     };
     if let Ok(message) = herald_core::template::render(template, "event", &user, &data) {
         assert!(!message.trim().is_empty());

@@ -78,6 +78,9 @@ pub struct ChannelSpec {
     /// How fast the channel sends for one bot, if it is paced (a messenger's rate limit);
     /// None: it is not (a bot engine's webhook).
     pub pace: Option<PaceRule>,
+    /// What its messages may hold (markups it renders, text and button limits); None for
+    /// a channel that carries screens.
+    pub limits: Option<crate::message::MessageLimits>,
 }
 
 /// Where a paced channel's rate for one bot comes from: the bot's own setting, else a
@@ -569,6 +572,7 @@ mod tests {
             },
         ],
         pace: None,
+        limits: None,
     };
     const CHANNELS: Channels = &[&ENGINE];
 
@@ -686,6 +690,7 @@ mod tests {
             rate_field: "rate",
             boost: Some(("paid", 1000)),
         }),
+        limits: None,
     };
 
     #[test]

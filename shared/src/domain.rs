@@ -19,8 +19,8 @@ pub type Object = Map<String, Value>;
 pub enum Action {
     /// Hand the user to the bot engine at this screen.
     Screen { screen_id: String },
-    /// Send a message rendered from this template.
-    Message { template: String },
+    /// Send a message rendered from its templates ([`crate::message`]).
+    Message(crate::message::Message),
 }
 
 /// An event: the URL a CRM calls and what happens then.
@@ -105,7 +105,7 @@ pub struct Bot {
 }
 
 /// One bot user's state as Herald sees it (the bot engine may keep more on the same record).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserState {
     pub platform: String,
     pub platform_id: String,
@@ -115,7 +115,27 @@ pub struct UserState {
     /// the bot engine clears the mark.
     #[serde(default)]
     pub blocked: bool,
+    /// Where a Telegram group this user stands for moved when it became a supergroup
+    /// (Herald's own attribute; `platform_id` is the engine's and never rewritten). Messages
+    /// go there instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrated_chat_id: Option<String>,
 }
+
+impl UserState {
+    /// The chat a message to this user goes to: where their group moved, else their
+    /// platform id.
+    pub fn chat_id(&self) -> &str {
+        self.migrated_chat_id
+            .as_deref()
+            .unwrap_or(&self.platform_id)
+    }
+}
+
+/// The key, in a delivered outcome's `detail`, of the chat a message went to instead of the
+/// user's own because their group moved ([`UserState::migrated_chat_id`]): the processor
+/// remembers it on the user.
+pub const MIGRATED_CHAT_ID: &str = "migrated_chat_id";
 
 /// How a job names a user: by platform id or by state id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

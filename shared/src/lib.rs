@@ -9,7 +9,8 @@
 //! Layers, each using only those below it (`tests/layering.rs` fails on a cycle):
 //!
 //! - **domain**: [`domain`] (users, events, requests, jobs, outcomes), [`channels`] (what a
-//!   delivery channel is, a bot's connections), [`ids`] (one rule per kind of id),
+//!   delivery channel is, a bot's connections), [`message`] (what a `message` action
+//!   sends, and how it fits a channel), [`ids`] (one rule per kind of id),
 //!   [`error`], [`secret`], [`cutoff`].
 //! - **rules over the domain**: [`request`] (the event request contract), [`template`],
 //!   [`throttle`] (GCRA), [`admin`] (the admin API's documents), [`merge`], [`config`],
@@ -42,6 +43,7 @@ pub mod lane;
 pub mod log_budget;
 pub mod log_deliverer;
 pub mod merge;
+pub mod message;
 pub mod metrics;
 pub mod pace;
 pub mod ports;

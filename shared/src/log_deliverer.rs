@@ -41,19 +41,19 @@ impl Deliverer for LogDeliverer {
                 "screen_id": screen_id,
                 "user": user,
             }),
-            Action::Message { template } => {
+            Action::Message(message) => {
                 match crate::template::for_user(
-                    template,
+                    message,
                     &delivery.request.event_name,
                     delivery.user,
                     delivery.data,
                 )
                 .await
                 {
-                    Ok(text) => json!({
+                    Ok(rendered) => json!({
                         "deliverer": "log",
                         "action": "message",
-                        "text": text,
+                        "text": rendered.text,
                         "user": user,
                     }),
                     Err(failure) => return failure,

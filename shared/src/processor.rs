@@ -24,6 +24,7 @@ use crate::cutoff::{Cutoff, Stop};
 use crate::domain::{
     now_ms, Action, DeliveryResult, Job, JobKind, JobUser, LastRequestWrite, Object, Outcome,
     RequestRecord, RequestState, UserRef, UserState, WriteResult, ACCEPTING_TIMEOUT_MS, BLOCKED,
+    MIGRATED_CHAT_ID,
 };
 use crate::error::StoreError;
 use crate::ids::{BotId, RequestId};
@@ -343,7 +344,7 @@ async fn split_at_turn(
     record: &RequestRecord,
     live: Vec<Live>,
 ) -> (Vec<Live>, Vec<Live>) {
-    if app.ports.chat_claims.is_none() || !matches!(record.action, Action::Message { .. }) {
+    if app.ports.chat_claims.is_none() || !matches!(record.action, Action::Message(_)) {
         return (Vec::new(), live);
     }
     let (mut at_turn, mut batched) = (Vec::new(), Vec::new());
@@ -376,7 +377,7 @@ async fn write_last_request(
         .users
         .write_last_request(&record.bot_id, &stamp, &record.data, &writes)
         .await?;
-    let messages = matches!(record.action, Action::Message { .. });
+    let messages = matches!(record.action, Action::Message(_));
     let mut acting = Vec::with_capacity(live.len());
     for (l, result) in live.into_iter().zip(written) {
         match result {
@@ -452,13 +453,10 @@ async fn run_deliveries(
             }
         };
         let done = match result {
-            DeliveryResult::Delivered { detail } => {
-                Final::plain(l.key, Outcome::Delivered { detail })
-            }
+            DeliveryResult::Delivered { detail } => Final::delivered(l.key, &l.state, detail),
             DeliveryResult::Permanent { reason, message } => Final {
                 blocked: (reason == BLOCKED).then(|| l.state.bm_id.clone()),
-                key: l.key,
-                outcome: Outcome::Failed { reason, message },
+                ..Final::plain(l.key, Outcome::Failed { reason, message })
             },
             other => {
                 unsettled.push((l.entry, l.key, other));
@@ -544,6 +542,9 @@ struct Final {
     outcome: Outcome,
     /// The user's `bm_id` when the platform said they blocked the bot.
     blocked: Option<String>,
+    /// The user's `bm_id` and the chat their message went to instead of theirs, when their
+    /// group moved ([`MIGRATED_CHAT_ID`]) and they are not known there yet.
+    migrated: Option<(String, String)>,
 }
 
 impl Final {
@@ -552,6 +553,21 @@ impl Final {
             key,
             outcome,
             blocked: None,
+            migrated: None,
+        }
+    }
+
+    /// A delivered outcome, with where the user's chat moved if it did.
+    fn delivered(key: String, state: &UserState, detail: Option<serde_json::Value>) -> Final {
+        let moved_to = detail
+            .as_ref()
+            .and_then(|d| d.get(MIGRATED_CHAT_ID))
+            .and_then(|chat| chat.as_str())
+            .filter(|chat| state.migrated_chat_id.as_deref() != Some(*chat))
+            .map(|chat| (state.bm_id.clone(), chat.to_string()));
+        Final {
+            migrated: moved_to,
+            ..Final::plain(key, Outcome::Delivered { detail })
         }
     }
 }
@@ -633,7 +649,8 @@ async fn sleep_until_due(due: Option<Instant>) {
 }
 
 /// Record one batch of final outcomes (marking the users who blocked the bot first, so
-/// that later messages skip them); the outcomes counted.
+/// that later messages skip them, and remembering where moved chats went); the outcomes
+/// counted.
 async fn record_batch(
     app: &App,
     request_id: &RequestId,
@@ -643,6 +660,13 @@ async fn record_batch(
     let blocked: Vec<String> = batch.iter().filter_map(|f| f.blocked.clone()).collect();
     if !blocked.is_empty() {
         app.ports.users.mark_blocked(bot_id, &blocked).await?;
+    }
+    let moved: Vec<(String, String)> = batch.iter().filter_map(|f| f.migrated.clone()).collect();
+    if !moved.is_empty() {
+        app.ports
+            .users
+            .remember_migrated_chats(bot_id, &moved)
+            .await?;
     }
     let outcomes: Vec<(String, Outcome)> = batch.into_iter().map(|f| (f.key, f.outcome)).collect();
     app.ports

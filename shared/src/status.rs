@@ -151,7 +151,7 @@ pub fn send_rate(
     channels: Channels,
     default: u32,
 ) -> Option<u32> {
-    if !matches!(record.action, Action::Message { .. }) {
+    if !matches!(record.action, Action::Message(_)) {
         return None;
     }
     let platform = match &record.audience {
@@ -197,7 +197,7 @@ pub const AHEAD_COUNTED: usize = 50;
 pub async fn document(app: &App, p: RequestProgress) -> Result<RequestStatus, StoreError> {
     // Only messages are paced: a screen has no rate to count with, and nothing is read.
     let not_started = matches!(state_of(&p, now_ms()), "scheduled" | "accepted");
-    if !not_started || !matches!(p.record.action, Action::Message { .. }) {
+    if !not_started || !matches!(p.record.action, Action::Message(_)) {
         return Ok(RequestStatus::from(p));
     }
     let bot = app.ports.events.bot(&p.record.bot_id).await?;
@@ -481,6 +481,7 @@ mod tests {
                 rate_field: "rate",
                 boost: None,
             }),
+            limits: None,
         };
         const SLOW: ChannelSpec = ChannelSpec {
             name: "slow",
@@ -492,6 +493,7 @@ mod tests {
             serves: Serves::Screens,
             platforms: &[],
             pace: None,
+            limits: None,
             ..FAST
         };
         let channels: Channels = &[&FAST, &SLOW, &ENGINE];
@@ -504,9 +506,7 @@ mod tests {
                 .with("engine", "token", "t"),
         };
         let mut record = progress(explicit(), 1, 0, 0).record;
-        record.action = Action::Message {
-            template: "hi".into(),
-        };
+        record.action = Action::Message(crate::message::Message::text("hi"));
         record.audience = Audience::Platform {
             platform: "f".into(),
             count: 1,

@@ -6,8 +6,13 @@
 //! ready, {{ last_request.name }}!`. Rendering is strict: a value missing for a user is an
 //! error for that user (counted, with its reason), never a silent blank. A template is
 //! compiled once per process and reused for every user (see [`compiled`]).
+//!
+//! A message ([`Message`]) is several templates: its text (the user's platform's override,
+//! if it has one), each button's text and URL. Values put into a marked-up text are
+//! escaped for its markup, values put into a URL percent-encoded ([`Escape`]).
 
 use crate::domain::{Action, DeliveryResult, Object, UserState};
+use crate::message::{self, Markup, Message, Rendered, RenderedButton};
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::json;
 use std::collections::HashMap;
@@ -31,10 +36,34 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// instead of holding a worker.
 const FUEL: u64 = 200_000;
 
-fn environment() -> Environment<'static> {
+/// How the values a template prints are written into its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Escape {
+    /// As they are (plain text).
+    Plain,
+    /// Escaped for a markup: they show as themselves and add no markup.
+    Markup(Markup),
+    /// Percent-encoded, for a URL.
+    Url,
+}
+
+fn environment(escape: Escape) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
+    if escape != Escape::Plain {
+        env.set_formatter(move |out, _state, value| {
+            let text = value.to_string();
+            let written = match escape {
+                Escape::Markup(markup) => message::escape(markup, &text),
+                Escape::Url => message::escape_url(&text),
+                Escape::Plain => text,
+            };
+            out.write_str(&written).map_err(|_| {
+                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "message too long")
+            })
+        });
+    }
     env
 }
 
@@ -48,7 +77,7 @@ pub fn check(template: &str) -> Result<(), String> {
             "the template is longer than {MAX_TEMPLATE_CHARS} characters"
         ));
     }
-    environment()
+    environment(Escape::Plain)
         .template_from_str(template)
         .map(|_| ())
         .map_err(|e| describe(&e))
@@ -68,9 +97,56 @@ impl Action {
                 Err("the screen id is empty".into())
             }
             Action::Screen { .. } => Ok(()),
-            Action::Message { template } => check(template).map_err(|e| format!("template: {e}")),
+            Action::Message(message) => check_message(message),
         }
     }
+}
+
+/// Whether every template of `message` compiles and every part is within bounds; the
+/// error names the part (`template`, `buttons[1].url`, `platforms.vk.template`…).
+fn check_message(message: &Message) -> Result<(), String> {
+    use crate::message::{MAX_BUTTONS, MAX_BUTTON_TEXT_CHARS};
+    let check = |path: &str, template: &str| check(template).map_err(|e| format!("{path}: {e}"));
+    check("template", &message.template)?;
+    for (platform, text) in &message.platforms {
+        crate::ids::Platform::parse(platform.as_str())
+            .map_err(|e| format!("platforms.{platform}: {e}"))?;
+        check(&format!("platforms.{platform}.template"), &text.template)?;
+    }
+    if message.buttons.len() > MAX_BUTTONS {
+        return Err(format!(
+            "buttons: at most {MAX_BUTTONS} buttons, not {}",
+            message.buttons.len()
+        ));
+    }
+    for (i, button) in message.buttons.iter().enumerate() {
+        check(&format!("buttons[{i}].text"), &button.text)?;
+        if button.text.chars().count() > MAX_BUTTON_TEXT_CHARS {
+            return Err(format!(
+                "buttons[{i}].text: longer than {MAX_BUTTON_TEXT_CHARS} characters"
+            ));
+        }
+        check(&format!("buttons[{i}].url"), &button.url)?;
+        if !message::starts_with_http_origin(&button.url) {
+            return Err(format!(
+                "buttons[{i}].url: must begin with http:// or https:// and a host, written \
+                     in the template (values put into it are percent-encoded)"
+            ));
+        }
+    }
+    if let Some(url) = message
+        .telegram
+        .as_ref()
+        .and_then(|t| t.link_preview.as_ref())
+        .and_then(|p| p.url.as_deref())
+    {
+        if !message::is_http_url(url) || url.len() > message::MAX_URL_BYTES {
+            return Err(
+                "telegram.link_preview.url: must be an http(s) URL of at most 2048 bytes".into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `template` rendered for one user, on the caller's thread with no deadline: for checks
@@ -81,7 +157,7 @@ pub fn render(
     user: &UserState,
     last_request: &Object,
 ) -> Result<String, String> {
-    compiled(template)?.render(context(event_name, user, last_request))
+    compiled(template, Escape::Plain)?.render(context(event_name, user, last_request))
 }
 
 fn context(event_name: &str, user: &UserState, last_request: &Object) -> serde_json::Value {
@@ -92,34 +168,80 @@ fn context(event_name: &str, user: &UserState, last_request: &Object) -> serde_j
     })
 }
 
-/// The message of `template` for `user` of a request to `event_name` whose data for them
-/// is `data`, or the failure to count for them (reason `template`). It renders on the
-/// blocking pool within [`RENDER_FOR`], so a template that builds huge values it never
-/// prints holds no worker.
+/// `message` for `user` of a request to `event_name` whose data for them is `data`, or
+/// the failure to count for them (reason `template`). Its templates render on the blocking
+/// pool within [`RENDER_FOR`] together, so a template that builds huge values it never
+/// prints holds no worker. A button URL that renders to no http(s) URL, or one too long,
+/// fails the user (reason `rejected`).
 pub async fn for_user(
-    template: &str,
+    message: &Message,
     event_name: &str,
     user: &UserState,
     data: &Object,
-) -> Result<String, DeliveryResult> {
-    let failed = |message: String| DeliveryResult::Permanent {
+) -> Result<Rendered, DeliveryResult> {
+    let (text, markup) = message.text_for(&user.platform);
+    let mut parts = vec![compiled(text, markup.map_or(Escape::Plain, Escape::Markup))];
+    for button in &message.buttons {
+        parts.push(compiled(&button.text, Escape::Plain));
+        parts.push(compiled(&button.url, Escape::Url));
+    }
+    let parts = parts
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    let mut rendered = render_all(parts, context(event_name, user, data))
+        .await?
+        .into_iter();
+    let text = rendered.next().unwrap_or_default();
+    let mut buttons = Vec::with_capacity(message.buttons.len());
+    while let (Some(text), Some(url)) = (rendered.next(), rendered.next()) {
+        if !message::is_http_url(&url) || url.len() > message::MAX_URL_BYTES {
+            return Err(DeliveryResult::Permanent {
+                reason: "rejected".into(),
+                message: format!(
+                    "a button's URL is not an http(s) URL of at most {} bytes once rendered",
+                    message::MAX_URL_BYTES
+                ),
+            });
+        }
+        buttons.push(RenderedButton { text, url });
+    }
+    Ok(Rendered {
+        text,
+        markup,
+        buttons,
+        telegram: message.telegram.clone(),
+    })
+}
+
+fn failed(message: String) -> DeliveryResult {
+    DeliveryResult::Permanent {
         reason: "template".into(),
         message,
-    };
-    let compiled = compiled(template).map_err(failed)?;
-    if compiled.too_slow.load(Ordering::Relaxed) {
+    }
+}
+
+/// Every compiled part rendered with `context`, on one blocking thread within
+/// [`RENDER_FOR`]; a part that ran past it marks its template too slow.
+async fn render_all(
+    parts: Vec<Arc<Compiled>>,
+    context: serde_json::Value,
+) -> Result<Vec<String>, DeliveryResult> {
+    if parts.iter().any(|c| c.too_slow.load(Ordering::Relaxed)) {
         return Err(failed(format!(
             "the template took longer than {RENDER_FOR:?} to render for an earlier user; it \
              fails every user until the event's template changes"
         )));
     }
-    let context = context(event_name, user, data);
     let (started, running) = oneshot::channel();
     let rendering = {
-        let compiled = compiled.clone();
+        let parts = parts.clone();
         tokio::task::spawn_blocking(move || {
             let _ = started.send(());
-            compiled.render(context)
+            parts
+                .iter()
+                .map(|part| part.render(context.clone()))
+                .collect::<Result<Vec<_>, _>>()
         })
     };
     // The deadline counts from the rendering's start, not from its wait for a thread.
@@ -128,7 +250,9 @@ pub async fn for_user(
         Ok(Ok(rendered)) => rendered.map_err(failed),
         Ok(Err(_)) => Err(failed("the template's rendering failed".into())),
         Err(_) => {
-            compiled.too_slow.store(true, Ordering::Relaxed);
+            for part in &parts {
+                part.too_slow.store(true, Ordering::Relaxed);
+            }
             Err(failed(format!(
                 "the template took longer than {RENDER_FOR:?} to render"
             )))
@@ -186,14 +310,16 @@ impl Compiled {
 
 /// `source` compiled, from the process-wide cache: a broadcast compiles its template once,
 /// not once per user.
-fn compiled(source: &str) -> Result<Arc<Compiled>, String> {
-    static CACHE: Mutex<Option<HashMap<String, Arc<Compiled>>>> = Mutex::new(None);
+fn compiled(source: &str, escape: Escape) -> Result<Arc<Compiled>, String> {
+    type Cache = HashMap<(Escape, String), Arc<Compiled>>;
+    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let cache = cache.get_or_insert_with(HashMap::new);
-    if let Some(compiled) = cache.get(source) {
+    let key = (escape, source.to_string());
+    if let Some(compiled) = cache.get(&key) {
         return Ok(compiled.clone());
     }
-    let mut env = environment();
+    let mut env = environment(escape);
     env.add_template_owned("message", source.to_string())
         .map_err(|e| describe(&e))?;
     let compiled = Arc::new(Compiled {
@@ -203,7 +329,7 @@ fn compiled(source: &str) -> Result<Arc<Compiled>, String> {
     if cache.len() >= CACHED {
         cache.clear();
     }
-    cache.insert(source.to_string(), compiled.clone());
+    cache.insert(key, compiled.clone());
     Ok(compiled)
 }
 
@@ -223,6 +349,7 @@ fn describe(e: &minijinja::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::{Button, Text};
 
     fn user() -> UserState {
         UserState {
@@ -230,6 +357,7 @@ mod tests {
             platform_id: "42".into(),
             bm_id: "b1".into(),
             blocked: false,
+            migrated_chat_id: None,
         }
     }
 
@@ -257,8 +385,13 @@ mod tests {
     #[test]
     fn a_template_is_compiled_once_for_every_user() {
         let source = "Hello {{ user.bm_id }} (compiled once)";
-        let first = compiled(source).unwrap();
-        assert!(Arc::ptr_eq(&first, &compiled(source).unwrap()));
+        let first = compiled(source, Escape::Plain).unwrap();
+        assert!(Arc::ptr_eq(
+            &first,
+            &compiled(source, Escape::Plain).unwrap()
+        ));
+        let html = compiled(source, Escape::Markup(Markup::Html)).unwrap();
+        assert!(!Arc::ptr_eq(&first, &html), "one per escape");
         assert_eq!(
             render(source, "e", &user(), &Object::new()).unwrap(),
             "Hello b1 (compiled once)"
@@ -298,20 +431,24 @@ mod tests {
         // 0.4 s each in a release build).
         let slow = "{% set s = 'x' * 99999999 %}{% for i in range(10) %}{% set t = s ~ s %}{% endfor %}done";
         let (user, data) = (user(), Object::new());
-        let reason = |result: Result<String, DeliveryResult>| match result {
+        let reason = |result: Result<Rendered, DeliveryResult>| match result {
             Err(DeliveryResult::Permanent { reason, message }) => (reason, message),
             other => panic!("{other:?}"),
         };
-        let (why, message) = reason(for_user(slow, "n", &user, &data).await);
+        let slow = Message::text(slow);
+        let (why, message) = reason(for_user(&slow, "n", &user, &data).await);
         assert_eq!(why, "template");
         assert_eq!(message, "the template took longer than 1s to render");
-        let (why, message) = reason(for_user(slow, "n", &user, &data).await);
+        let (why, message) = reason(for_user(&slow, "n", &user, &data).await);
         assert_eq!(why, "template");
         assert!(message.contains("for an earlier user"), "{message}");
         // Other templates are not affected.
         let quick = "Hello {{ user.platform_id }}";
         assert_eq!(
-            for_user(quick, "n", &user, &data).await.unwrap(),
+            for_user(&Message::text(quick), "n", &user, &data)
+                .await
+                .unwrap()
+                .text,
             "Hello 42"
         );
     }
@@ -328,5 +465,134 @@ mod tests {
         let fits = "x".repeat(MAX_MESSAGE_BYTES / 4);
         let text = render(template, "e", &user(), &data(json!({ "big": fits }))).unwrap();
         assert_eq!(text.len(), MAX_MESSAGE_BYTES);
+    }
+
+    fn tg_user() -> UserState {
+        user()
+    }
+
+    async fn rendered(message: &Message, values: serde_json::Value) -> Rendered {
+        for_user(message, "e", &tg_user(), &data(values))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn values_in_a_marked_up_text_are_escaped_for_its_markup_and_the_template_is_not() {
+        let values = json!({"name": "<Tom & *Jerry*_>", "price": "1.5"});
+        let mut message =
+            Message::text("<b>Hi</b> {{ last_request.name }}, {{ last_request.price }}!");
+        message.markup = Some(Markup::Html);
+        let html = rendered(&message, values.clone()).await;
+        assert_eq!(html.text, "<b>Hi</b> &lt;Tom &amp; *Jerry*_&gt;, 1.5!");
+        assert_eq!(html.markup, Some(Markup::Html));
+        message.template = "*Hi* {{ last_request.name }}, {{ last_request.price }}\\!".into();
+        message.markup = Some(Markup::MarkdownV2);
+        let markdown = rendered(&message, values.clone()).await;
+        assert_eq!(markdown.text, r"*Hi* <Tom & \*Jerry\*\_\>, 1\.5\!");
+        message.markup = None;
+        message.template = "{{ last_request.name }}".into();
+        assert_eq!(rendered(&message, values).await.text, "<Tom & *Jerry*_>");
+    }
+
+    #[tokio::test]
+    async fn buttons_render_with_their_values_percent_encoded_and_overrides_by_platform() {
+        let mut message = Message::text("Order {{ last_request.order }}");
+        message.buttons.push(crate::message::Button {
+            text: "Track {{ last_request.order }}".into(),
+            url: "https://shop.example/o/{{ last_request.order }}?u={{ user.bm_id }}".into(),
+        });
+        message.platforms.insert(
+            "tg".into(),
+            crate::message::Text {
+                template: "<i>{{ last_request.order }}</i>".into(),
+                markup: Some(Markup::Html),
+            },
+        );
+        let out = rendered(&message, json!({"order": "A/7 &x"})).await;
+        assert_eq!(out.text, "<i>A/7 &amp;x</i>", "the tg override, escaped");
+        assert_eq!(
+            out.buttons,
+            vec![RenderedButton {
+                text: "Track A/7 &x".into(),
+                url: "https://shop.example/o/A%2F7%20%26x?u=b1".into(),
+            }]
+        );
+        let mut vk = tg_user();
+        vk.platform = "vk".into();
+        let plain = for_user(&message, "e", &vk, &data(json!({"order": "7"})))
+            .await
+            .unwrap();
+        assert_eq!((plain.text.as_str(), plain.markup), ("Order 7", None));
+        // A URL that no longer parses once rendered fails the user, before any call.
+        message.buttons[0].url = "https://{{ last_request.order }}".into();
+        let refused = for_user(&message, "e", &vk, &data(json!({"order": ""}))).await;
+        assert!(
+            matches!(&refused, Err(DeliveryResult::Permanent { reason, .. }) if reason == "rejected"),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_message_is_checked_part_by_part() {
+        let mut message = Message::text("Hi {{ last_request.name }}");
+        assert!(check_message(&message).is_ok());
+        message.buttons.push(Button {
+            text: "Track".into(),
+            url: "{{ last_request.url }}".into(),
+        });
+        let why = check_message(&message).unwrap_err();
+        assert!(
+            why.starts_with("buttons[0].url: must begin with http"),
+            "{why}"
+        );
+        message.buttons[0].url = "https://shop.example/o/{{ last_request.order }}".into();
+        assert!(check_message(&message).is_ok());
+        message.buttons[0].text = "{{ unclosed".into();
+        assert!(check_message(&message)
+            .unwrap_err()
+            .starts_with("buttons[0].text:"));
+        message.buttons[0].text = "Track".into();
+        message.platforms.insert(
+            "vk".into(),
+            Text {
+                template: "{% if %}".into(),
+                markup: None,
+            },
+        );
+        assert!(check_message(&message)
+            .unwrap_err()
+            .starts_with("platforms.vk.template:"));
+        message.platforms.clear();
+        message.platforms.insert(
+            "any".into(),
+            Text {
+                template: "x".into(),
+                markup: None,
+            },
+        );
+        assert!(check_message(&message)
+            .unwrap_err()
+            .starts_with("platforms.any:"));
+        assert_eq!(
+            Message::text("a").text_for("vk"),
+            ("a", None),
+            "no override: the message's own text"
+        );
+    }
+
+    #[test]
+    fn a_message_stored_before_the_model_reads_as_plain_text() {
+        let old: crate::domain::Action =
+            serde_json::from_str(r#"{"type":"message","template":"Hi"}"#).unwrap();
+        assert_eq!(old, crate::domain::Action::Message(Message::text("Hi")));
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"type":"message","template":"Hi"}"#
+        );
+        let unknown = serde_json::from_str::<crate::domain::Action>(
+            r#"{"type":"message","template":"Hi","colour":"red"}"#,
+        );
+        assert!(unknown.is_err(), "unknown fields are refused");
     }
 }

@@ -191,6 +191,47 @@ impl Aws {
         }
     }
 
+    /// Set `attribute` on each existing user of `bot_id` given as (bm_id, value); users
+    /// that no longer exist are left out (never created).
+    async fn set_on_existing(
+        &self,
+        bot_id: &BotId,
+        attribute: &str,
+        sets: Vec<(String, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let bot_id = bot_id.as_str();
+        stream::iter(sets)
+            .map(|(bm_id, value)| async move {
+                let result = self
+                    .dynamodb
+                    .update_item()
+                    .table_name(&self.settings.users_table)
+                    .key("pk", s(Self::user_pk(bot_id, &bm_id)))
+                    .update_expression("SET #attribute = :value")
+                    .condition_expression("attribute_exists(pk)")
+                    .expression_attribute_names("#attribute", attribute)
+                    .expression_attribute_values(":value", value)
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e)
+                        if matches!(
+                            e.as_service_error(),
+                            Some(UpdateItemError::ConditionalCheckFailedException(_))
+                        ) =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(store_error(e)),
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
     /// The item of a user whose update was refused: as DynamoDB answered it, else read.
     async fn refused_item(
         &self,
@@ -227,6 +268,12 @@ fn state_of(item: &Item) -> UserState {
         platform_id: get_s(item, "platform_id").to_string(),
         bm_id: get_s(item, "bm_id").to_string(),
         blocked: item.contains_key("blocked_at"),
+        // Not in the everyone indexes' projections: a page's user has none, and a message
+        // to a moved group is re-addressed by Telegram's answer again.
+        migrated_chat_id: item
+            .get(herald_core::domain::MIGRATED_CHAT_ID)
+            .and_then(|v| v.as_s().ok())
+            .cloned(),
     }
 }
 
@@ -295,40 +342,25 @@ impl UserStore for Aws {
     }
 
     async fn mark_blocked(&self, bot_id: &BotId, bm_ids: &[String]) -> Result<(), StoreError> {
-        let bot_id = bot_id.as_str();
         let now = AttributeValue::N(herald_core::domain::now_ms().to_string());
-        stream::iter(bm_ids.iter().cloned())
-            .map(|bm_id: String| {
-                let now = now.clone();
-                async move {
-                    let result = self
-                        .dynamodb
-                        .update_item()
-                        .table_name(&self.settings.users_table)
-                        .key("pk", s(Self::user_pk(bot_id, &bm_id)))
-                        .update_expression("SET blocked_at = :now")
-                        .condition_expression("attribute_exists(pk)")
-                        .expression_attribute_values(":now", now)
-                        .send()
-                        .await;
-                    match result {
-                        Ok(_) => Ok(()),
-                        Err(e)
-                            if matches!(
-                                e.as_service_error(),
-                                Some(UpdateItemError::ConditionalCheckFailedException(_))
-                            ) =>
-                        {
-                            Ok(())
-                        }
-                        Err(e) => Err(store_error(e)),
-                    }
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(())
+        let sets = bm_ids
+            .iter()
+            .map(|bm_id| (bm_id.clone(), now.clone()))
+            .collect();
+        self.set_on_existing(bot_id, "blocked_at", sets).await
+    }
+
+    async fn remember_migrated_chats(
+        &self,
+        bot_id: &BotId,
+        moved: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let sets = moved
+            .iter()
+            .map(|(bm_id, chat)| (bm_id.clone(), s(chat)))
+            .collect();
+        self.set_on_existing(bot_id, herald_core::domain::MIGRATED_CHAT_ID, sets)
+            .await
     }
 
     async fn count(&self, bot_id: &BotId, platform: &PlatformFilter) -> Result<u64, StoreError> {

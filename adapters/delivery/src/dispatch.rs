@@ -1,8 +1,10 @@
 //! The [`Deliverer`] both runtimes wire: route each action to a channel of the bot's.
 //!
 //! - `message`: the first registered channel that carries messages, reaches the user's
-//!   platform and has every field of its connection set on the bot. The template is
-//!   rendered for the user first (a missing value fails that user with reason `template`).
+//!   platform and has every field of its connection set on the bot. The message is
+//!   rendered for the user first (a missing value fails that user with reason `template`)
+//!   and fitted to the channel: markup it does not render becomes plain text, and a message
+//!   over its limits fails (`too_long`, `rejected`) before any call.
 //! - `screen`: the channel that carries screens (the bot engine's signed webhook), once the
 //!   bot's connection to it is complete — a URL without its signing secret is never used:
 //!   webhooks are never sent unsigned.
@@ -18,6 +20,7 @@ use async_trait::async_trait;
 use herald_core::channels::{display_name, Serves};
 use herald_core::domain::{Action, Bot, DeliveryResult, RequestRecord, UserState};
 use herald_core::log_deliverer::LogDeliverer;
+use herald_core::message::Message;
 use herald_core::ports::{Deliverer, Delivery, EventDirectory};
 use herald_core::template;
 use std::collections::HashMap;
@@ -132,23 +135,38 @@ impl Dispatcher {
         })
     }
 
-    async fn message(&self, bot: &Bot, delivery: &Delivery<'_>, template: &str) -> DeliveryResult {
+    async fn message(
+        &self,
+        bot: &Bot,
+        delivery: &Delivery<'_>,
+        message: &Message,
+    ) -> DeliveryResult {
         let channel = match self.route(bot, Serves::Messages, &delivery.user.platform) {
             Ok(channel) => channel,
             Err(why) => return no_connection(why),
         };
-        let text = match template::for_user(
-            template,
+        let rendered = match template::for_user(
+            message,
             &delivery.request.event_name,
             delivery.user,
             delivery.data,
         )
         .await
         {
-            Ok(text) => text,
+            Ok(rendered) => rendered,
             Err(failure) => return failure,
         };
-        channel.send(bot, delivery, Content::Text(&text)).await
+        let fitted = match channel.spec().limits.map(|limits| rendered.fit(&limits)) {
+            Some(Ok(fitted)) => fitted,
+            Some(Err(refusal)) => {
+                return DeliveryResult::Permanent {
+                    reason: refusal.reason.into(),
+                    message: refusal.message,
+                }
+            }
+            None => return channels::misrouted(channel.spec()),
+        };
+        channel.send(bot, delivery, Content::Message(&fitted)).await
     }
 
     async fn screen(&self, bot: &Bot, delivery: &Delivery<'_>, screen_id: &str) -> DeliveryResult {
@@ -187,7 +205,7 @@ impl Deliverer for Dispatcher {
             return LogDeliverer::default().deliver(delivery).await;
         }
         match &delivery.request.action {
-            Action::Message { template } => self.message(&bot, delivery, template).await,
+            Action::Message(message) => self.message(&bot, delivery, message).await,
             Action::Screen { screen_id } => self.screen(&bot, delivery, screen_id).await,
         }
     }
@@ -195,7 +213,7 @@ impl Deliverer for Dispatcher {
     /// A message routed to a channel with a pace (a bot whose connections cannot be read
     /// now is taken as not paced: its delivery is retried before any turn).
     async fn paces(&self, request: &RequestRecord, user: &UserState) -> bool {
-        if !matches!(request.action, Action::Message { .. }) {
+        if !matches!(request.action, Action::Message(_)) {
             return false;
         }
         let Ok(bot) = self.bot(&request.bot_id).await else {

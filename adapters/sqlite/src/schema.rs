@@ -225,6 +225,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (bot_id, request_id)
     ) WITHOUT ROWID;
     "#,
+    // 10: where a Telegram group a user stands for moved when it became a supergroup
+    // (Herald's own; platform_id stays the engine's).
+    r#"
+    ALTER TABLE users ADD COLUMN migrated_chat_id TEXT;
+    "#,
 ];
 
 /// Bring `conn`'s schema up to date.

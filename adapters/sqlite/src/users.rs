@@ -75,7 +75,8 @@ impl Sqlite {
                 "SELECT platform, platform_id, bm_id, attributes,
                         coalesce(last_request, (SELECT data FROM request_data
                                                 WHERE request_id = users.last_request_id)),
-                        last_request_at, last_request_id, last_event_id, blocked_at
+                        last_request_at, last_request_id, last_event_id, blocked_at,
+                        migrated_chat_id
                  FROM users WHERE bot_id = ?1 AND {filter}"
             ))?
             .query_row(params![bot_id, a, b], |row| {
@@ -93,6 +94,7 @@ impl Sqlite {
                     "last_request_id": row.get::<_, Option<String>>(6)?,
                     "last_event_id": row.get::<_, Option<String>>(7)?,
                     "blocked": row.get::<_, Option<i64>>(8)?.is_some(),
+                    "migrated_chat_id": row.get::<_, Option<String>>(9)?,
                 });
                 Ok(match document {
                     serde_json::Value::Object(object) => object,
@@ -155,11 +157,11 @@ impl UserStore for Sqlite {
         let users = users.to_vec();
         self.read(move |conn| {
             let mut by_platform = conn.prepare_cached(
-                "SELECT bm_id, blocked_at IS NOT NULL FROM users
+                "SELECT bm_id, blocked_at IS NOT NULL, migrated_chat_id FROM users
                  WHERE bot_id = ?1 AND platform = ?2 AND platform_id = ?3",
             )?;
             let mut by_bm = conn.prepare_cached(
-                "SELECT platform, platform_id, blocked_at IS NOT NULL FROM users
+                "SELECT platform, platform_id, blocked_at IS NOT NULL, migrated_chat_id FROM users
                  WHERE bot_id = ?1 AND bm_id = ?2",
             )?;
             users
@@ -167,28 +169,32 @@ impl UserStore for Sqlite {
                 .map(|user| match user {
                     UserRef::Platform { platform, id } => by_platform
                         .query_row(params![bot_id, platform, id], |r| {
-                            Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+                            Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get(2)?))
                         })
                         .optional()
                         .map(|found| {
-                            found.map(|(bm_id, blocked)| UserState {
+                            found.map(|(bm_id, blocked, migrated_chat_id)| UserState {
                                 platform,
                                 platform_id: id,
                                 bm_id,
                                 blocked,
+                                migrated_chat_id,
                             })
                         }),
                     UserRef::Bm { id } => by_bm
                         .query_row(params![bot_id, id], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                         })
                         .optional()
                         .map(|found| {
-                            found.map(|(platform, platform_id, blocked)| UserState {
-                                platform,
-                                platform_id,
-                                bm_id: id,
-                                blocked,
+                            found.map(|(platform, platform_id, blocked, migrated_chat_id)| {
+                                UserState {
+                                    platform,
+                                    platform_id,
+                                    bm_id: id,
+                                    blocked,
+                                    migrated_chat_id,
+                                }
                             })
                         }),
                 })
@@ -270,6 +276,27 @@ impl UserStore for Sqlite {
         .await
     }
 
+    async fn remember_migrated_chats(
+        &self,
+        bot_id: &BotId,
+        moved: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let (bot_id, moved) = (bot_id.to_string(), moved.to_vec());
+        self.transaction(move |tx| {
+            let mut remember = tx.prepare_cached(
+                "UPDATE users SET migrated_chat_id = ?3 WHERE bot_id = ?1 AND bm_id = ?2",
+            )?;
+            for (bm_id, chat) in &moved {
+                remember.execute(params![bot_id, bm_id, chat])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn count(&self, bot_id: &BotId, platform: &PlatformFilter) -> Result<u64, StoreError> {
         let bot_id = bot_id.as_str();
         let bot_id = bot_id.to_string();
@@ -311,19 +338,20 @@ impl UserStore for Sqlite {
                     platform_id: r.get(1)?,
                     bm_id: r.get(2)?,
                     blocked: r.get(3)?,
+                    migrated_chat_id: r.get(4)?,
                 })
             };
             let rows: Vec<UserState> = match &platform {
                 PlatformFilter::Any => conn
                     .prepare_cached(
-                        "SELECT platform, platform_id, bm_id, blocked_at IS NOT NULL FROM users
+                        "SELECT platform, platform_id, bm_id, blocked_at IS NOT NULL, migrated_chat_id FROM users
                          WHERE bot_id = ?1 AND shard = ?2 AND bm_id > ?3 ORDER BY bm_id LIMIT ?4",
                     )?
                     .query_map(params![bot_id, shard, after, limit as i64], map)?
                     .collect::<rusqlite::Result<_>>()?,
                 PlatformFilter::Only(p) => conn
                     .prepare_cached(
-                        "SELECT platform, platform_id, bm_id, blocked_at IS NOT NULL FROM users
+                        "SELECT platform, platform_id, bm_id, blocked_at IS NOT NULL, migrated_chat_id FROM users
                          WHERE bot_id = ?1 AND platform = ?2 AND shard = ?3 AND bm_id > ?4
                          ORDER BY bm_id LIMIT ?5",
                     )?

@@ -217,7 +217,10 @@ async fn a_broadcast_through_two_worker_instances_stays_under_the_rate_limit() {
     let stack = Stack::with_delivery(delivery, 2).await;
     let template = "Order {{ last_request.order }} for {{ user.platform_id }}".to_string();
     stack
-        .event_with("shop", herald_core::domain::Action::Message { template })
+        .event_with(
+            "shop",
+            herald_core::domain::Action::Message(herald_core::message::Message::text(template)),
+        )
         .await;
     stack.telegram_bot("shop").await;
     stack
@@ -386,7 +389,10 @@ async fn a_job_out_of_time_hands_its_users_on_through_the_queue() {
     stack.instances = vec![stack.app.clone()];
     let template = "Hello {{ user.platform_id }}".to_string();
     stack
-        .event_with("shop", herald_core::domain::Action::Message { template })
+        .event_with(
+            "shop",
+            herald_core::domain::Action::Message(herald_core::message::Message::text(template)),
+        )
         .await;
     stack.telegram_bot("shop").await;
     let ids: Vec<String> = (0..8).map(|i| (700 + i).to_string()).collect();

@@ -50,6 +50,14 @@ pub trait UserStore: Send + Sync {
     /// Mark these users as having blocked the bot (a platform answered so).
     async fn mark_blocked(&self, bot_id: &BotId, bm_ids: &[String]) -> Result<(), StoreError>;
 
+    /// Remember where these users' chats moved, as (bm_id, new chat id): a Telegram group
+    /// that became a supergroup. Users that no longer exist are left out.
+    async fn remember_migrated_chats(
+        &self,
+        bot_id: &BotId,
+        moved: &[(String, String)],
+    ) -> Result<(), StoreError>;
+
     /// How many users `everyone` means right now.
     async fn count(&self, bot_id: &BotId, platform: &PlatformFilter) -> Result<u64, StoreError>;
 

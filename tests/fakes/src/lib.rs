@@ -38,6 +38,9 @@ pub struct TelegramScript {
     pub chat_gap: Duration,
     /// chat id → `retry_after` seconds of a 429 its first call gets.
     pub limited_once: HashMap<String, u64>,
+    /// chat id → the supergroup it became: messages to it are refused with 400 and
+    /// `parameters.migrate_to_chat_id`, as Telegram answers for an upgraded group.
+    pub migrated: HashMap<String, i64>,
     /// Messages per second per token for paid broadcasts (`allow_paid_broadcast: true`),
     /// counted apart from the free ones; 0: no limit.
     pub paid_limit_per_second: usize,
@@ -58,6 +61,8 @@ pub struct TelegramLog {
     pub limited: Vec<(String, Instant)>,
     /// Accepted messages that were paid broadcasts.
     pub paid: u32,
+    /// Every accepted `sendMessage` body, in arrival order.
+    pub bodies: Vec<Value>,
     sent: HashMap<String, VecDeque<Instant>>,
     last_to_chat: HashMap<String, Instant>,
 }
@@ -135,11 +140,28 @@ async fn telegram(State((script, log)): State<TelegramState>, uri: Uri, body: By
         )
             .into_response();
     }
+    if let Some(moved_to) = script.migrated.get(&chat) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"ok": false, "error_code": 400,
+            "description": "Bad Request: group chat was upgraded to a supergroup chat",
+            "parameters": {"migrate_to_chat_id": moved_to}})),
+        )
+            .into_response();
+    }
     if script.blocked.contains(&chat) {
         return (StatusCode::FORBIDDEN, Json(json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}))).into_response();
     }
     if script.missing.contains(&chat) {
         return (StatusCode::BAD_REQUEST, Json(json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}))).into_response();
+    }
+    if let Err(why) = check_markup(&message) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"ok": false, "error_code": 400,
+                        "description": format!("Bad Request: can't parse entities: {why}")})),
+        )
+            .into_response();
     }
     let calls = log.calls[&chat];
     if script.flaky.get(&chat).is_some_and(|fails| calls <= *fails) {
@@ -157,8 +179,140 @@ async fn telegram(State((script, log)): State<TelegramState>, uri: Uri, body: By
     log.accepted_at.push(now);
     log.last_to_chat.insert(chat.clone(), now);
     log.paid += u32::from(paid);
+    log.bodies.push(message);
     log.arrivals.push((chat, text, now));
     Json(json!({"ok": true, "result": {"message_id": calls}})).into_response()
+}
+
+/// Whether a message's text reads in its `parse_mode` as the Bot API reads it: HTML with
+/// only Telegram's tags, balanced, and every other `<`, `>`, `&` an entity; MarkdownV2
+/// with every reserved character escaped outside its marks, and the marks balanced.
+fn check_markup(message: &Value) -> Result<(), String> {
+    let text = message["text"].as_str().unwrap_or_default();
+    match message["parse_mode"].as_str() {
+        None => Ok(()),
+        Some("HTML") => check_html(text),
+        Some("MarkdownV2") => check_markdown_v2(text),
+        Some(other) => Err(format!("unsupported parse_mode {other}")),
+    }
+}
+
+const HTML_TAGS: [&str; 16] = [
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "span",
+    "tg-spoiler",
+    "a",
+    "code",
+    "pre",
+    "blockquote",
+    "tg-emoji",
+];
+
+fn check_html(text: &str) -> Result<(), String> {
+    let mut open: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(['<', '>', '&']) {
+        let (c, after) = (rest.as_bytes()[at], &rest[at + 1..]);
+        match c {
+            b'>' => return Err(format!("Unexpected end tag at byte offset {at}")),
+            b'&' => {
+                let end = after.find(';').ok_or("Unclosed entity")?;
+                let name = &after[..end];
+                let known = matches!(name, "lt" | "gt" | "amp" | "quot")
+                    || name
+                        .strip_prefix("#x")
+                        .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+                    || name
+                        .strip_prefix('#')
+                        .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()));
+                if !known {
+                    return Err(format!("Unsupported entity \"&{name};\""));
+                }
+                rest = &after[end + 1..];
+            }
+            _ => {
+                let end = after.find('>').ok_or("Unclosed start tag")?;
+                let tag = &after[..end];
+                let (closing, tag) = match tag.strip_prefix('/') {
+                    Some(name) => (true, name),
+                    None => (false, tag),
+                };
+                let name = tag.split_whitespace().next().unwrap_or_default();
+                if !HTML_TAGS.contains(&name) {
+                    return Err(format!("Unsupported start tag \"{name}\""));
+                }
+                if closing {
+                    if open.pop().as_deref() != Some(name) {
+                        return Err(format!("Unmatched end tag \"{name}\""));
+                    }
+                } else {
+                    open.push(name.to_string());
+                }
+                rest = &after[end + 1..];
+            }
+        }
+    }
+    match open.pop() {
+        Some(tag) => Err(format!(
+            "Can't find end tag corresponding to start tag \"{tag}\""
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_markdown_v2(text: &str) -> Result<(), String> {
+    let mut marks: Vec<char> = Vec::new();
+    let mut chars = text.chars().peekable();
+    let mut line_start = true;
+    let mut in_link_url = false;
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            chars.next();
+            line_start = false;
+            continue;
+        }
+        if in_link_url {
+            in_link_url = c != ')';
+            continue;
+        }
+        match c {
+            '*' | '_' | '~' | '`' => {
+                if marks.last() == Some(&c) {
+                    marks.pop();
+                } else {
+                    marks.push(c);
+                }
+            }
+            '[' => marks.push('['),
+            ']' if marks.last() == Some(&'[') && chars.peek() == Some(&'(') => {
+                marks.pop();
+                chars.next();
+                in_link_url = true;
+            }
+            '>' if line_start => {}
+            ']' | '(' | ')' | '>' | '#' | '+' | '-' | '=' | '|' | '{' | '}' | '.' | '!' => {
+                return Err(format!(
+                    "Character '{c}' is reserved and must be escaped with the preceding '\\'"
+                ))
+            }
+            _ => {}
+        }
+        line_start = c == '\n';
+    }
+    match marks.pop() {
+        Some(mark) => Err(format!(
+            "Can't find end of the entity starting with '{mark}'"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The `retry_after` of a 429 for this call, if it gets one: a chat's scripted first-call

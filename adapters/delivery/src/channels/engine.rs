@@ -56,6 +56,7 @@ pub const SPEC: ChannelSpec = ChannelSpec {
         },
     ],
     pace: None,
+    limits: None,
 };
 
 pub const TIMESTAMP_HEADER: &str = "x-herald-timestamp";

@@ -10,6 +10,7 @@ use crate::DeliveryConfig;
 use async_trait::async_trait;
 use herald_core::channels::{ChannelSpec, Channels};
 use herald_core::domain::{Bot, DeliveryResult};
+use herald_core::message::Rendered;
 use herald_core::pace::{Pace, PaceKey, Pacer, TurnRequest};
 use herald_core::ports::{Delivery, Readiness};
 use std::sync::Arc;
@@ -17,8 +18,10 @@ use std::sync::Arc;
 /// What a channel is asked to send.
 #[derive(Debug, Clone, Copy)]
 pub enum Content<'a> {
-    /// A `message` action's template, rendered for the user.
-    Text(&'a str),
+    /// A `message` action rendered for the user and fitted to the channel's limits
+    /// ([`herald_core::message::Rendered::fit`]): its text is in a markup the channel
+    /// renders, or plain.
+    Message(&'a Rendered),
     /// A `screen` action's screen id.
     Screen(&'a str),
 }
@@ -136,9 +139,7 @@ mod tests {
             event_id: "e".parse().unwrap(),
             event_name: "n".into(),
             bot_id: "b".parse().unwrap(),
-            action: Action::Message {
-                template: "hi".into(),
-            },
+            action: Action::Message(herald_core::message::Message::text("hi")),
             data: Default::default(),
             audience: Audience::Bm { count: 1 },
             lane: Default::default(),
@@ -153,6 +154,7 @@ mod tests {
             platform_id: "42".into(),
             bm_id: "u".into(),
             blocked: false,
+            migrated_chat_id: None,
         }
     }
 

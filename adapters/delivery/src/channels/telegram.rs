@@ -11,13 +11,25 @@
 //! the bot's whole schedule for `parameters.retry_after` and retries the user; 5xx, connection errors and timeouts retry with
 //! backoff; 403 "bot was blocked by the user", 400 "chat not found" and "user is
 //! deactivated" (400 or 403) are permanent (reasons `blocked`, `chat_not_found`, `deactivated`), as is
-//! any other 4xx (`rejected`). The token is part of the URL and never logged.
+//! any other 4xx (`rejected`). "bot can't initiate conversation with a user" (403) is
+//! `not_started`, "bot was kicked" (403) `kicked`, "can't parse entities" (400) `rejected`
+//! with Telegram's reason. The token is part of the URL and never logged.
+//!
+//! A group that became a supergroup (400 with `parameters.migrate_to_chat_id`) is sent the
+//! message at its new chat at once; the delivered outcome's detail names that chat
+//! ([`MIGRATED_CHAT_ID`]), which the processor remembers on the user, so later messages go
+//! there first ([`herald_core::domain::UserState::chat_id`]).
+//!
+//! A message's markup goes as `parse_mode` (`HTML`, `MarkdownV2`), its buttons as an
+//! inline keyboard of URL buttons (one per row), its link preview options as
+//! `link_preview_options`. `delivered` means the Bot API accepted the message (`ok: true`).
 
 use super::{Channel, Content};
 use crate::DeliveryConfig;
 use async_trait::async_trait;
 use herald_core::channels::{ChannelSpec, FieldKind, FieldSpec, PaceRule, Serves};
-use herald_core::domain::{Bot, DeliveryResult, BLOCKED};
+use herald_core::domain::{Bot, DeliveryResult, BLOCKED, MIGRATED_CHAT_ID};
+use herald_core::message::{Markup, MessageLimits, Rendered, MAX_BUTTONS, MAX_BUTTON_TEXT_CHARS};
 use herald_core::pace::{Pace, PaceKey, Pacer};
 use herald_core::ports::Delivery;
 use serde::Deserialize;
@@ -57,6 +69,14 @@ pub const SPEC: ChannelSpec = ChannelSpec {
         rate_field: "rate",
         boost: Some(("paid_broadcast", PAID_RATE)),
     }),
+    limits: Some(MessageLimits {
+        renders: &[Markup::Html, Markup::MarkdownV2],
+        // 1-4096 characters after entities parsing (the Bot API's sendMessage).
+        text_chars: 4096,
+        // Telegram takes up to 100 buttons; a message here carries at most MAX_BUTTONS.
+        buttons: MAX_BUTTONS,
+        button_text_chars: MAX_BUTTON_TEXT_CHARS,
+    }),
 };
 
 /// The most messages per second Telegram takes from one bot with paid broadcasts.
@@ -91,7 +111,12 @@ struct Answer {
 #[derive(Deserialize, Default)]
 struct Parameters {
     retry_after: Option<u64>,
+    migrate_to_chat_id: Option<i64>,
 }
+
+/// The reason of a 400 "group chat was upgraded to a supergroup chat" (when the message
+/// cannot be sent at the new chat either, the answer there is the user's outcome).
+const MIGRATED: &str = "migrated";
 
 #[async_trait]
 impl Channel for Telegram {
@@ -100,7 +125,8 @@ impl Channel for Telegram {
     }
 
     async fn send(&self, bot: &Bot, delivery: &Delivery<'_>, content: Content<'_>) -> DeliveryResult {
-        let (Some(token), Content::Text(text)) = (bot.connections.get(SPEC.name, "token"), content)
+        let (Some(token), Content::Message(message)) =
+            (bot.connections.get(SPEC.name, "token"), content)
         else {
             return super::misrouted(&SPEC);
         };
@@ -116,8 +142,18 @@ impl Channel for Telegram {
         if let Some(unsent) = super::take_turn(&self.pacer, &key, pace, delivery).await {
             return unsent;
         }
-        let chat = &delivery.user.platform_id;
-        let result = self.send_message(token, chat, text, paid).await;
+        let chat = delivery.user.chat_id();
+        let (mut result, moved_to) = self.send_message(token, chat, message, paid).await;
+        if let Some(moved_to) = moved_to {
+            // The group became a supergroup: send there, and say so for the processor to
+            // remember on the user.
+            result = match self.send_message(token, &moved_to, message, paid).await.0 {
+                DeliveryResult::Delivered { .. } => DeliveryResult::Delivered {
+                    detail: Some(json!({ MIGRATED_CHAT_ID: moved_to })),
+                },
+                other => other,
+            };
+        }
         if let DeliveryResult::Retry {
             reason,
             after: Some(wait),
@@ -151,21 +187,18 @@ impl Telegram {
             .unwrap_or(self.per_second)
     }
 
-    /// Send `text` to `chat_id` as the bot whose token is `token` (as a paid broadcast
-    /// when `paid`).
-    pub async fn send_message(
+    /// Send `message` to `chat_id` as the bot whose token is `token` (as a paid broadcast
+    /// when `paid`): the outcome, and the chat the group moved to if Telegram said so.
+    async fn send_message(
         &self,
         token: &str,
         chat_id: &str,
-        text: &str,
+        message: &Rendered,
         paid: bool,
-    ) -> DeliveryResult {
+    ) -> (DeliveryResult, Option<String>) {
         let url = format!("{}/bot{token}/sendMessage", self.api);
-        let mut message = json!({"chat_id": chat_id, "text": text});
-        if paid {
-            message["allow_paid_broadcast"] = true.into();
-        }
-        let response = match self.http.post(url).json(&message).send().await
+        let body = message_body(chat_id, message, paid);
+        let response = match self.http.post(url).json(&body).send().await
         {
             Ok(response) => response,
             Err(e) => {
@@ -175,14 +208,45 @@ impl Telegram {
                     "unreachable"
                 };
                 // Without the URL: it holds the token.
-                return retry(what, format!("Telegram {what}: {}", e.without_url()), None);
+                let failed = retry(what, format!("Telegram {what}: {}", e.without_url()), None);
+                return (failed, None);
             }
         };
         let status = response.status().as_u16();
         let header_wait = crate::retry_after(response.headers());
         let body = response.bytes().await.unwrap_or_default();
-        classify_answer(status, &body, header_wait)
+        let answer: Answer = serde_json::from_slice(&body).unwrap_or_default();
+        let moved_to = answer
+            .parameters
+            .as_ref()
+            .and_then(|p| p.migrate_to_chat_id)
+            .map(|chat| chat.to_string());
+        (classify(status, answer, header_wait), moved_to)
     }
+}
+
+/// The `sendMessage` body of `message` to `chat_id`: its `parse_mode`, its buttons as an
+/// inline keyboard of one button per row, its link preview options.
+pub fn message_body(chat_id: &str, message: &Rendered, paid: bool) -> serde_json::Value {
+    let mut body = json!({"chat_id": chat_id, "text": message.text});
+    if let Some(markup) = message.markup {
+        body["parse_mode"] = markup.parse_mode().into();
+    }
+    if !message.buttons.is_empty() {
+        let rows: Vec<_> = message
+            .buttons
+            .iter()
+            .map(|b| json!([{"text": b.text, "url": b.url}]))
+            .collect();
+        body["reply_markup"] = json!({ "inline_keyboard": rows });
+    }
+    if let Some(preview) = message.telegram.as_ref().and_then(|t| t.link_preview.as_ref()) {
+        body["link_preview_options"] = json!(preview);
+    }
+    if paid {
+        body["allow_paid_broadcast"] = true.into();
+    }
+    body
 }
 
 /// What an answer of the Bot API means for the delivery: its status, its JSON body
@@ -194,6 +258,12 @@ pub fn classify_answer(status: u16, body: &[u8], header_wait: Option<Duration>) 
 
 fn classify(status: u16, answer: Answer, header_wait: Option<Duration>) -> DeliveryResult {
     let description = answer.description.to_lowercase();
+    if let Some(moved_to) = answer.parameters.as_ref().and_then(|p| p.migrate_to_chat_id) {
+        return permanent(
+            MIGRATED,
+            format!("Telegram: {}; moved to {moved_to}", answer.description),
+        );
+    }
     match status {
         200..=299 if answer.ok => DeliveryResult::Delivered { detail: None },
         429 => {
@@ -212,6 +282,14 @@ fn classify(status: u16, answer: Answer, header_wait: Option<Duration>) -> Deliv
         400 | 403 if description.contains("deactivated") => {
             permanent("deactivated", answer.description)
         }
+        403 if description.contains("can't initiate conversation") => {
+            permanent("not_started", answer.description)
+        }
+        403 if description.contains("kicked") => permanent("kicked", answer.description),
+        400 if description.contains("can't parse entities") => permanent(
+            "rejected",
+            format!("Telegram could not read the message's markup: {}", answer.description),
+        ),
         403 if description.contains("blocked") => permanent(BLOCKED, answer.description),
         400 if description.contains("chat not found") => {
             permanent("chat_not_found", answer.description)
@@ -253,6 +331,7 @@ mod tests {
             description: description.into(),
             parameters: retry_after.map(|r| Parameters {
                 retry_after: Some(r),
+                migrate_to_chat_id: None,
             }),
         }
     }
@@ -313,6 +392,32 @@ mod tests {
         assert_eq!(
             reason(&classify(401, answer(false, "Unauthorized", None), None)),
             ("permanent", "rejected")
+        );
+        let never_started = classify(
+            403,
+            answer(false, "Forbidden: bot can't initiate conversation with a user", None),
+            None,
+        );
+        assert_eq!(reason(&never_started), ("permanent", "not_started"));
+        let kicked = classify(
+            403,
+            answer(false, "Forbidden: bot was kicked from the supergroup chat", None),
+            None,
+        );
+        assert_eq!(reason(&kicked), ("permanent", "kicked"));
+        let markup = classify(
+            400,
+            answer(
+                false,
+                "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0",
+                None,
+            ),
+            None,
+        );
+        assert_eq!(reason(&markup), ("permanent", "rejected"));
+        assert!(
+            matches!(&markup, DeliveryResult::Permanent { message, .. } if message.contains("Unsupported start tag")),
+            "the reason is kept"
         );
     }
 }

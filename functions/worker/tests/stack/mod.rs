@@ -151,9 +151,9 @@ impl Stack {
         stack
             .event_with(
                 "demo",
-                herald_core::domain::Action::Message {
-                    template: "Hi {{ user.platform_id }}".into(),
-                },
+                herald_core::domain::Action::Message(herald_core::message::Message::text(
+                    "Hi {{ user.platform_id }}",
+                )),
             )
             .await;
         stack.telegram_bot("demo").await;
@@ -177,7 +177,10 @@ impl Stack {
         let stack = Stack::with_lanes(delivery, 2).await;
         let template = "Hello {{ user.platform_id }}".to_string();
         stack
-            .event_with(bot, herald_core::domain::Action::Message { template })
+            .event_with(
+                bot,
+                herald_core::domain::Action::Message(herald_core::message::Message::text(template)),
+            )
             .await;
         stack.telegram_bot(bot).await;
         stack
