@@ -112,7 +112,7 @@ impl Aws {
             .batch_get(
                 &self.settings.users_table,
                 keys,
-                "bm_id, platform, platform_id, blocked_at",
+                "bm_id, platform, platform_id, blocked_at, migrated_chat_id",
             )
             .await?;
         Ok(items
@@ -268,8 +268,9 @@ fn state_of(item: &Item) -> UserState {
         platform_id: get_s(item, "platform_id").to_string(),
         bm_id: get_s(item, "bm_id").to_string(),
         blocked: item.contains_key("blocked_at"),
-        // Not in the everyone indexes' projections: a page's user has none, and a message
-        // to a moved group is re-addressed by Telegram's answer again.
+        // Read with users named by state id; the platform-id and everyone indexes do not
+        // project it, so there a message to a moved group is re-addressed by Telegram's
+        // answer again (one more call).
         migrated_chat_id: item
             .get(herald_core::domain::MIGRATED_CHAT_ID)
             .and_then(|v| v.as_s().ok())
