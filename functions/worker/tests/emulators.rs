@@ -945,7 +945,10 @@ async fn a_moved_chat_is_remembered_on_its_user_item_and_read_back_and_no_user_i
         .await
         .unwrap();
     let by_state_id = found[0].clone().expect("the user");
-    assert_eq!(by_state_id.platform_id, "-123", "the engine's id is not rewritten");
+    assert_eq!(
+        by_state_id.platform_id, "-123",
+        "the engine's id is not rewritten"
+    );
     assert_eq!(by_state_id.migrated_chat_id.as_deref(), Some("-100123"));
     assert_eq!(by_state_id.chat_id(), "-100123");
     // By platform id the user is found through an index that does not project it
