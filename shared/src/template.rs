@@ -553,6 +553,16 @@ mod tests {
             .unwrap_err()
             .starts_with("buttons[0].text:"));
         message.buttons[0].text = "Track".into();
+        let eleventh = message.buttons[0].clone();
+        message
+            .buttons
+            .resize(crate::message::MAX_BUTTONS, eleventh.clone());
+        assert!(check_message(&message).is_ok(), "ten buttons");
+        message.buttons.push(eleventh);
+        assert!(check_message(&message)
+            .unwrap_err()
+            .starts_with("buttons: at most 10 buttons"));
+        message.buttons.truncate(1);
         message.platforms.insert(
             "vk".into(),
             Text {
